@@ -1,0 +1,139 @@
+//! Command-line arguments (clap structs, no IO), and the validated settings
+//! built from them and the environment.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "backupctl",
+    version,
+    about = "Plan-then-apply EC2 backups (AMIs and EBS snapshots) from TOML policies",
+    long_about = "backupctl reads backup policies (TOML files, one policy per file), observes \
+instances, volumes, AMIs and snapshots, and computes a plan: which backups to create because \
+one is due and which expired backups to delete. It changes nothing until `apply`.\n\n\
+It only ever deletes backups tagged with `backupctl:policy` naming a loaded policy, and never \
+the newest good backups of a source.",
+    after_help = "Examples:\n  backupctl validate\n  backupctl plan --state fixtures/demo/inventory.json --at 2026-11-22T06:00:00Z\n  backupctl plan --state inventory.json --format json --out plan.json"
+)]
+pub struct Cli {
+    /// Directory of policy files (*.toml, one policy each).
+    #[arg(
+        long,
+        global = true,
+        env = "BACKUPCTL_POLICIES",
+        default_value = "policies",
+        value_name = "DIR"
+    )]
+    pub policies: PathBuf,
+
+    /// Never colour the output (also: the NO_COLOR environment variable).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+
+    /// Print only results and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// More detail: the plan lists every kept backup and why it is kept.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check every policy file and report every error (exit 1 on any).
+    #[command(after_help = "Example:\n  backupctl --policies ./policies validate")]
+    Validate,
+    /// Show what would be created and deleted; changes nothing.
+    #[command(after_help = "Examples:\n  backupctl plan --state inventory.json\n  \
+backupctl plan --state inventory.json --at 2027-01-01   # what would be purged by then\n  \
+backupctl plan --state inventory.json --format json --out plan.json --detailed-exitcode")]
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Plan from a saved inventory (JSON) instead of observing AWS.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+
+    /// Plan as of this time (RFC 3339, or a date meaning midnight UTC).
+    /// Overrides BACKUPCTL_NOW.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// Also save the plan as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Exit 2 when the plan has changes (0 when it has none).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Parses `--at` / `BACKUPCTL_NOW`: RFC 3339, or a bare date (midnight UTC).
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    }
+    Err(format!(
+        "\"{text}\" is not a time; expected RFC 3339 like 2027-01-01T00:00:00Z, or a date like 2027-01-01"
+    ))
+}
+
+/// The clock for this run: `--at`, else `BACKUPCTL_NOW`, else the real time.
+pub fn resolve_now(at: Option<&str>, env_now: Option<&str>) -> Result<DateTime<Utc>, String> {
+    match (at, env_now) {
+        (Some(t), _) => parse_time(t).map_err(|e| format!("invalid --at: {e}")),
+        (None, Some(t)) if !t.is_empty() => {
+            parse_time(t).map_err(|e| format!("invalid BACKUPCTL_NOW: {e}"))
+        }
+        _ => Ok(Utc::now()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        let t = parse_time("2027-01-01").unwrap();
+        assert_eq!(t.to_rfc3339(), "2027-01-01T00:00:00+00:00");
+        let t = parse_time("2027-01-01T02:00:00+02:00").unwrap();
+        assert_eq!(t.to_rfc3339(), "2027-01-01T00:00:00+00:00");
+        assert!(parse_time("tomorrow").unwrap_err().contains("RFC 3339"));
+        let at = resolve_now(Some("2027-01-01"), Some("2020-01-01")).unwrap();
+        assert_eq!(at, parse_time("2027-01-01").unwrap());
+        let env = resolve_now(None, Some("2020-01-01")).unwrap();
+        assert_eq!(env, parse_time("2020-01-01").unwrap());
+        assert!(resolve_now(None, Some("x"))
+            .unwrap_err()
+            .contains("BACKUPCTL_NOW"));
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

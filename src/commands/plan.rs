@@ -1,0 +1,57 @@
+//! `backupctl plan`: load policies, read the inventory, plan, render.
+
+use super::Env;
+use crate::cli::{resolve_now, Cli, Format, PlanArgs};
+use crate::error::{Error, ExitCode};
+use crate::inventory::Inventory;
+use crate::output::Printer;
+use crate::plan::json::JsonPlan;
+use crate::plan::text::{self, TextOptions};
+use crate::planner;
+use crate::policy::load_dir;
+
+pub fn run(cli: &Cli, args: &PlanArgs, env: &Env, printer: &Printer) -> Result<ExitCode, Error> {
+    let now = resolve_now(args.at.as_deref(), env.now.as_deref()).map_err(Error::Usage)?;
+    let policies = load_dir(&cli.policies)?;
+    let Some(state) = &args.state else {
+        return Err(Error::Usage(
+            "this build cannot observe AWS yet; pass --state FILE to plan from a saved inventory (see the README's inventory format)".into(),
+        ));
+    };
+    let inventory = read_state(state)?;
+    let plan = planner::plan(&policies, &inventory, now);
+
+    let json = (args.format == Format::Json || args.out.is_some())
+        .then(|| JsonPlan::from_plan(&plan).to_string_pretty());
+    if let (Some(path), Some(json)) = (&args.out, &json) {
+        std::fs::write(path, json).map_err(|error| Error::Write {
+            path: path.clone(),
+            error,
+        })?;
+        printer.note(&format!("Saved the plan to {}.", path.display()));
+    }
+    match args.format {
+        Format::Json => printer.result(json.as_deref().unwrap_or_default()),
+        Format::Text => printer.result(&text::render(
+            &plan,
+            TextOptions {
+                color: printer.color,
+                verbose: cli.verbose > 0,
+            },
+        )),
+    }
+    Ok(if args.detailed_exitcode && plan.has_changes() {
+        ExitCode::Changes
+    } else {
+        ExitCode::Success
+    })
+}
+
+fn read_state(path: &std::path::Path) -> Result<Inventory, Error> {
+    let fail = |message: String| Error::State {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    Inventory::from_json(&text).map_err(|e| fail(e.0))
+}

@@ -1,0 +1,35 @@
+//! `backupctl validate`: load and check every policy, list what was found.
+
+use crate::cli::Cli;
+use crate::error::{Error, ExitCode};
+use crate::output::Printer;
+use crate::policy::load_dir;
+use std::fmt::Write;
+
+pub fn run(cli: &Cli, printer: &Printer) -> Result<ExitCode, Error> {
+    let set = load_dir(&cli.policies)?;
+    let mut s = String::new();
+    for p in &set.policies {
+        let state = if p.enabled { "enabled" } else { "disabled" };
+        let _ = writeln!(
+            s,
+            "{:<24} {:<8} {:<8} every {}, max_age {}, keep_last {}  ({})",
+            p.name,
+            p.backup.kind.as_str(),
+            state,
+            p.backup.every,
+            p.retention.max_age,
+            p.retention.keep_last,
+            p.file.display()
+        );
+    }
+    let enabled = set.enabled().count();
+    let _ = writeln!(
+        s,
+        "{} polic{} valid ({enabled} enabled).",
+        set.policies.len(),
+        if set.policies.len() == 1 { "y" } else { "ies" }
+    );
+    printer.result(&s);
+    Ok(ExitCode::Success)
+}

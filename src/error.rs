@@ -1,0 +1,68 @@
+//! Errors a user can cause or meet, and the exit code of each, decided here
+//! and nowhere else.
+
+use crate::policy::LoadError;
+use std::fmt;
+use std::path::PathBuf;
+
+/// Exit codes, as documented in the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Success (and, under `--detailed-exitcode`, no changes).
+    Success = 0,
+    /// Invalid input (policies, arguments, files); nothing was touched.
+    Invalid = 1,
+    /// The plan has changes (only under `--detailed-exitcode`).
+    Changes = 2,
+    /// An AWS or runtime failure.
+    Failure = 3,
+}
+
+#[derive(Debug)]
+pub enum Error {
+    /// Bad command-line arguments or environment.
+    Usage(String),
+    Policies(LoadError),
+    /// An inventory (state) file that cannot be used.
+    State {
+        path: PathBuf,
+        message: String,
+    },
+    /// Writing an output file failed.
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+impl Error {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::Usage(_) | Error::Policies(_) | Error::State { .. } => ExitCode::Invalid,
+            Error::Write { .. } => ExitCode::Failure,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(m) => f.write_str(m),
+            Error::Policies(e) => e.fmt(f),
+            Error::State { path, message } => {
+                write!(f, "cannot use state file {}: {message}", path.display())
+            }
+            Error::Write { path, error } => write!(
+                f,
+                "cannot write {}: {error}; check that the directory exists and is writable",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl From<LoadError> for Error {
+    fn from(e: LoadError) -> Self {
+        Error::Policies(e)
+    }
+}

@@ -1,0 +1,303 @@
+//! What was observed: instances, volumes, images and snapshots, by region.
+//!
+//! The inventory is the planner's only view of the world. It comes from AWS
+//! (through a provider) or from a JSON file (`plan --state`), and it is
+//! itself a documented, versioned file format, so an observation can be saved
+//! once and planned against many times (CI, audits, tests).
+
+use crate::policy::tags;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The version of the inventory file format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+pub type Tags = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inventory {
+    pub format_version: u32,
+    /// When the observation was made (informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_at: Option<DateTime<Utc>>,
+    /// The instance backupctl runs on, for `instance_ids = ["local"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_instance: Option<LocalInstance>,
+    /// Every observed region; for `regions = ["*"]` these are the regions.
+    pub regions: BTreeMap<String, RegionInventory>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalInstance {
+    pub region: String,
+    pub instance_id: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegionInventory {
+    pub instances: Vec<Instance>,
+    pub volumes: Vec<Volume>,
+    /// Images owned by the account.
+    pub images: Vec<Image>,
+    /// Snapshots owned by the account.
+    pub snapshots: Vec<Snapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Instance {
+    pub id: String,
+    pub state: InstanceState,
+    #[serde(default)]
+    pub tags: Tags,
+    #[serde(default)]
+    pub volumes: Vec<AttachedVolume>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachedVolume {
+    pub volume_id: String,
+    pub device: String,
+    /// The boot (root device) volume.
+    #[serde(default)]
+    pub root: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Volume {
+    pub id: String,
+    #[serde(default)]
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    pub id: String,
+    pub name: String,
+    pub state: ImageState,
+    /// EC2's CreationDate.
+    pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub tags: Tags,
+    /// Snapshots in the image's block device mappings.
+    #[serde(default)]
+    pub snapshot_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    pub id: String,
+    pub volume_id: String,
+    pub state: SnapshotState,
+    /// EC2's StartTime.
+    pub started_at: DateTime<Utc>,
+    #[serde(default)]
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceState {
+    Pending,
+    Running,
+    ShuttingDown,
+    Stopping,
+    Stopped,
+    Terminated,
+}
+
+impl InstanceState {
+    /// Terminated and shutting-down instances are never backed up again.
+    pub fn is_gone(self) -> bool {
+        matches!(
+            self,
+            InstanceState::ShuttingDown | InstanceState::Terminated
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageState {
+    Pending,
+    Available,
+    Invalid,
+    Deregistered,
+    Transient,
+    Failed,
+    Error,
+    Disabled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotState {
+    Pending,
+    Completed,
+    Error,
+    Recoverable,
+    Recovering,
+}
+
+/// The parts of an image or snapshot that ownership and retention look at.
+pub trait Backup {
+    fn id(&self) -> &str;
+    fn tags(&self) -> &Tags;
+    fn native_time(&self) -> DateTime<Utc>;
+    /// Usable for restore: counts for `keep_last` and "newer good backup".
+    fn is_good(&self) -> bool;
+    /// Still being made: makes a new backup not due, is never deleted.
+    fn is_pending(&self) -> bool;
+
+    fn policy(&self) -> Option<&str> {
+        self.tags().get(tags::POLICY).map(String::as_str)
+    }
+
+    fn source(&self) -> Option<&str> {
+        self.tags().get(tags::SOURCE).map(String::as_str)
+    }
+
+    /// The later of the native time and the `backupctl:created-at` tag, so a
+    /// wrong or forged tag can only make a backup look younger (kept longer),
+    /// never older.
+    fn effective_time(&self) -> DateTime<Utc> {
+        let native = self.native_time();
+        self.tags()
+            .get(tags::CREATED_AT)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .map_or(native, |tagged| tagged.max(native))
+    }
+}
+
+impl Backup for Image {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn tags(&self) -> &Tags {
+        &self.tags
+    }
+    fn native_time(&self) -> DateTime<Utc> {
+        self.created_at
+    }
+    fn is_good(&self) -> bool {
+        self.state == ImageState::Available
+    }
+    fn is_pending(&self) -> bool {
+        self.state == ImageState::Pending
+    }
+}
+
+impl Backup for Snapshot {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn tags(&self) -> &Tags {
+        &self.tags
+    }
+    fn native_time(&self) -> DateTime<Utc> {
+        self.started_at
+    }
+    fn is_good(&self) -> bool {
+        self.state == SnapshotState::Completed
+    }
+    fn is_pending(&self) -> bool {
+        self.state == SnapshotState::Pending
+    }
+}
+
+/// Why an inventory file could not be used.
+#[derive(Debug)]
+pub struct InventoryError(pub String);
+
+impl fmt::Display for InventoryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Inventory {
+    pub fn empty() -> Self {
+        Inventory {
+            format_version: FORMAT_VERSION,
+            observed_at: None,
+            local_instance: None,
+            regions: BTreeMap::new(),
+        }
+    }
+
+    /// Parses an inventory file, checking its version first so that a file
+    /// from a newer backupctl gets a version message, not a field error.
+    pub fn from_json(text: &str) -> Result<Self, InventoryError> {
+        #[derive(Deserialize)]
+        struct Version {
+            format_version: Option<serde_json::Value>,
+        }
+        let version: Version = serde_json::from_str(text).map_err(|e| {
+            InventoryError(format!(
+                "it is not a backupctl inventory (JSON error at line {}, column {}: {e}); create one with `backupctl state pull` or see the README's inventory format",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        match version.format_version {
+            Some(serde_json::Value::Number(n)) if n.as_u64() == Some(u64::from(FORMAT_VERSION)) => {}
+            Some(v) => {
+                return Err(InventoryError(format!(
+                    "it has format_version {v}, but this backupctl reads version {FORMAT_VERSION}; use a matching backupctl or pull the state again"
+                )))
+            }
+            None => {
+                return Err(InventoryError(
+                    "it has no format_version, so it is not a backupctl inventory; see the README's inventory format".into(),
+                ))
+            }
+        }
+        let mut inv: Inventory = serde_json::from_str(text).map_err(|e| {
+            InventoryError(format!(
+                "line {}, column {}: {e}; see the README's inventory format",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        inv.normalize();
+        Ok(inv)
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("inventory serialises");
+        text.push('\n');
+        text
+    }
+
+    /// Sorts every list by id so that equal observations compare, print and
+    /// fingerprint identically whatever order AWS returned them in.
+    pub fn normalize(&mut self) {
+        for region in self.regions.values_mut() {
+            region.instances.sort_by(|a, b| a.id.cmp(&b.id));
+            region.volumes.sort_by(|a, b| a.id.cmp(&b.id));
+            region.images.sort_by(|a, b| a.id.cmp(&b.id));
+            region.snapshots.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+    }
+
+    /// `sha256:<hex>` of the normalised observation, excluding when it was
+    /// made: two observations of the same state have the same fingerprint.
+    pub fn fingerprint(&self) -> String {
+        let mut copy = self.clone();
+        copy.observed_at = None;
+        copy.normalize();
+        let bytes = serde_json::to_vec(&copy).expect("inventory serialises");
+        format!("sha256:{:x}", Sha256::digest(bytes))
+    }
+}

@@ -1,0 +1,60 @@
+//! backupctl: declarative, plan-then-apply EC2 backups.
+//!
+//! The data flow, and the module that owns each step:
+//!
+//! ```text
+//! policies/*.toml --policy::load_dir--> PolicySet
+//! AWS --provider::Provider::observe--> Inventory   (or `plan --state FILE`)
+//! (PolicySet, Inventory, now) --planner::plan (pure)--> Plan
+//! Plan --plan::text / plan::json--> output      Plan --apply::apply--> ApplyReport
+//! ```
+//!
+//! Only loading, observing, applying and the CLI do IO. The planner (and
+//! `retention`, which it uses) is a pure function with the clock passed in.
+
+pub mod apply;
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod inventory;
+pub mod output;
+pub mod plan;
+pub mod planner;
+pub mod policy;
+pub mod provider;
+pub mod retention;
+
+use clap::Parser;
+use error::ExitCode;
+use std::ffi::OsString;
+
+/// Runs backupctl with `args` (including the program name) and returns the
+/// process exit code. Errors are printed here, once.
+pub fn run<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match cli::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::Invalid as i32
+            } else {
+                ExitCode::Success as i32
+            };
+        }
+    };
+    let env = commands::Env {
+        now: std::env::var("BACKUPCTL_NOW").ok(),
+        no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+    };
+    match commands::dispatch(cli, &env) {
+        Ok(code) => code as i32,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code() as i32
+        }
+    }
+}

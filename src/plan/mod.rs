@@ -1,0 +1,225 @@
+//! The plan: what backupctl would do, and why.
+//!
+//! [`Action`] is a closed set and is the only thing apply executes. Every
+//! change also carries a [`Reason`], which is for people: it explains the
+//! decision and must never be read by apply. Renderers (`text`, `json`) work
+//! from the plan alone, so a saved plan prints exactly like a fresh one.
+
+pub mod json;
+pub mod text;
+
+use crate::inventory::Tags;
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The clock the plan was computed for (`--at`, `BACKUPCTL_NOW` or now).
+    pub generated_at: DateTime<Utc>,
+    pub policies_digest: String,
+    pub inventory_fingerprint: String,
+    /// Sorted: by policy, region, creations before deletions, source, id.
+    pub changes: Vec<Change>,
+    /// Every managed backup that stays, with why.
+    pub kept: Vec<Kept>,
+    /// Deletions that retention wanted but that cannot happen now.
+    pub blocked: Vec<Blocked>,
+    /// Backups of policies that are no longer in the set; never deleted.
+    pub orphans: Vec<Orphan>,
+    /// Things an operator should look at that are not errors.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ResourceType {
+    Image,
+    Snapshot,
+}
+
+impl ResourceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceType::Image => "image",
+            ResourceType::Snapshot => "snapshot",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub policy: String,
+    pub region: String,
+    /// The instance the backup is taken from (or was, for deletions).
+    pub source: String,
+    pub action: Action,
+    /// For people only: apply never reads this.
+    pub reason: Reason,
+}
+
+/// What apply does. Nothing else is ever executed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// CreateImage, tagged (image and its snapshots) in the same call.
+    CreateImage {
+        instance_id: String,
+        name: String,
+        reboot: bool,
+        tags: Tags,
+    },
+    /// CreateSnapshots of one instance: one crash-consistent set.
+    CreateSnapshots {
+        instance_id: String,
+        /// The volumes the set will contain.
+        volume_ids: Vec<String>,
+        exclude_boot_volume: bool,
+        exclude_data_volume_ids: Vec<String>,
+        tags: Tags,
+    },
+    /// DeregisterImage and delete its snapshots.
+    DeregisterImage {
+        image_id: String,
+        snapshot_ids: Vec<String>,
+    },
+    DeleteSnapshot {
+        snapshot_id: String,
+    },
+}
+
+impl Action {
+    pub fn is_create(&self) -> bool {
+        matches!(
+            self,
+            Action::CreateImage { .. } | Action::CreateSnapshots { .. }
+        )
+    }
+
+    pub fn resource_type(&self) -> ResourceType {
+        match self {
+            Action::CreateImage { .. } | Action::DeregisterImage { .. } => ResourceType::Image,
+            Action::CreateSnapshots { .. } | Action::DeleteSnapshot { .. } => {
+                ResourceType::Snapshot
+            }
+        }
+    }
+
+    /// The existing resource a deletion removes.
+    pub fn target_id(&self) -> Option<&str> {
+        match self {
+            Action::DeregisterImage { image_id, .. } => Some(image_id),
+            Action::DeleteSnapshot { snapshot_id } => Some(snapshot_id),
+            _ => None,
+        }
+    }
+}
+
+impl Change {
+    /// A stable, unique name for the change: `policy/region/source/what`,
+    /// where `what` is `new-image`, `new-snapshots` or the id being deleted.
+    pub fn address(&self) -> String {
+        let what = match &self.action {
+            Action::CreateImage { .. } => "new-image",
+            Action::CreateSnapshots { .. } => "new-snapshots",
+            Action::DeregisterImage { image_id, .. } => image_id,
+            Action::DeleteSnapshot { snapshot_id } => snapshot_id,
+        };
+        format!("{}/{}/{}/{}", self.policy, self.region, self.source, what)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReasonCode {
+    /// No recent enough backup: a new one is due.
+    Due,
+    /// Older than `max_age`, and a newer good backup exists.
+    Expired,
+    /// Among the newest `keep_last` good backups.
+    KeepLast,
+    /// The newest good backup of its source (never deleted).
+    NewestGood,
+    /// Not good, but no newer good backup exists either.
+    NoNewerGood,
+    /// Still being made.
+    Pending,
+    /// Younger than `max_age` (or `max_age = "never"`).
+    NotExpired,
+    /// A snapshot that a registered image still uses.
+    InUse,
+}
+
+impl ReasonCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonCode::Due => "due",
+            ReasonCode::Expired => "expired",
+            ReasonCode::KeepLast => "keep_last",
+            ReasonCode::NewestGood => "newest_good",
+            ReasonCode::NoNewerGood => "no_newer_good",
+            ReasonCode::Pending => "pending",
+            ReasonCode::NotExpired => "not_expired",
+            ReasonCode::InUse => "in_use",
+        }
+    }
+}
+
+/// Explains a decision to a person. Never drives apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason {
+    pub code: ReasonCode,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kept {
+    pub policy: String,
+    pub region: String,
+    pub source: String,
+    pub resource_type: ResourceType,
+    pub id: String,
+    pub reason: Reason,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Blocked {
+    pub policy: String,
+    pub region: String,
+    pub source: String,
+    pub snapshot_id: String,
+    /// Registered images that use the snapshot.
+    pub image_ids: Vec<String>,
+    pub reason: Reason,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Orphan {
+    pub region: String,
+    pub resource_type: ResourceType,
+    pub id: String,
+    /// The policy named by its `backupctl:policy` tag.
+    pub policy: String,
+    pub source: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Counts for the summary line and the JSON summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Summary {
+    pub create: usize,
+    pub delete: usize,
+    pub blocked: usize,
+    pub orphans: usize,
+}
+
+impl Plan {
+    pub fn summary(&self) -> Summary {
+        let create = self.changes.iter().filter(|c| c.action.is_create()).count();
+        Summary {
+            create,
+            delete: self.changes.len() - create,
+            blocked: self.blocked.len(),
+            orphans: self.orphans.len(),
+        }
+    }
+
+    pub fn has_changes(&self) -> bool {
+        !self.changes.is_empty()
+    }
+}

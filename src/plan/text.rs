@@ -1,0 +1,201 @@
+//! The human plan, Terraform-like: grouped by policy and region, `+` for
+//! creations, `-` for deletions, then blocked deletions, orphans and warnings,
+//! ending with one summary line. Rendered from the plan alone, deterministic.
+
+use super::{Action, Change, Plan};
+use chrono::SecondsFormat;
+use std::fmt::Write;
+
+/// How to render: colour only on a terminal that wants it; `verbose` also
+/// lists every kept backup with why it is kept.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextOptions {
+    pub color: bool,
+    pub verbose: bool,
+}
+
+struct Paint(bool);
+
+impl Paint {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+    fn green(&self, t: &str) -> String {
+        self.paint("32", t)
+    }
+    fn red(&self, t: &str) -> String {
+        self.paint("31", t)
+    }
+    fn yellow(&self, t: &str) -> String {
+        self.paint("33", t)
+    }
+    fn bold(&self, t: &str) -> String {
+        self.paint("1", t)
+    }
+    fn dim(&self, t: &str) -> String {
+        self.paint("2", t)
+    }
+}
+
+pub fn render(plan: &Plan, opts: TextOptions) -> String {
+    let p = Paint(opts.color);
+    let mut s = String::new();
+    let at = plan.generated_at.to_rfc3339_opts(SecondsFormat::Secs, true);
+    if plan.has_changes() {
+        let _ = writeln!(
+            s,
+            "backupctl will perform the following actions (as of {at}):"
+        );
+    } else {
+        let _ = writeln!(s, "backupctl plan as of {at}:");
+    }
+
+    let mut group: Option<(&str, &str)> = None;
+    for c in &plan.changes {
+        if group != Some((&c.policy, &c.region)) {
+            group = Some((&c.policy, &c.region));
+            let _ = writeln!(s, "\n  {}", p.bold(&format!("{} / {}", c.policy, c.region)));
+        }
+        let (sign, line) = describe(c);
+        let sign = if c.action.is_create() {
+            p.green(sign)
+        } else {
+            p.red(sign)
+        };
+        let _ = writeln!(s, "    {sign} {line}");
+        let _ = writeln!(s, "        {}", p.dim(&c.reason.message));
+    }
+
+    if !plan.blocked.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n{}",
+            p.yellow("Blocked (retention would delete these, but they cannot be deleted now):")
+        );
+        for b in &plan.blocked {
+            let _ = writeln!(
+                s,
+                "  {} snapshot {} of {} ({} / {})\n        {}",
+                p.yellow("!"),
+                b.snapshot_id,
+                b.source,
+                b.policy,
+                b.region,
+                b.reason.message
+            );
+        }
+    }
+
+    if !plan.orphans.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n{}",
+            p.yellow("Orphans (their policy is not in the set; never deleted):")
+        );
+        for o in &plan.orphans {
+            let created = o.created_at.format("%Y-%m-%d");
+            let source = o.source.as_deref().unwrap_or("unknown source");
+            let _ = writeln!(
+                s,
+                "  ? {} {} in {}: policy \"{}\", source {source}, created {created}",
+                o.resource_type.as_str(),
+                o.id,
+                o.region,
+                o.policy
+            );
+        }
+    }
+
+    if opts.verbose && !plan.kept.is_empty() {
+        let _ = writeln!(s, "\nKept:");
+        let mut group: Option<(&str, &str)> = None;
+        for k in &plan.kept {
+            if group != Some((&k.policy, &k.region)) {
+                group = Some((&k.policy, &k.region));
+                let _ = writeln!(s, "  {} / {}", k.policy, k.region);
+            }
+            let _ = writeln!(
+                s,
+                "    = {} {} of {}: {}",
+                k.resource_type.as_str(),
+                k.id,
+                k.source,
+                k.reason.message
+            );
+        }
+    }
+
+    if !plan.warnings.is_empty() {
+        let _ = writeln!(s, "\n{}", p.yellow("Warnings:"));
+        for w in &plan.warnings {
+            let _ = writeln!(s, "  {} {w}", p.yellow("!"));
+        }
+    }
+
+    let summary = plan.summary();
+    let _ = writeln!(s);
+    if plan.has_changes() {
+        let _ = writeln!(
+            s,
+            "{}",
+            p.bold(&format!(
+                "Plan: {} to create, {} to delete.",
+                summary.create, summary.delete
+            ))
+        );
+    } else {
+        let _ = writeln!(s, "{}", p.bold("No changes."));
+    }
+    s
+}
+
+/// The sign and one-line description of a change.
+fn describe(c: &Change) -> (&'static str, String) {
+    match &c.action {
+        Action::CreateImage {
+            instance_id,
+            name,
+            reboot,
+            ..
+        } => {
+            let reboot = if *reboot { "with reboot" } else { "no reboot" };
+            (
+                "+",
+                format!("create image {name} of {instance_id} ({reboot})"),
+            )
+        }
+        Action::CreateSnapshots {
+            instance_id,
+            volume_ids,
+            ..
+        } => (
+            "+",
+            format!(
+                "create snapshots of {instance_id}: {}",
+                volume_ids.join(", ")
+            ),
+        ),
+        Action::DeregisterImage {
+            image_id,
+            snapshot_ids,
+        } => {
+            let snaps = if snapshot_ids.is_empty() {
+                String::new()
+            } else {
+                format!(" and delete its snapshots {}", snapshot_ids.join(", "))
+            };
+            (
+                "-",
+                format!("deregister image {image_id} of {}{snaps}", c.source),
+            )
+        }
+        Action::DeleteSnapshot { snapshot_id } => (
+            "-",
+            format!("delete snapshot {snapshot_id} of {}", c.source),
+        ),
+    }
+}

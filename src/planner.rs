@@ -1,0 +1,500 @@
+//! The planner: `(policies, inventory, now) -> Plan`.
+//!
+//! Pure and synchronous: no IO, no clock, no AWS types. Everything it needs is
+//! in its arguments, so `plan --at`, saved inventories and tests all exercise
+//! exactly the code that runs in production.
+//!
+//! Per region and enabled policy it selects instances and decides which
+//! backups are due; per (policy, source) it applies the retention rules (see
+//! `retention`) to backups that carry the policy's ownership tag. Images are
+//! grouped by their `backupctl:source` tag; snapshot backups by their native
+//! VolumeId, since a snapshot's volume is a fact EC2 records and cannot be
+//! mistagged.
+
+use crate::inventory::{Backup, Image, Instance, Inventory, RegionInventory, Snapshot, Tags};
+use crate::plan::{Action, Blocked, Change, Kept, Orphan, Plan, Reason, ReasonCode, ResourceType};
+use crate::policy::{human_age, tags, tags_match, InstanceRef, Kind, Policy, PolicySet, Reboot};
+use crate::retention::{self, Verdict};
+use chrono::{DateTime, SecondsFormat, Utc};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+/// Computes the plan. See the module docs for the rules.
+pub fn plan(policies: &PolicySet, inventory: &Inventory, now: DateTime<Utc>) -> Plan {
+    let mut out = Plan {
+        generated_at: now,
+        policies_digest: policies.digest.clone(),
+        inventory_fingerprint: inventory.fingerprint(),
+        changes: Vec::new(),
+        kept: Vec::new(),
+        blocked: Vec::new(),
+        orphans: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let mut selected_anywhere: BTreeSet<&str> = BTreeSet::new();
+    for (region, inv) in &inventory.regions {
+        let mut ctx = RegionPlan {
+            region,
+            inv,
+            now,
+            out: &mut out,
+            deregistered: HashSet::new(),
+            snapshot_deletions: Vec::new(),
+        };
+        for policy in policies.enabled() {
+            if policy.target.regions.includes(region) && ctx.creations(policy, inventory) > 0 {
+                selected_anywhere.insert(&policy.name);
+            }
+            ctx.retention(policy);
+        }
+        ctx.finish_snapshot_deletions();
+        ctx.orphans(policies);
+    }
+    warn_about_selection(policies, inventory, &selected_anywhere, &mut out.warnings);
+    out.changes
+        .sort_by(|a, b| change_key(a).cmp(&change_key(b)));
+    out.kept.sort_by(|a, b| {
+        (&a.policy, &a.region, &a.source, &a.id).cmp(&(&b.policy, &b.region, &b.source, &b.id))
+    });
+    out.blocked.sort_by(|a, b| {
+        (&a.policy, &a.region, &a.snapshot_id).cmp(&(&b.policy, &b.region, &b.snapshot_id))
+    });
+    out.orphans
+        .sort_by(|a, b| (&a.policy, &a.region, &a.id).cmp(&(&b.policy, &b.region, &b.id)));
+    out
+}
+
+fn change_key(c: &Change) -> (&str, &str, bool, &str, &str) {
+    (
+        &c.policy,
+        &c.region,
+        !c.action.is_create(),
+        &c.source,
+        c.action.target_id().unwrap_or(""),
+    )
+}
+
+/// Warnings for policies that would silently back up nothing.
+fn warn_about_selection(
+    policies: &PolicySet,
+    inventory: &Inventory,
+    selected_anywhere: &BTreeSet<&str>,
+    warnings: &mut Vec<String>,
+) {
+    for policy in policies.enabled() {
+        if let crate::policy::Regions::List(list) = &policy.target.regions {
+            for r in list.iter().filter(|r| !inventory.regions.contains_key(*r)) {
+                warnings.push(format!(
+                    "policy {} targets region {r}, which was not observed; nothing is planned there",
+                    policy.name
+                ));
+            }
+        }
+        if policy.target.uses_local() && inventory.local_instance.is_none() {
+            warnings.push(format!(
+                "policy {} selects the local instance, but the inventory does not say which instance that is",
+                policy.name
+            ));
+        }
+        if !selected_anywhere.contains(policy.name.as_str()) {
+            warnings.push(format!(
+                "policy {} selects no instance in any observed region: it backs up nothing",
+                policy.name
+            ));
+        }
+    }
+}
+
+/// Planning state for one region.
+struct RegionPlan<'a> {
+    region: &'a str,
+    inv: &'a RegionInventory,
+    now: DateTime<Utc>,
+    out: &'a mut Plan,
+    /// Images this plan deregisters (their snapshots are not blocked by them).
+    deregistered: HashSet<&'a str>,
+    /// Snapshot deletions retention wants, checked against images at the end.
+    snapshot_deletions: Vec<(&'a str, &'a Snapshot, Reason)>,
+}
+
+impl<'a> RegionPlan<'a> {
+    /// Plans the creations of `policy` in this region; returns how many
+    /// instances the policy selects here.
+    fn creations(&mut self, policy: &'a Policy, inventory: &Inventory) -> usize {
+        let selected: Vec<&Instance> = self
+            .inv
+            .instances
+            .iter()
+            .filter(|i| !i.state.is_gone() && self.selects(policy, i, inventory))
+            .collect();
+        let mut count = 0;
+        for instance in selected {
+            let change = match policy.backup.kind {
+                Kind::Ami => self.image_creation(policy, instance),
+                Kind::Snapshot => {
+                    let volumes = self.selected_volumes(policy, instance);
+                    if volumes.is_empty() {
+                        continue;
+                    }
+                    self.snapshot_creation(policy, instance, &volumes)
+                }
+            };
+            count += 1;
+            self.out.changes.extend(change);
+        }
+        count
+    }
+
+    fn selects(&self, policy: &Policy, instance: &Instance, inventory: &Inventory) -> bool {
+        let target = &policy.target;
+        let id_ok = target.instance_ids.as_ref().is_none_or(|ids| {
+            ids.iter().any(|r| match r {
+                InstanceRef::Id(id) => *id == instance.id,
+                InstanceRef::Local => inventory
+                    .local_instance
+                    .as_ref()
+                    .is_some_and(|l| l.region == self.region && l.instance_id == instance.id),
+            })
+        });
+        id_ok && tags_match(&target.instance_tags, &instance.tags)
+    }
+
+    fn image_creation(&self, policy: &Policy, instance: &Instance) -> Option<Change> {
+        let newest = self
+            .inv
+            .images
+            .iter()
+            .filter(|i| owned_by(*i, policy) && i.source() == Some(&instance.id))
+            .filter(|i| i.is_good() || i.is_pending())
+            .map(|i| i.effective_time())
+            .max();
+        let reason = self.due(policy, newest, None)?;
+        let name = self.unique_image_name(policy, &instance.id);
+        let reboot = match policy.backup.reboot {
+            Reboot::Never => false,
+            Reboot::Always => true,
+            Reboot::Tag => instance
+                .tags
+                .get(tags::REBOOT)
+                .is_some_and(|v| v.eq_ignore_ascii_case("yes") || v.eq_ignore_ascii_case("true")),
+        };
+        Some(Change {
+            policy: policy.name.clone(),
+            region: self.region.to_string(),
+            source: instance.id.clone(),
+            action: Action::CreateImage {
+                instance_id: instance.id.clone(),
+                tags: self.backup_tags(policy, &instance.id, &name),
+                name,
+                reboot,
+            },
+            reason,
+        })
+    }
+
+    /// The attached volumes a snapshot policy backs up on `instance`.
+    fn selected_volumes(&self, policy: &Policy, instance: &'a Instance) -> Vec<&'a str> {
+        let target = &policy.target;
+        instance
+            .volumes
+            .iter()
+            .filter(|v| !(v.root && target.exclude_boot_volume))
+            .filter(|v| {
+                target.volume_tags.is_empty()
+                    || self.inv.volumes.iter().any(|vol| {
+                        vol.id == v.volume_id && tags_match(&target.volume_tags, &vol.tags)
+                    })
+            })
+            .map(|v| v.volume_id.as_str())
+            .collect()
+    }
+
+    /// One CreateSnapshots per instance covering its due volumes; freshness
+    /// is per volume.
+    fn snapshot_creation(
+        &self,
+        policy: &'a Policy,
+        instance: &Instance,
+        selected: &[&str],
+    ) -> Option<Change> {
+        let mut due = Vec::new();
+        let mut reasons = Vec::new();
+        for volume in selected {
+            let newest = self
+                .snapshot_backups(policy)
+                .filter(|s| s.volume_id == *volume && (s.is_good() || s.is_pending()))
+                .map(|s| s.effective_time())
+                .max();
+            if let Some(reason) = self.due(policy, newest, Some(volume)) {
+                due.push(volume.to_string());
+                reasons.push(reason.message);
+            }
+        }
+        if due.is_empty() {
+            return None;
+        }
+        let exclude_boot_volume = instance
+            .volumes
+            .iter()
+            .any(|v| v.root && !due.contains(&v.volume_id));
+        let exclude_data_volume_ids = instance
+            .volumes
+            .iter()
+            .filter(|v| !v.root && !due.contains(&v.volume_id))
+            .map(|v| v.volume_id.clone())
+            .collect();
+        let name = backup_name(policy, &instance.id, self.now);
+        Some(Change {
+            policy: policy.name.clone(),
+            region: self.region.to_string(),
+            source: instance.id.clone(),
+            action: Action::CreateSnapshots {
+                instance_id: instance.id.clone(),
+                volume_ids: due,
+                exclude_boot_volume,
+                exclude_data_volume_ids,
+                tags: self.backup_tags(policy, &instance.id, &name),
+            },
+            reason: Reason {
+                code: ReasonCode::Due,
+                message: reasons.join("; "),
+            },
+        })
+    }
+
+    /// `Some(reason)` when a backup is due given the newest good-or-pending
+    /// backup's time.
+    fn due(
+        &self,
+        policy: &Policy,
+        newest: Option<DateTime<Utc>>,
+        volume: Option<&str>,
+    ) -> Option<Reason> {
+        let every = policy.backup.every;
+        let of = volume.map(|v| format!(" of {v}")).unwrap_or_default();
+        let message = match newest {
+            None => format!("due: no backup{of} yet"),
+            Some(t) if every.elapsed(t, self.now) => format!(
+                "due: newest backup{of} {} old, every {every}",
+                human_age(t, self.now)
+            ),
+            Some(_) => return None,
+        };
+        Some(Reason {
+            code: ReasonCode::Due,
+            message,
+        })
+    }
+
+    fn backup_tags(&self, policy: &Policy, source: &str, name: &str) -> Tags {
+        let mut t = policy.backup.tags.clone();
+        t.insert(tags::POLICY.into(), policy.name.clone());
+        t.insert(tags::SOURCE.into(), source.into());
+        t.insert(
+            tags::CREATED_AT.into(),
+            self.now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        );
+        t.insert(tags::NAME.into(), name.into());
+        t
+    }
+
+    /// AMI names are unique per region and account: add `-2`, `-3`… if an
+    /// image already has the default name (e.g. two runs in one minute).
+    fn unique_image_name(&self, policy: &Policy, source: &str) -> String {
+        let base = backup_name(policy, source, self.now);
+        let taken = |n: &str| self.inv.images.iter().any(|i| i.name == n);
+        if !taken(&base) {
+            return base;
+        }
+        (2..)
+            .map(|k| format!("{base}-{k}"))
+            .find(|n| !taken(n))
+            .expect("some suffix is free")
+    }
+
+    /// Snapshot backups of a policy: its snapshots that are not part of one
+    /// of its own images (an AMI's snapshots live and die with the AMI).
+    fn snapshot_backups(&self, policy: &'a Policy) -> impl Iterator<Item = &'a Snapshot> + 'a {
+        let inv = self.inv;
+        let in_own_image: HashSet<&str> = inv
+            .images
+            .iter()
+            .filter(|i| owned_by(*i, policy))
+            .flat_map(|i| i.snapshot_ids.iter().map(String::as_str))
+            .collect();
+        inv.snapshots
+            .iter()
+            .filter(move |s| owned_by(*s, policy) && !in_own_image.contains(s.id.as_str()))
+    }
+
+    /// Applies retention to every backup the policy owns in this region,
+    /// whether or not its source is still selected.
+    fn retention(&mut self, policy: &'a Policy) {
+        let mut images: BTreeMap<&str, Vec<&Image>> = BTreeMap::new();
+        for image in self.inv.images.iter().filter(|i| owned_by(*i, policy)) {
+            images
+                .entry(image.source().unwrap_or(""))
+                .or_default()
+                .push(image);
+        }
+        for (source, group) in images {
+            for (image, verdict) in retention::evaluate(&group, &policy.retention, self.now) {
+                match verdict {
+                    Verdict::Delete(reason) => {
+                        self.deregistered.insert(&image.id);
+                        self.out.changes.push(Change {
+                            policy: policy.name.clone(),
+                            region: self.region.to_string(),
+                            source: display_source(source),
+                            action: Action::DeregisterImage {
+                                image_id: image.id.clone(),
+                                snapshot_ids: image.snapshot_ids.clone(),
+                            },
+                            reason,
+                        });
+                    }
+                    Verdict::Keep(reason) => {
+                        self.keep(policy, source, ResourceType::Image, &image.id, reason)
+                    }
+                }
+            }
+        }
+        let mut volumes: BTreeMap<&str, Vec<&Snapshot>> = BTreeMap::new();
+        for snapshot in self.snapshot_backups(policy) {
+            volumes
+                .entry(&snapshot.volume_id)
+                .or_default()
+                .push(snapshot);
+        }
+        for group in volumes.into_values() {
+            for (snapshot, verdict) in retention::evaluate(&group, &policy.retention, self.now) {
+                let source = snapshot.source().unwrap_or("");
+                match verdict {
+                    Verdict::Delete(reason) => {
+                        self.snapshot_deletions
+                            .push((&policy.name, snapshot, reason))
+                    }
+                    Verdict::Keep(reason) => {
+                        self.keep(policy, source, ResourceType::Snapshot, &snapshot.id, reason)
+                    }
+                }
+            }
+        }
+    }
+
+    fn keep(&mut self, policy: &Policy, source: &str, rt: ResourceType, id: &str, reason: Reason) {
+        self.out.kept.push(Kept {
+            policy: policy.name.clone(),
+            region: self.region.to_string(),
+            source: display_source(source),
+            resource_type: rt,
+            id: id.to_string(),
+            reason,
+        });
+    }
+
+    /// A snapshot that a registered image still uses cannot be deleted (EC2
+    /// refuses); it is reported as blocked instead of failing at apply time.
+    fn finish_snapshot_deletions(&mut self) {
+        for (policy, snapshot, reason) in std::mem::take(&mut self.snapshot_deletions) {
+            let users: Vec<String> = self
+                .inv
+                .images
+                .iter()
+                .filter(|i| i.state != crate::inventory::ImageState::Deregistered)
+                .filter(|i| !self.deregistered.contains(i.id.as_str()))
+                .filter(|i| i.snapshot_ids.contains(&snapshot.id))
+                .map(|i| i.id.clone())
+                .collect();
+            let source = display_source(snapshot.source().unwrap_or(""));
+            if users.is_empty() {
+                self.out.changes.push(Change {
+                    policy: policy.to_string(),
+                    region: self.region.to_string(),
+                    source,
+                    action: Action::DeleteSnapshot {
+                        snapshot_id: snapshot.id.clone(),
+                    },
+                    reason,
+                });
+            } else {
+                let message = format!(
+                    "{}, but in use by {}; deregister that image to let it go",
+                    reason.message,
+                    users.join(", ")
+                );
+                self.out.blocked.push(Blocked {
+                    policy: policy.to_string(),
+                    region: self.region.to_string(),
+                    source,
+                    snapshot_id: snapshot.id.clone(),
+                    image_ids: users,
+                    reason: Reason {
+                        code: ReasonCode::InUse,
+                        message,
+                    },
+                });
+            }
+        }
+    }
+
+    /// Backups tagged with a policy that is not in the set: reported, never
+    /// deleted (the policy may have been removed by mistake).
+    fn orphans(&mut self, policies: &PolicySet) {
+        let orphan_policy = |tags: &Tags| {
+            tags.get(tags::POLICY)
+                .filter(|p| policies.get(p).is_none())
+                .cloned()
+        };
+        let mut in_orphan_image = HashSet::new();
+        for image in &self.inv.images {
+            if let Some(policy) = orphan_policy(&image.tags) {
+                in_orphan_image.extend(image.snapshot_ids.iter().map(String::as_str));
+                self.out
+                    .orphans
+                    .push(orphan(self.region, ResourceType::Image, image, policy));
+            }
+        }
+        for snapshot in &self.inv.snapshots {
+            if in_orphan_image.contains(snapshot.id.as_str()) {
+                continue;
+            }
+            if let Some(policy) = orphan_policy(&snapshot.tags) {
+                self.out.orphans.push(orphan(
+                    self.region,
+                    ResourceType::Snapshot,
+                    snapshot,
+                    policy,
+                ));
+            }
+        }
+    }
+}
+
+fn orphan<B: Backup>(region: &str, rt: ResourceType, b: &B, policy: String) -> Orphan {
+    Orphan {
+        region: region.to_string(),
+        resource_type: rt,
+        id: b.id().to_string(),
+        policy,
+        source: b.source().map(str::to_string),
+        created_at: b.effective_time(),
+    }
+}
+
+fn owned_by<B: Backup>(b: &B, policy: &Policy) -> bool {
+    b.policy() == Some(policy.name.as_str())
+}
+
+fn display_source(source: &str) -> String {
+    if source.is_empty() {
+        "unknown-source".to_string()
+    } else {
+        source.to_string()
+    }
+}
+
+/// `<policy>-<source>-<YYYYMMDDTHHMMZ>`: a valid AMI name (no colons, at most
+/// 64 + 1 + 19 + 1 + 14 characters) that sorts by time.
+pub fn backup_name(policy: &Policy, source: &str, now: DateTime<Utc>) -> String {
+    format!("{}-{}-{}", policy.name, source, now.format("%Y%m%dT%H%MZ"))
+}

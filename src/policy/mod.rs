@@ -1,0 +1,177 @@
+//! Backup policies: what operators write, validated into types the planner
+//! can trust.
+//!
+//! Parsing happens in two steps. `raw` mirrors the TOML file exactly (with
+//! spans, so every error can point at a line and column); `load` turns raw
+//! files into [`Policy`] values, checking everything serde cannot express
+//! (durations, keys that only apply to one kind, a selector that selects
+//! nothing, duplicate names). The planner only ever sees validated policies.
+
+mod duration;
+mod load;
+mod raw;
+
+pub use duration::{human_age, parse_duration, parse_max_age, Duration, MaxAge, Unit};
+pub use load::{load_dir, parse_policy, LoadError, PolicyError};
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Tags every backup carries so that backupctl can recognise its own work.
+pub mod tags {
+    /// Names the policy that made the backup; deletion requires it.
+    pub const POLICY: &str = "backupctl:policy";
+    /// The instance the backup was taken from.
+    pub const SOURCE: &str = "backupctl:source";
+    /// RFC 3339 time of the run that made the backup.
+    pub const CREATED_AT: &str = "backupctl:created-at";
+    pub const NAME: &str = "Name";
+    /// Instance tag consulted by `reboot = "tag"`, as in backupViaTag.
+    pub const REBOOT: &str = "BackupReboot";
+}
+
+/// A validated policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub name: String,
+    pub description: Option<String>,
+    pub enabled: bool,
+    /// The file it came from, for messages.
+    pub file: PathBuf,
+    pub target: Target,
+    pub backup: Backup,
+    pub retention: Retention,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Regions {
+    /// `["*"]`: every region enabled for the account (offline: every region
+    /// in the inventory).
+    All,
+    List(Vec<String>),
+}
+
+impl Regions {
+    pub fn includes(&self, region: &str) -> bool {
+        match self {
+            Regions::All => true,
+            Regions::List(list) => list.iter().any(|r| r == region),
+        }
+    }
+}
+
+/// How an instance tag must match: a value, or `"*"` for "key present".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagMatch {
+    Any,
+    Exactly(String),
+}
+
+impl TagMatch {
+    fn from_policy(value: String) -> Self {
+        if value == "*" {
+            TagMatch::Any
+        } else {
+            TagMatch::Exactly(value)
+        }
+    }
+
+    pub fn matches(&self, value: Option<&String>) -> bool {
+        match (self, value) {
+            (_, None) => false,
+            (TagMatch::Any, Some(_)) => true,
+            (TagMatch::Exactly(want), Some(got)) => want == got,
+        }
+    }
+}
+
+/// Checks that every `(key, match)` pair holds in `tags`.
+pub fn tags_match(wanted: &BTreeMap<String, TagMatch>, tags: &BTreeMap<String, String>) -> bool {
+    wanted.iter().all(|(k, m)| m.matches(tags.get(k)))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceRef {
+    Id(String),
+    /// The instance backupctl runs on, resolved through instance metadata.
+    Local,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub regions: Regions,
+    /// Empty means "no tag condition".
+    pub instance_tags: BTreeMap<String, TagMatch>,
+    /// `None` means "no id condition".
+    pub instance_ids: Option<Vec<InstanceRef>>,
+    /// Snapshot kind only; empty means every attached volume.
+    pub volume_tags: BTreeMap<String, TagMatch>,
+    pub exclude_boot_volume: bool,
+}
+
+impl Target {
+    pub fn uses_local(&self) -> bool {
+        self.instance_ids
+            .as_ref()
+            .is_some_and(|ids| ids.contains(&InstanceRef::Local))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// CreateImage: one AMI per instance.
+    Ami,
+    /// CreateSnapshots: one crash-consistent set of EBS snapshots per instance.
+    Snapshot,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Ami => "ami",
+            Kind::Snapshot => "snapshot",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reboot {
+    Never,
+    Always,
+    /// Only instances tagged `BackupReboot=yes` (or `true`, any case).
+    Tag,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backup {
+    pub kind: Kind,
+    pub every: Duration,
+    pub reboot: Reboot,
+    /// Extra tags for every backup, besides the ownership tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retention {
+    pub max_age: MaxAge,
+    pub keep_last: u32,
+}
+
+/// Every policy in a directory, sorted by name, with a digest of the files so
+/// a saved plan can tell whether the policies changed since it was made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicySet {
+    pub policies: Vec<Policy>,
+    /// `sha256:<hex>` over the file names and contents, in name order.
+    pub digest: String,
+}
+
+impl PolicySet {
+    pub fn get(&self, name: &str) -> Option<&Policy> {
+        self.policies.iter().find(|p| p.name == name)
+    }
+
+    pub fn enabled(&self) -> impl Iterator<Item = &Policy> {
+        self.policies.iter().filter(|p| p.enabled)
+    }
+}

@@ -1,0 +1,230 @@
+//! An in-memory EC2 holding an [`Inventory`], with the rules that matter to
+//! backupctl: AMI names are unique, CreateImage snapshots every attached
+//! volume, CreateSnapshots honours its exclusions, a snapshot used by an image
+//! cannot be deleted, deregistering an image deletes its snapshots unless
+//! another image uses them. Tags are applied in the creating call, as the
+//! real provider does with TagSpecifications.
+
+use super::{Done, Provider, ProviderError};
+use crate::inventory::{
+    Image, ImageState, Instance, Inventory, RegionInventory, Snapshot, SnapshotState, Tags,
+};
+use crate::plan::Action;
+use crate::policy::PolicySet;
+use chrono::{DateTime, Utc};
+use std::future::Future;
+use std::sync::Mutex;
+
+pub struct MemoryProvider {
+    state: Mutex<State>,
+}
+
+struct State {
+    inventory: Inventory,
+    now: DateTime<Utc>,
+    next_id: u64,
+}
+
+fn err(code: &str, message: String) -> ProviderError {
+    ProviderError {
+        code: code.to_string(),
+        message,
+    }
+}
+
+impl MemoryProvider {
+    /// A provider whose clock reads `now` (native times of new backups).
+    pub fn new(inventory: Inventory, now: DateTime<Utc>) -> Self {
+        MemoryProvider {
+            state: Mutex::new(State {
+                inventory,
+                now,
+                next_id: 1,
+            }),
+        }
+    }
+
+    pub fn set_now(&self, now: DateTime<Utc>) {
+        self.state.lock().expect("memory provider lock").now = now;
+    }
+
+    pub fn inventory(&self) -> Inventory {
+        let mut inv = self
+            .state
+            .lock()
+            .expect("memory provider lock")
+            .inventory
+            .clone();
+        inv.normalize();
+        inv
+    }
+
+    fn run(&self, region: &str, action: &Action) -> Result<Done, ProviderError> {
+        let mut state = self.state.lock().expect("memory provider lock");
+        let State {
+            inventory,
+            now,
+            next_id,
+        } = &mut *state;
+        let now = *now;
+        let mut new_id = |prefix: &str| {
+            *next_id += 1;
+            format!("{prefix}-{:017x}", *next_id)
+        };
+        let reg = inventory
+            .regions
+            .get_mut(region)
+            .ok_or_else(|| err("InvalidRegion", format!("no region {region}")))?;
+        match action {
+            Action::CreateImage {
+                instance_id,
+                name,
+                tags,
+                ..
+            } => {
+                let instance = find_instance(reg, instance_id)?;
+                if reg.images.iter().any(|i| &i.name == name) {
+                    return Err(err(
+                        "InvalidAMIName.Duplicate",
+                        format!("AMI name {name} is already in use"),
+                    ));
+                }
+                let snapshots = snapshots_of(&instance, |_| true, tags, now, &mut new_id);
+                let image = Image {
+                    id: new_id("ami"),
+                    name: name.clone(),
+                    state: ImageState::Available,
+                    created_at: now,
+                    tags: tags.clone(),
+                    snapshot_ids: snapshots.iter().map(|s| s.id.clone()).collect(),
+                };
+                let id = image.id.clone();
+                reg.snapshots.extend(snapshots);
+                reg.images.push(image);
+                Ok(Done::Created(vec![id]))
+            }
+            Action::CreateSnapshots {
+                instance_id,
+                exclude_boot_volume,
+                exclude_data_volume_ids,
+                tags,
+                ..
+            } => {
+                let instance = find_instance(reg, instance_id)?;
+                let keep = |v: &crate::inventory::AttachedVolume| {
+                    if v.root {
+                        !exclude_boot_volume
+                    } else {
+                        !exclude_data_volume_ids.contains(&v.volume_id)
+                    }
+                };
+                let snapshots = snapshots_of(&instance, keep, tags, now, &mut new_id);
+                let ids = snapshots.iter().map(|s| s.id.clone()).collect();
+                reg.snapshots.extend(snapshots);
+                Ok(Done::Created(ids))
+            }
+            Action::DeregisterImage { image_id, .. } => {
+                let pos = reg
+                    .images
+                    .iter()
+                    .position(|i| &i.id == image_id)
+                    .ok_or_else(|| {
+                        err(
+                            "InvalidAMIID.NotFound",
+                            format!("image {image_id} does not exist"),
+                        )
+                    })?;
+                let image = reg.images.remove(pos);
+                let still_used = |s: &str| {
+                    reg.images
+                        .iter()
+                        .any(|i| i.snapshot_ids.iter().any(|x| x == s))
+                };
+                let doomed: Vec<String> = image
+                    .snapshot_ids
+                    .iter()
+                    .filter(|s| !still_used(s))
+                    .cloned()
+                    .collect();
+                reg.snapshots.retain(|s| !doomed.contains(&s.id));
+                let mut gone = vec![image.id];
+                gone.extend(doomed);
+                Ok(Done::Deleted(gone))
+            }
+            Action::DeleteSnapshot { snapshot_id } => {
+                if let Some(image) = reg
+                    .images
+                    .iter()
+                    .find(|i| i.snapshot_ids.contains(snapshot_id))
+                {
+                    return Err(err(
+                        "InvalidSnapshot.InUse",
+                        format!("snapshot {snapshot_id} is in use by {}", image.id),
+                    ));
+                }
+                let before = reg.snapshots.len();
+                reg.snapshots.retain(|s| &s.id != snapshot_id);
+                if reg.snapshots.len() == before {
+                    return Err(err(
+                        "InvalidSnapshot.NotFound",
+                        format!("snapshot {snapshot_id} does not exist"),
+                    ));
+                }
+                Ok(Done::Deleted(vec![snapshot_id.clone()]))
+            }
+        }
+    }
+}
+
+fn find_instance(reg: &RegionInventory, id: &str) -> Result<Instance, ProviderError> {
+    reg.instances
+        .iter()
+        .find(|i| i.id == id && !i.state.is_gone())
+        .cloned()
+        .ok_or_else(|| {
+            err(
+                "InvalidInstanceID.NotFound",
+                format!("instance {id} does not exist"),
+            )
+        })
+}
+
+fn snapshots_of(
+    instance: &Instance,
+    keep: impl Fn(&crate::inventory::AttachedVolume) -> bool,
+    tags: &Tags,
+    now: DateTime<Utc>,
+    new_id: &mut impl FnMut(&str) -> String,
+) -> Vec<Snapshot> {
+    instance
+        .volumes
+        .iter()
+        .filter(|v| keep(v))
+        .map(|v| Snapshot {
+            id: new_id("snap"),
+            volume_id: v.volume_id.clone(),
+            state: SnapshotState::Completed,
+            started_at: now,
+            tags: tags.clone(),
+        })
+        .collect()
+}
+
+impl Provider for MemoryProvider {
+    fn observe(
+        &self,
+        _policies: &PolicySet,
+    ) -> impl Future<Output = Result<Inventory, ProviderError>> + Send {
+        let inventory = self.inventory();
+        async move { Ok(inventory) }
+    }
+
+    fn execute(
+        &self,
+        region: &str,
+        action: &Action,
+    ) -> impl Future<Output = Result<Done, ProviderError>> + Send {
+        let result = self.run(region, action);
+        async move { result }
+    }
+}
