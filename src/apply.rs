@@ -5,7 +5,7 @@
 //! failed action does not stop the others, and every outcome is returned.
 //! Re-running plan and apply converges.
 
-use crate::plan::{Change, Plan};
+use crate::plan::{Action, Change, Plan};
 use crate::provider::{Done, Provider, ProviderError};
 
 /// The outcome of one change.
@@ -38,12 +38,18 @@ impl ApplyReport {
     }
 }
 
-/// Runs every change of `plan`: all creations first, then all deletions.
+/// Runs every change of `plan`: creations, then image deregistrations, then
+/// snapshot deletions (a snapshot can only go once no image uses it).
 pub async fn apply<P: Provider>(plan: &Plan, provider: &P) -> ApplyReport {
-    let (creates, deletes): (Vec<&Change>, Vec<&Change>) =
-        plan.changes.iter().partition(|c| c.action.is_create());
+    let phase = |c: &&Change| match c.action {
+        Action::CreateImage { .. } | Action::CreateSnapshots { .. } => 0,
+        Action::DeregisterImage { .. } => 1,
+        Action::DeleteSnapshot { .. } => 2,
+    };
+    let mut ordered: Vec<&Change> = plan.changes.iter().collect();
+    ordered.sort_by_key(phase);
     let mut report = ApplyReport::default();
-    for change in creates.into_iter().chain(deletes) {
+    for change in ordered {
         let result = provider.execute(&change.region, &change.action).await;
         report.outcomes.push(Outcome {
             change: change.clone(),

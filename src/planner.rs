@@ -11,7 +11,9 @@
 //! VolumeId, since a snapshot's volume is a fact EC2 records and cannot be
 //! mistagged.
 
-use crate::inventory::{Backup, Image, Instance, Inventory, RegionInventory, Snapshot, Tags};
+use crate::inventory::{
+    Backup, Image, ImageState, Instance, Inventory, RegionInventory, Snapshot, Tags,
+};
 use crate::plan::{Action, Blocked, Change, Kept, Orphan, Plan, Reason, ReasonCode, ResourceType};
 use crate::policy::{human_age, tags, tags_match, InstanceRef, Kind, Policy, PolicySet, Reboot};
 use crate::retention::{self, Verdict};
@@ -37,7 +39,7 @@ pub fn plan(policies: &PolicySet, inventory: &Inventory, now: DateTime<Utc>) -> 
             inv,
             now,
             out: &mut out,
-            deregistered: HashSet::new(),
+            image_deletions: Vec::new(),
             snapshot_deletions: Vec::new(),
         };
         for policy in policies.enabled() {
@@ -46,7 +48,7 @@ pub fn plan(policies: &PolicySet, inventory: &Inventory, now: DateTime<Utc>) -> 
             }
             ctx.retention(policy);
         }
-        ctx.finish_snapshot_deletions();
+        ctx.finish_deletions();
         ctx.orphans(policies);
     }
     warn_about_selection(policies, inventory, &selected_anywhere, &mut out.warnings);
@@ -110,9 +112,10 @@ struct RegionPlan<'a> {
     inv: &'a RegionInventory,
     now: DateTime<Utc>,
     out: &'a mut Plan,
-    /// Images this plan deregisters (their snapshots are not blocked by them).
-    deregistered: HashSet<&'a str>,
-    /// Snapshot deletions retention wants, checked against images at the end.
+    /// Deletions retention wants, turned into changes once every policy's
+    /// decisions are known (a deregistered image no longer blocks its
+    /// snapshots, whichever policy owns it).
+    image_deletions: Vec<(&'a str, &'a Image, Reason)>,
     snapshot_deletions: Vec<(&'a str, &'a Snapshot, Reason)>,
 }
 
@@ -167,7 +170,8 @@ impl<'a> RegionPlan<'a> {
             .filter(|i| i.is_good() || i.is_pending())
             .map(|i| i.effective_time())
             .max();
-        let reason = self.due(policy, newest, None)?;
+        let mut reason = self.due(policy, newest, None)?;
+        reason.message.insert_str(0, "due: ");
         let name = self.unique_image_name(policy, &instance.id);
         let reboot = match policy.backup.reboot {
             Reboot::Never => false,
@@ -256,13 +260,14 @@ impl<'a> RegionPlan<'a> {
             },
             reason: Reason {
                 code: ReasonCode::Due,
-                message: reasons.join("; "),
+                message: format!("due: {}", reasons.join("; ")),
             },
         })
     }
 
     /// `Some(reason)` when a backup is due given the newest good-or-pending
-    /// backup's time.
+    /// backup's time. The message lacks the "due: " prefix so that several
+    /// volumes' reasons can be joined under one.
     fn due(
         &self,
         policy: &Policy,
@@ -272,9 +277,9 @@ impl<'a> RegionPlan<'a> {
         let every = policy.backup.every;
         let of = volume.map(|v| format!(" of {v}")).unwrap_or_default();
         let message = match newest {
-            None => format!("due: no backup{of} yet"),
+            None => format!("no backup{of} yet"),
             Some(t) if every.elapsed(t, self.now) => format!(
-                "due: newest backup{of} {} old, every {every}",
+                "newest backup{of} {} old, every {every}",
                 human_age(t, self.now)
             ),
             Some(_) => return None,
@@ -340,23 +345,19 @@ impl<'a> RegionPlan<'a> {
             for (image, verdict) in retention::evaluate(&group, &policy.retention, self.now) {
                 match verdict {
                     Verdict::Delete(reason) => {
-                        self.deregistered.insert(&image.id);
-                        self.out.changes.push(Change {
-                            policy: policy.name.clone(),
-                            region: self.region.to_string(),
-                            source: display_source(source),
-                            action: Action::DeregisterImage {
-                                image_id: image.id.clone(),
-                                snapshot_ids: image.snapshot_ids.clone(),
-                            },
-                            reason,
-                        });
+                        self.image_deletions.push((&policy.name, image, reason))
                     }
                     Verdict::Keep(reason) => {
                         self.keep(policy, source, ResourceType::Image, &image.id, reason)
                     }
                 }
             }
+        }
+        if policy.backup.kind != Kind::Snapshot {
+            // An AMI policy's snapshots live and die with its images; any
+            // left behind (shared with another image, or a failed delete) are
+            // apply's to clean up, not retention's.
+            return;
         }
         let mut volumes: BTreeMap<&str, Vec<&Snapshot>> = BTreeMap::new();
         for snapshot in self.snapshot_backups(policy) {
@@ -392,22 +393,60 @@ impl<'a> RegionPlan<'a> {
         });
     }
 
-    /// A snapshot that a registered image still uses cannot be deleted (EC2
-    /// refuses); it is reported as blocked instead of failing at apply time.
-    fn finish_snapshot_deletions(&mut self) {
-        for (policy, snapshot, reason) in std::mem::take(&mut self.snapshot_deletions) {
-            let users: Vec<String> = self
-                .inv
+    /// Turns retention's deletions into changes.
+    ///
+    /// An image takes with it only the snapshots that carry its own policy
+    /// tag and that no staying image uses; any other snapshot of its block
+    /// devices is listed as kept, so apply never deletes what the policy does
+    /// not own. A snapshot backup that a staying image uses cannot be deleted
+    /// (EC2 refuses): it is reported as blocked instead of failing at apply.
+    fn finish_deletions(&mut self) {
+        let images = std::mem::take(&mut self.image_deletions);
+        let deregistered: HashSet<&str> = images.iter().map(|(_, i, _)| i.id.as_str()).collect();
+        let staying_users = |snapshot_id: &str| -> Vec<String> {
+            self.inv
                 .images
                 .iter()
-                .filter(|i| i.state != crate::inventory::ImageState::Deregistered)
-                .filter(|i| !self.deregistered.contains(i.id.as_str()))
-                .filter(|i| i.snapshot_ids.contains(&snapshot.id))
+                .filter(|i| i.state != ImageState::Deregistered)
+                .filter(|i| !deregistered.contains(i.id.as_str()))
+                .filter(|i| i.snapshot_ids.iter().any(|s| s == snapshot_id))
                 .map(|i| i.id.clone())
-                .collect();
+                .collect()
+        };
+        let mut taken_with_images: HashSet<String> = HashSet::new();
+        let mut changes = Vec::new();
+        for (policy, image, reason) in images {
+            let (snapshot_ids, kept_snapshot_ids): (Vec<String>, Vec<String>) =
+                image.snapshot_ids.iter().cloned().partition(|sid| {
+                    let owned = self
+                        .inv
+                        .snapshots
+                        .iter()
+                        .any(|s| &s.id == sid && s.policy() == Some(policy));
+                    owned && staying_users(sid).is_empty()
+                });
+            taken_with_images.extend(snapshot_ids.iter().cloned());
+            changes.push(Change {
+                policy: policy.to_string(),
+                region: self.region.to_string(),
+                source: display_source(image.source().unwrap_or("")),
+                action: Action::DeregisterImage {
+                    image_id: image.id.clone(),
+                    snapshot_ids,
+                    kept_snapshot_ids,
+                },
+                reason,
+            });
+        }
+        for (policy, snapshot, reason) in std::mem::take(&mut self.snapshot_deletions) {
+            let users = staying_users(&snapshot.id);
             let source = display_source(snapshot.source().unwrap_or(""));
+            if taken_with_images.contains(&snapshot.id) {
+                // Already deleted with an image of the same policy.
+                continue;
+            }
             if users.is_empty() {
-                self.out.changes.push(Change {
+                changes.push(Change {
                     policy: policy.to_string(),
                     region: self.region.to_string(),
                     source,
@@ -435,6 +474,7 @@ impl<'a> RegionPlan<'a> {
                 });
             }
         }
+        self.out.changes.extend(changes);
     }
 
     /// Backups tagged with a policy that is not in the set: reported, never

@@ -55,6 +55,10 @@ pub struct JsonChange {
     /// deregister_image: the image's snapshots, deleted with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_ids: Option<Vec<String>>,
+    /// deregister_image: the image's snapshots that survive it (not owned by
+    /// the policy, or used by another image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_snapshot_ids: Option<Vec<String>>,
     /// create_image: the AMI name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -218,6 +222,7 @@ fn change(c: &super::Change) -> JsonChange {
         source: c.source.clone(),
         id: c.action.target_id().map(str::to_string),
         snapshot_ids: None,
+        kept_snapshot_ids: None,
         name: None,
         reboot: None,
         volume_ids: None,
@@ -248,9 +253,14 @@ fn change(c: &super::Change) -> JsonChange {
             out.exclude_data_volume_ids = Some(exclude_data_volume_ids.clone());
             out.tags = Some(tags.clone());
         }
-        Action::DeregisterImage { snapshot_ids, .. } => {
+        Action::DeregisterImage {
+            snapshot_ids,
+            kept_snapshot_ids,
+            ..
+        } => {
             out.operation = "deregister_image".into();
             out.snapshot_ids = Some(snapshot_ids.clone());
+            out.kept_snapshot_ids = Some(kept_snapshot_ids.clone());
         }
         Action::DeleteSnapshot { .. } => out.operation = "delete_snapshot".into(),
     }

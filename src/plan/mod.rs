@@ -74,10 +74,16 @@ pub enum Action {
         exclude_data_volume_ids: Vec<String>,
         tags: Tags,
     },
-    /// DeregisterImage and delete its snapshots.
+    /// DeregisterImage and delete `snapshot_ids` with it.
     DeregisterImage {
         image_id: String,
+        /// Its snapshots that go with it: tagged with the image's policy and
+        /// used by no image that stays.
         snapshot_ids: Vec<String>,
+        /// Its other snapshots, which must survive (not owned by the policy,
+        /// or shared with an image that stays). When non-empty, apply must
+        /// not ask EC2 to delete every associated snapshot.
+        kept_snapshot_ids: Vec<String>,
     },
     DeleteSnapshot {
         snapshot_id: String,

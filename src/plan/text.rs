@@ -182,12 +182,15 @@ fn describe(c: &Change) -> (&'static str, String) {
         Action::DeregisterImage {
             image_id,
             snapshot_ids,
+            kept_snapshot_ids,
         } => {
-            let snaps = if snapshot_ids.is_empty() {
-                String::new()
-            } else {
-                format!(" and delete its snapshots {}", snapshot_ids.join(", "))
-            };
+            let mut snaps = String::new();
+            if !snapshot_ids.is_empty() {
+                snaps = format!(" and delete its snapshots {}", snapshot_ids.join(", "));
+            }
+            if !kept_snapshot_ids.is_empty() {
+                snaps += &format!(" (keeping {})", kept_snapshot_ids.join(", "));
+            }
             (
                 "-",
                 format!("deregister image {image_id} of {}{snaps}", c.source),

@@ -74,8 +74,11 @@ impl fmt::Display for LoadError {
                 dir.display()
             ),
             LoadError::Invalid(errors) => {
-                for e in errors {
-                    writeln!(f, "{e}")?;
+                // The caller prints "error: " before the first line; the
+                // others get it here so every error reads the same.
+                for (i, e) in errors.iter().enumerate() {
+                    let prefix = if i == 0 { "" } else { "error: " };
+                    writeln!(f, "{prefix}{e}")?;
                 }
                 let files: std::collections::BTreeSet<_> = errors.iter().map(|e| &e.file).collect();
                 write!(
@@ -184,11 +187,26 @@ pub fn parse_policy(path: &Path, text: &str) -> Result<(Policy, Range<usize>), V
     }
 }
 
-/// serde's wording is fine but says "invalid type" where users think in TOML.
+/// serde speaks of fields, variants and Rust types; operators think in TOML
+/// keys, values, numbers and lists.
 fn toml_message(message: &str) -> String {
-    let message = message.trim_end();
-    let message = message.replace("invalid type: ", "wrong type: found ");
-    message.replace("missing field", "missing required key")
+    [
+        ("invalid type: ", "wrong type: found "),
+        ("missing field", "missing required key"),
+        ("unknown field", "unknown key"),
+        ("unknown variant", "unknown value"),
+        ("expected i64", "expected a whole number"),
+        ("expected a sequence", "expected a list like [\"a\", \"b\"]"),
+        (
+            "expected a map",
+            "expected a table like { Key = \"value\" }",
+        ),
+        ("expected a boolean", "expected true or false"),
+    ]
+    .iter()
+    .fold(message.trim_end().to_string(), |m, (from, to)| {
+        m.replace(from, to)
+    })
 }
 
 fn error_at(path: &Path, text: &str, span: Range<usize>, message: String) -> PolicyError {

@@ -3,7 +3,8 @@
 //! volume, CreateSnapshots honours its exclusions, a snapshot used by an image
 //! cannot be deleted, deregistering an image deletes its snapshots unless
 //! another image uses them. Tags are applied in the creating call, as the
-//! real provider does with TagSpecifications.
+//! real provider does with TagSpecifications. New images and snapshots start
+//! `pending`, as in EC2, until [`MemoryProvider::settle`] completes them.
 
 use super::{Done, Provider, ProviderError};
 use crate::inventory::{
@@ -39,7 +40,9 @@ impl MemoryProvider {
             state: Mutex::new(State {
                 inventory,
                 now,
-                next_id: 1,
+                // Far above the small counters fixtures and generators use,
+                // so new ids never collide with observed ones.
+                next_id: 1 << 60,
             }),
         }
     }
@@ -57,6 +60,27 @@ impl MemoryProvider {
             .clone();
         inv.normalize();
         inv
+    }
+
+    /// Completes every pending image and snapshot, as EC2 eventually does.
+    pub fn settle(&self) {
+        let mut state = self.state.lock().expect("memory provider lock");
+        for reg in state.inventory.regions.values_mut() {
+            for i in reg
+                .images
+                .iter_mut()
+                .filter(|i| i.state == ImageState::Pending)
+            {
+                i.state = ImageState::Available;
+            }
+            for s in reg
+                .snapshots
+                .iter_mut()
+                .filter(|s| s.state == SnapshotState::Pending)
+            {
+                s.state = SnapshotState::Completed;
+            }
+        }
     }
 
     fn run(&self, region: &str, action: &Action) -> Result<Done, ProviderError> {
@@ -93,7 +117,7 @@ impl MemoryProvider {
                 let image = Image {
                     id: new_id("ami"),
                     name: name.clone(),
-                    state: ImageState::Available,
+                    state: ImageState::Pending,
                     created_at: now,
                     tags: tags.clone(),
                     snapshot_ids: snapshots.iter().map(|s| s.id.clone()).collect(),
@@ -123,7 +147,11 @@ impl MemoryProvider {
                 reg.snapshots.extend(snapshots);
                 Ok(Done::Created(ids))
             }
-            Action::DeregisterImage { image_id, .. } => {
+            Action::DeregisterImage {
+                image_id,
+                snapshot_ids,
+                ..
+            } => {
                 let pos = reg
                     .images
                     .iter()
@@ -140,9 +168,11 @@ impl MemoryProvider {
                         .iter()
                         .any(|i| i.snapshot_ids.iter().any(|x| x == s))
                 };
-                let doomed: Vec<String> = image
-                    .snapshot_ids
+                // Like DeleteAssociatedSnapshots, restricted to the planned
+                // snapshots: shared ones survive.
+                let doomed: Vec<String> = snapshot_ids
                     .iter()
+                    .filter(|s| image.snapshot_ids.contains(s))
                     .filter(|s| !still_used(s))
                     .cloned()
                     .collect();
@@ -203,7 +233,7 @@ fn snapshots_of(
         .map(|v| Snapshot {
             id: new_id("snap"),
             volume_id: v.volume_id.clone(),
-            state: SnapshotState::Completed,
+            state: SnapshotState::Pending,
             started_at: now,
             tags: tags.clone(),
         })

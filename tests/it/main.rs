@@ -1,1 +1,10 @@
+//! backupctl's integration tests: one crate (one binary to link), one module
+//! per concern.
 
+mod bad_policies;
+mod cli;
+mod golden;
+mod json_contract;
+mod properties;
+mod shipped_policies;
+mod support;

@@ -1,0 +1,261 @@
+//! The JSON plan is a public contract. These are the test's own copies of the
+//! wire types, with `deny_unknown_fields`: adding, renaming or removing a
+//! field breaks this test, so a format change is always deliberate.
+
+use crate::support::{backupctl, root, stdout};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Plan {
+    format_version: String,
+    tool: Tool,
+    generated_at: String,
+    policies_digest: String,
+    inventory_fingerprint: String,
+    changes: Vec<Change>,
+    kept: Vec<Kept>,
+    blocked: Vec<Blocked>,
+    orphans: Vec<Orphan>,
+    warnings: Vec<String>,
+    summary: Summary,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Tool {
+    name: String,
+    version: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Change {
+    address: String,
+    actions: Vec<String>,
+    operation: String,
+    policy: String,
+    region: String,
+    resource_type: String,
+    source: String,
+    id: Option<String>,
+    snapshot_ids: Option<Vec<String>>,
+    kept_snapshot_ids: Option<Vec<String>>,
+    name: Option<String>,
+    reboot: Option<bool>,
+    volume_ids: Option<Vec<String>>,
+    exclude_boot_volume: Option<bool>,
+    exclude_data_volume_ids: Option<Vec<String>>,
+    tags: Option<BTreeMap<String, String>>,
+    reason: Reason,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reason {
+    code: String,
+    message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Kept {
+    policy: String,
+    region: String,
+    resource_type: String,
+    source: String,
+    id: String,
+    reason: Reason,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Blocked {
+    policy: String,
+    region: String,
+    resource_type: String,
+    source: String,
+    id: String,
+    image_ids: Vec<String>,
+    reason: Reason,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Orphan {
+    policy: String,
+    region: String,
+    resource_type: String,
+    id: String,
+    source: Option<String>,
+    created_at: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Summary {
+    create: usize,
+    delete: usize,
+    blocked: usize,
+    orphans: usize,
+}
+
+fn check(plan: &Plan, name: &str) {
+    assert_eq!(plan.format_version, "1.0", "{name}");
+    assert_eq!(plan.tool.name, "backupctl", "{name}");
+    assert!(!plan.tool.version.is_empty(), "{name}");
+    assert!(plan.generated_at.ends_with('Z'), "{name}: UTC RFC 3339");
+    assert!(plan.policies_digest.starts_with("sha256:"), "{name}");
+    assert!(plan.inventory_fingerprint.starts_with("sha256:"), "{name}");
+    let creates = plan
+        .changes
+        .iter()
+        .filter(|c| c.actions == ["create"])
+        .count();
+    let deletes = plan
+        .changes
+        .iter()
+        .filter(|c| c.actions == ["delete"])
+        .count();
+    assert_eq!(
+        creates + deletes,
+        plan.changes.len(),
+        "{name}: actions are [create] or [delete]"
+    );
+    assert_eq!(
+        (plan.summary.create, plan.summary.delete),
+        (creates, deletes),
+        "{name}"
+    );
+    assert_eq!(plan.summary.blocked, plan.blocked.len(), "{name}");
+    assert_eq!(plan.summary.orphans, plan.orphans.len(), "{name}");
+    let mut addresses: Vec<&str> = plan.changes.iter().map(|c| c.address.as_str()).collect();
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(
+        addresses.len(),
+        plan.changes.len(),
+        "{name}: addresses are unique"
+    );
+    for c in &plan.changes {
+        assert!(c
+            .address
+            .starts_with(&format!("{}/{}/{}/", c.policy, c.region, c.source)));
+        assert!(
+            ["image", "snapshot"].contains(&c.resource_type.as_str()),
+            "{name}"
+        );
+        assert!(!c.reason.message.is_empty() && !c.reason.code.is_empty());
+        match c.operation.as_str() {
+            "create_image" => {
+                assert_eq!(c.resource_type, "image");
+                let name_tag = c.tags.as_ref().and_then(|t| t.get("Name"));
+                assert_eq!(
+                    name_tag,
+                    c.name.as_ref(),
+                    "{name}: Name tag is the AMI name"
+                );
+                assert!(c.reboot.is_some() && c.id.is_none());
+                let ami = c.name.as_deref().unwrap();
+                assert!(
+                    ami.len() <= 128 && !ami.contains(':'),
+                    "valid AMI name {ami}"
+                );
+            }
+            "create_snapshots" => {
+                assert_eq!(c.resource_type, "snapshot");
+                assert!(!c.volume_ids.as_ref().unwrap().is_empty());
+                assert!(c.exclude_boot_volume.is_some() && c.exclude_data_volume_ids.is_some());
+            }
+            "deregister_image" => {
+                assert_eq!(c.resource_type, "image");
+                assert!(c.id.as_deref().unwrap().starts_with("ami-"));
+                assert!(c.snapshot_ids.is_some() && c.kept_snapshot_ids.is_some());
+                assert!(c.tags.is_none());
+            }
+            "delete_snapshot" => {
+                assert_eq!(c.resource_type, "snapshot");
+                assert!(c.id.as_deref().unwrap().starts_with("snap-"));
+            }
+            other => panic!("{name}: unknown operation {other}"),
+        }
+        if c.actions == ["create"] {
+            let tags = c.tags.as_ref().expect("creations list their tags");
+            for key in [
+                "backupctl:policy",
+                "backupctl:source",
+                "backupctl:created-at",
+                "Name",
+            ] {
+                assert!(tags.contains_key(key), "{name}: {key} on {}", c.address);
+            }
+            assert_eq!(tags["backupctl:policy"], c.policy);
+            assert_eq!(tags["backupctl:source"], c.source);
+        }
+    }
+    for k in &plan.kept {
+        assert!(!k.policy.is_empty() && !k.region.is_empty() && !k.source.is_empty());
+        assert!(["image", "snapshot"].contains(&k.resource_type.as_str()));
+        assert!(!k.id.is_empty() && !k.reason.code.is_empty());
+    }
+    for b in &plan.blocked {
+        assert_eq!(b.resource_type, "snapshot");
+        assert!(!b.image_ids.is_empty(), "{name}: blocked by something");
+        assert_eq!(b.reason.code, "in_use");
+        assert!(
+            !b.policy.is_empty()
+                && !b.region.is_empty()
+                && !b.source.is_empty()
+                && !b.id.is_empty()
+        );
+    }
+    for o in &plan.orphans {
+        assert!(!o.policy.is_empty() && !o.region.is_empty() && !o.id.is_empty());
+        assert!(["image", "snapshot"].contains(&o.resource_type.as_str()));
+        assert!(o.created_at.ends_with('Z'));
+        let _ = &o.source;
+    }
+    let _ = &plan.warnings;
+}
+
+#[test]
+fn every_golden_json_plan_matches_the_documented_contract() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(root().join("fixtures")).unwrap() {
+        let path = entry.unwrap().path().join("plan.json");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let plan: Plan =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            check(&plan, &path.display().to_string());
+            seen += 1;
+        }
+    }
+    assert!(seen >= 5, "golden JSON plans found: {seen}");
+}
+
+#[test]
+fn the_demo_plan_is_what_the_readme_describes() {
+    let out = backupctl(&[
+        "plan",
+        "--state",
+        "fixtures/demo/inventory.json",
+        "--at",
+        "2026-11-22T06:00:00Z",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let plan: Plan = serde_json::from_str(&stdout(&out)).unwrap();
+    check(&plan, "demo");
+    assert_eq!(plan.generated_at, "2026-11-22T06:00:00Z");
+    // The unmanaged golden image and the foreign image are never in a change.
+    for c in &plan.changes {
+        assert_ne!(c.id.as_deref(), Some("ami-0c0ffee000000001"));
+        assert_ne!(c.id.as_deref(), Some("ami-0c0ffee000000002"));
+    }
+    assert_eq!(plan.blocked.len(), 1);
+    assert_eq!(plan.blocked[0].image_ids, ["ami-0c0ffee000000002"]);
+    assert_eq!(plan.orphans.len(), 2);
+    assert!(plan.orphans.iter().all(|o| o.policy == "nightly-old"));
+}

@@ -1,0 +1,62 @@
+//! Helpers shared by the test modules: running the binary with a clean
+//! environment, and comparing against golden files with a readable diff.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Set to 1 to rewrite golden files from the current output.
+pub const BLESS_VAR: &str = "BACKUPCTL_BLESS";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the backupctl binary in the repository root with `args`, with none
+/// of backupctl's environment variables inherited.
+pub fn backupctl(args: &[&str]) -> Output {
+    backupctl_env(args, &[])
+}
+
+pub fn backupctl_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_backupctl"));
+    cmd.current_dir(root()).args(args);
+    for var in ["BACKUPCTL_NOW", "BACKUPCTL_POLICIES", "NO_COLOR"] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the backupctl binary runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("stdout is UTF-8")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).expect("stderr is UTF-8")
+}
+
+/// Compares `actual` with the golden file at `path`; with BACKUPCTL_BLESS=1
+/// writes it instead. Returns a readable diff on mismatch.
+pub fn check_golden(path: &Path, actual: &str) -> Result<(), String> {
+    if std::env::var(BLESS_VAR).is_ok_and(|v| v == "1") {
+        std::fs::write(path, actual).expect("golden file is writable");
+        return Ok(());
+    }
+    let expected = std::fs::read_to_string(path).unwrap_or_else(|_| {
+        panic!(
+            "missing golden file {}; run the tests with {BLESS_VAR}=1 to create it",
+            path.display()
+        )
+    });
+    if expected == actual {
+        return Ok(());
+    }
+    let diff = similar::TextDiff::from_lines(expected.as_str(), actual);
+    Err(format!(
+        "{} differs from the output (- expected, + actual); if the change is intended, re-run with {BLESS_VAR}=1:\n{}",
+        path.display(),
+        diff.unified_diff().context_radius(3)
+    ))
+}
