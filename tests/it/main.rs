@@ -1,6 +1,7 @@
 //! backupctl's integration tests: one crate (one binary to link), one module
 //! per concern.
 
+mod architecture;
 mod bad_policies;
 mod cli;
 mod golden;
