@@ -18,7 +18,7 @@ use crate::plan::{Action, Blocked, Change, Kept, Orphan, Plan, Reason, ReasonCod
 use crate::policy::{human_age, tags, tags_match, InstanceRef, Kind, Policy, PolicySet, Reboot};
 use crate::retention::{self, Verdict};
 use chrono::{DateTime, SecondsFormat, Utc};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Computes the plan. See the module docs for the rules.
 pub fn plan(policies: &PolicySet, inventory: &Inventory, now: DateTime<Utc>) -> Plan {
@@ -34,19 +34,27 @@ pub fn plan(policies: &PolicySet, inventory: &Inventory, now: DateTime<Utc>) -> 
     };
     let mut selected_anywhere: BTreeSet<&str> = BTreeSet::new();
     for (region, inv) in &inventory.regions {
+        let local = inventory
+            .local_instance
+            .as_ref()
+            .filter(|l| l.region == *region)
+            .map(|l| l.instance_id.as_str());
         let mut ctx = RegionPlan {
             region,
             inv,
+            index: RegionIndex::new(inv),
+            local,
             now,
             out: &mut out,
             image_deletions: Vec::new(),
             snapshot_deletions: Vec::new(),
         };
         for policy in policies.enabled() {
-            if policy.target.regions.includes(region) && ctx.creations(policy, inventory) > 0 {
+            let backups = ctx.index.backups_of(policy);
+            if policy.target.regions.includes(region) && ctx.creations(policy, &backups) > 0 {
                 selected_anywhere.insert(&policy.name);
             }
-            ctx.retention(policy);
+            ctx.retention(policy, backups);
         }
         ctx.finish_deletions();
         ctx.orphans(policies);
@@ -73,6 +81,109 @@ fn change_key(c: &Change) -> (&str, &str, bool, &str, &str) {
         &c.source,
         c.action.target_id().unwrap_or(""),
     )
+}
+
+/// Lookups over one region's inventory, built once so that planning stays
+/// linear in the size of the inventory (thousands of instances, tens of
+/// thousands of backups).
+struct RegionIndex<'a> {
+    volume_tags: HashMap<&'a str, &'a Tags>,
+    image_names: HashSet<&'a str>,
+    snapshots: HashMap<&'a str, &'a Snapshot>,
+    /// Snapshot id -> the registered images whose block devices use it.
+    snapshot_users: HashMap<&'a str, Vec<&'a str>>,
+    images_by_policy: HashMap<&'a str, Vec<&'a Image>>,
+    snapshots_by_policy: HashMap<&'a str, Vec<&'a Snapshot>>,
+}
+
+/// One policy's backups in one region, grouped as retention sees them.
+#[derive(Default)]
+struct PolicyBackups<'a> {
+    /// Images by `backupctl:source` ("" when the tag is missing).
+    images: BTreeMap<&'a str, Vec<&'a Image>>,
+    /// Snapshot backups (snapshot policies only) by native VolumeId.
+    snapshots: BTreeMap<&'a str, Vec<&'a Snapshot>>,
+}
+
+impl<'a> RegionIndex<'a> {
+    fn new(inv: &'a RegionInventory) -> Self {
+        let mut index = RegionIndex {
+            volume_tags: inv
+                .volumes
+                .iter()
+                .map(|v| (v.id.as_str(), &v.tags))
+                .collect(),
+            image_names: inv.images.iter().map(|i| i.name.as_str()).collect(),
+            snapshots: inv.snapshots.iter().map(|s| (s.id.as_str(), s)).collect(),
+            snapshot_users: HashMap::new(),
+            images_by_policy: HashMap::new(),
+            snapshots_by_policy: HashMap::new(),
+        };
+        for image in &inv.images {
+            if image.state != ImageState::Deregistered {
+                for sid in &image.snapshot_ids {
+                    index.snapshot_users.entry(sid).or_default().push(&image.id);
+                }
+            }
+            if let Some(p) = image.policy() {
+                index.images_by_policy.entry(p).or_default().push(image);
+            }
+        }
+        for snapshot in &inv.snapshots {
+            if let Some(p) = snapshot.policy() {
+                index
+                    .snapshots_by_policy
+                    .entry(p)
+                    .or_default()
+                    .push(snapshot);
+            }
+        }
+        index
+    }
+
+    fn backups_of(&self, policy: &Policy) -> PolicyBackups<'a> {
+        let mut out = PolicyBackups::default();
+        let own_images = self.images_by_policy.get(policy.name.as_str());
+        for &image in own_images.into_iter().flatten() {
+            out.images
+                .entry(image.source().unwrap_or(""))
+                .or_default()
+                .push(image);
+        }
+        if policy.backup.kind != Kind::Snapshot {
+            // An AMI policy's snapshots live and die with its images; any
+            // left behind (shared with another image, or a failed delete) are
+            // apply's to clean up, not retention's.
+            return out;
+        }
+        // A snapshot that is part of one of the policy's own images (left
+        // from the days it made AMIs) goes with that image.
+        let in_own_image: HashSet<&str> = own_images
+            .into_iter()
+            .flatten()
+            .flat_map(|i| i.snapshot_ids.iter().map(String::as_str))
+            .collect();
+        let own_snapshots = self.snapshots_by_policy.get(policy.name.as_str());
+        for &snapshot in own_snapshots.into_iter().flatten() {
+            if !in_own_image.contains(snapshot.id.as_str()) {
+                out.snapshots
+                    .entry(&snapshot.volume_id)
+                    .or_default()
+                    .push(snapshot);
+            }
+        }
+        out
+    }
+}
+
+/// The effective time of the newest good-or-pending backup of a group: the
+/// one that decides whether a new backup is due.
+fn newest_live<B: Backup>(group: Option<&Vec<&B>>) -> Option<DateTime<Utc>> {
+    group?
+        .iter()
+        .filter(|b| b.is_good() || b.is_pending())
+        .map(|b| b.effective_time())
+        .max()
 }
 
 /// Warnings for policies that would silently back up nothing.
@@ -110,6 +221,9 @@ fn warn_about_selection(
 struct RegionPlan<'a> {
     region: &'a str,
     inv: &'a RegionInventory,
+    index: RegionIndex<'a>,
+    /// The instance backupctl runs on, if it is in this region.
+    local: Option<&'a str>,
     now: DateTime<Utc>,
     out: &'a mut Plan,
     /// Deletions retention wants, turned into changes once every policy's
@@ -122,23 +236,21 @@ struct RegionPlan<'a> {
 impl<'a> RegionPlan<'a> {
     /// Plans the creations of `policy` in this region; returns how many
     /// instances the policy selects here.
-    fn creations(&mut self, policy: &'a Policy, inventory: &Inventory) -> usize {
-        let selected: Vec<&Instance> = self
-            .inv
-            .instances
-            .iter()
-            .filter(|i| !i.state.is_gone() && self.selects(policy, i, inventory))
-            .collect();
+    fn creations(&mut self, policy: &'a Policy, backups: &PolicyBackups<'a>) -> usize {
         let mut count = 0;
-        for instance in selected {
+        let inv = self.inv;
+        for instance in inv.instances.iter() {
+            if !self.selects(policy, instance) {
+                continue;
+            }
             let change = match policy.backup.kind {
-                Kind::Ami => self.image_creation(policy, instance),
+                Kind::Ami => self.image_creation(policy, instance, backups),
                 Kind::Snapshot => {
                     let volumes = self.selected_volumes(policy, instance);
                     if volumes.is_empty() {
                         continue;
                     }
-                    self.snapshot_creation(policy, instance, &volumes)
+                    self.snapshot_creation(policy, instance, &volumes, backups)
                 }
             };
             count += 1;
@@ -147,29 +259,24 @@ impl<'a> RegionPlan<'a> {
         count
     }
 
-    fn selects(&self, policy: &Policy, instance: &Instance, inventory: &Inventory) -> bool {
+    fn selects(&self, policy: &Policy, instance: &Instance) -> bool {
         let target = &policy.target;
         let id_ok = target.instance_ids.as_ref().is_none_or(|ids| {
             ids.iter().any(|r| match r {
                 InstanceRef::Id(id) => *id == instance.id,
-                InstanceRef::Local => inventory
-                    .local_instance
-                    .as_ref()
-                    .is_some_and(|l| l.region == self.region && l.instance_id == instance.id),
+                InstanceRef::Local => self.local == Some(instance.id.as_str()),
             })
         });
-        id_ok && tags_match(&target.instance_tags, &instance.tags)
+        !instance.state.is_gone() && id_ok && tags_match(&target.instance_tags, &instance.tags)
     }
 
-    fn image_creation(&self, policy: &Policy, instance: &Instance) -> Option<Change> {
-        let newest = self
-            .inv
-            .images
-            .iter()
-            .filter(|i| owned_by(*i, policy) && i.source() == Some(&instance.id))
-            .filter(|i| i.is_good() || i.is_pending())
-            .map(|i| i.effective_time())
-            .max();
+    fn image_creation(
+        &self,
+        policy: &Policy,
+        instance: &Instance,
+        backups: &PolicyBackups<'a>,
+    ) -> Option<Change> {
+        let newest = newest_live(backups.images.get(instance.id.as_str()));
         let mut reason = self.due(policy, newest, None)?;
         reason.message.insert_str(0, "due: ");
         let name = self.unique_image_name(policy, &instance.id);
@@ -204,9 +311,11 @@ impl<'a> RegionPlan<'a> {
             .filter(|v| !(v.root && target.exclude_boot_volume))
             .filter(|v| {
                 target.volume_tags.is_empty()
-                    || self.inv.volumes.iter().any(|vol| {
-                        vol.id == v.volume_id && tags_match(&target.volume_tags, &vol.tags)
-                    })
+                    || self
+                        .index
+                        .volume_tags
+                        .get(v.volume_id.as_str())
+                        .is_some_and(|tags| tags_match(&target.volume_tags, tags))
             })
             .map(|v| v.volume_id.as_str())
             .collect()
@@ -219,15 +328,12 @@ impl<'a> RegionPlan<'a> {
         policy: &'a Policy,
         instance: &Instance,
         selected: &[&str],
+        backups: &PolicyBackups<'a>,
     ) -> Option<Change> {
         let mut due = Vec::new();
         let mut reasons = Vec::new();
         for volume in selected {
-            let newest = self
-                .snapshot_backups(policy)
-                .filter(|s| s.volume_id == *volume && (s.is_good() || s.is_pending()))
-                .map(|s| s.effective_time())
-                .max();
+            let newest = newest_live(backups.snapshots.get(volume));
             if let Some(reason) = self.due(policy, newest, Some(volume)) {
                 due.push(volume.to_string());
                 reasons.push(reason.message);
@@ -306,7 +412,7 @@ impl<'a> RegionPlan<'a> {
     /// image already has the default name (e.g. two runs in one minute).
     fn unique_image_name(&self, policy: &Policy, source: &str) -> String {
         let base = backup_name(policy, source, self.now);
-        let taken = |n: &str| self.inv.images.iter().any(|i| i.name == n);
+        let taken = |n: &str| self.index.image_names.contains(n);
         if !taken(&base) {
             return base;
         }
@@ -316,32 +422,10 @@ impl<'a> RegionPlan<'a> {
             .expect("some suffix is free")
     }
 
-    /// Snapshot backups of a policy: its snapshots that are not part of one
-    /// of its own images (an AMI's snapshots live and die with the AMI).
-    fn snapshot_backups(&self, policy: &'a Policy) -> impl Iterator<Item = &'a Snapshot> + 'a {
-        let inv = self.inv;
-        let in_own_image: HashSet<&str> = inv
-            .images
-            .iter()
-            .filter(|i| owned_by(*i, policy))
-            .flat_map(|i| i.snapshot_ids.iter().map(String::as_str))
-            .collect();
-        inv.snapshots
-            .iter()
-            .filter(move |s| owned_by(*s, policy) && !in_own_image.contains(s.id.as_str()))
-    }
-
     /// Applies retention to every backup the policy owns in this region,
     /// whether or not its source is still selected.
-    fn retention(&mut self, policy: &'a Policy) {
-        let mut images: BTreeMap<&str, Vec<&Image>> = BTreeMap::new();
-        for image in self.inv.images.iter().filter(|i| owned_by(*i, policy)) {
-            images
-                .entry(image.source().unwrap_or(""))
-                .or_default()
-                .push(image);
-        }
-        for (source, group) in images {
+    fn retention(&mut self, policy: &'a Policy, backups: PolicyBackups<'a>) {
+        for (source, group) in backups.images {
             for (image, verdict) in retention::evaluate(&group, &policy.retention, self.now) {
                 match verdict {
                     Verdict::Delete(reason) => {
@@ -353,28 +437,15 @@ impl<'a> RegionPlan<'a> {
                 }
             }
         }
-        if policy.backup.kind != Kind::Snapshot {
-            // An AMI policy's snapshots live and die with its images; any
-            // left behind (shared with another image, or a failed delete) are
-            // apply's to clean up, not retention's.
-            return;
-        }
-        let mut volumes: BTreeMap<&str, Vec<&Snapshot>> = BTreeMap::new();
-        for snapshot in self.snapshot_backups(policy) {
-            volumes
-                .entry(&snapshot.volume_id)
-                .or_default()
-                .push(snapshot);
-        }
-        for group in volumes.into_values() {
+        for group in backups.snapshots.into_values() {
             for (snapshot, verdict) in retention::evaluate(&group, &policy.retention, self.now) {
-                let source = snapshot.source().unwrap_or("");
                 match verdict {
                     Verdict::Delete(reason) => {
                         self.snapshot_deletions
                             .push((&policy.name, snapshot, reason))
                     }
                     Verdict::Keep(reason) => {
+                        let source = snapshot.source().unwrap_or("");
                         self.keep(policy, source, ResourceType::Snapshot, &snapshot.id, reason)
                     }
                 }
@@ -404,13 +475,12 @@ impl<'a> RegionPlan<'a> {
         let images = std::mem::take(&mut self.image_deletions);
         let deregistered: HashSet<&str> = images.iter().map(|(_, i, _)| i.id.as_str()).collect();
         let staying_users = |snapshot_id: &str| -> Vec<String> {
-            self.inv
-                .images
-                .iter()
-                .filter(|i| i.state != ImageState::Deregistered)
-                .filter(|i| !deregistered.contains(i.id.as_str()))
-                .filter(|i| i.snapshot_ids.iter().any(|s| s == snapshot_id))
-                .map(|i| i.id.clone())
+            let users = self.index.snapshot_users.get(snapshot_id);
+            users
+                .into_iter()
+                .flatten()
+                .filter(|i| !deregistered.contains(*i))
+                .map(|i| i.to_string())
                 .collect()
         };
         let mut taken_with_images: HashSet<String> = HashSet::new();
@@ -419,10 +489,10 @@ impl<'a> RegionPlan<'a> {
             let (snapshot_ids, kept_snapshot_ids): (Vec<String>, Vec<String>) =
                 image.snapshot_ids.iter().cloned().partition(|sid| {
                     let owned = self
-                        .inv
+                        .index
                         .snapshots
-                        .iter()
-                        .any(|s| &s.id == sid && s.policy() == Some(policy));
+                        .get(sid.as_str())
+                        .is_some_and(|s| s.policy() == Some(policy));
                     owned && staying_users(sid).is_empty()
                 });
             taken_with_images.extend(snapshot_ids.iter().cloned());
@@ -519,10 +589,6 @@ fn orphan<B: Backup>(region: &str, rt: ResourceType, b: &B, policy: String) -> O
         source: b.source().map(str::to_string),
         created_at: b.effective_time(),
     }
-}
-
-fn owned_by<B: Backup>(b: &B, policy: &Policy) -> bool {
-    b.policy() == Some(policy.name.as_str())
 }
 
 fn display_source(source: &str) -> String {
