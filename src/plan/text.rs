@@ -202,3 +202,50 @@ fn describe(c: &Change) -> (&'static str, String) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Reason, ReasonCode};
+    use chrono::TimeZone;
+
+    fn plan() -> Plan {
+        Plan {
+            generated_at: chrono::Utc.with_ymd_and_hms(2026, 11, 22, 6, 0, 0).unwrap(),
+            policies_digest: String::new(),
+            inventory_fingerprint: String::new(),
+            changes: vec![Change {
+                policy: "p".into(),
+                region: "us-east-1".into(),
+                source: "i-1".into(),
+                action: Action::DeleteSnapshot {
+                    snapshot_id: "snap-1".into(),
+                },
+                reason: Reason {
+                    code: ReasonCode::Expired,
+                    message: "expired".into(),
+                },
+            }],
+            kept: vec![],
+            blocked: vec![],
+            orphans: vec![],
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn colour_only_when_asked() {
+        let coloured = render(
+            &plan(),
+            TextOptions {
+                color: true,
+                verbose: false,
+            },
+        );
+        assert!(coloured.contains("\x1b[31m-\x1b[0m delete snapshot snap-1 of i-1"));
+        let plain = render(&plan(), TextOptions::default());
+        assert!(!plain.contains('\x1b'));
+        assert!(plain.contains("    - delete snapshot snap-1 of i-1\n"));
+        assert!(plain.ends_with("\nPlan: 0 to create, 1 to delete.\n"));
+    }
+}
