@@ -1,0 +1,554 @@
+#!/usr/bin/env python3
+"""backupctl's EC2 emulator, for tests and benchmarks only.
+
+Runs moto's WSGI app in this process on a loopback port, with:
+
+- fixes for the moto 5.2.5 gaps that matter to backupctl (see PATCHES below):
+  CreateImage with snapshot tags, one snapshot per attached volume, unique
+  AMI names, DeregisterImage's DeleteAssociatedSnapshots, CreateSnapshots'
+  ExcludeDataVolumeIds, snapshots in use by any image, fast tag lookups;
+- an instance-metadata (IMDSv2) endpoint under /latest/;
+- a count of EC2 calls by region and action;
+- fault injection (throttling, HTTP 500, latency, hangs, connection resets,
+  UnauthorizedOperation), seeded so that a run can be replayed;
+- control endpoints under /_backupctl/ (seeding, state changes, counters).
+
+Usage: launcher.py [--port N]   (0 = any free port)
+Prints "READY <port>" on stdout once listening, and exits when its stdin
+closes, so a test that dies never leaves an emulator behind.
+"""
+
+import argparse
+import io
+import json
+import logging
+import os
+import random
+import sys
+import threading
+import time
+import urllib.parse
+
+os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+
+import boto3  # noqa: E402
+from botocore.config import Config  # noqa: E402
+from werkzeug.serving import make_server  # noqa: E402
+from werkzeug.wrappers import Request, Response  # noqa: E402
+from moto.moto_server.werkzeug_app import (  # noqa: E402
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from moto.ec2.exceptions import EC2ClientError  # noqa: E402
+from moto.ec2.models import ec2_backends  # noqa: E402
+from moto.ec2.models.amis import Ami, AmiBackend  # noqa: E402
+from moto.ec2.models.core import TaggedEC2Resource  # noqa: E402
+from moto.ec2.models.elastic_block_store import EBSBackend  # noqa: E402
+from moto.ec2.models.availability_zones_and_regions import RegionsAndZonesBackend  # noqa: E402
+from moto.ec2.responses.amis import AmisResponse  # noqa: E402
+from moto.core.responses import ActionResult  # noqa: E402
+
+ACCOUNT = "123456789012"
+CONTROL_HEADER = "X-Backupctl-Control"
+
+
+# ---------------------------------------------------------------- PATCHES
+
+
+class DuplicateAmiName(EC2ClientError):
+    def __init__(self, name, ami_id):
+        super().__init__(
+            "InvalidAMIName.Duplicate", f"AMI name {name} is already in use by AMI {ami_id}"
+        )
+
+
+class SnapshotInUse(EC2ClientError):
+    def __init__(self, snapshot_id, ami_id):
+        super().__init__(
+            "InvalidSnapshot.InUse", f"The snapshot {snapshot_id} is currently in use by {ami_id}"
+        )
+
+
+def ami_snapshots(ami):
+    """The snapshot ids of an image's block devices."""
+    mappings = getattr(ami, "backupctl_mappings", None)
+    if mappings is not None:
+        return [snap.id for _, snap in mappings]
+    return [ami.ebs_snapshot.id] if getattr(ami, "ebs_snapshot", None) else []
+
+
+def images_using(backend, snapshot_id, but=None):
+    return [a.id for a in backend.amis.values() if a.id != but and snapshot_id in ami_snapshots(a)]
+
+
+_orig_create_image = AmiBackend.create_image
+
+
+def create_image(self, instance_id, name, description, tag_specifications):
+    # moto: HTTP 500 on a snapshot TagSpecification, one fake 15 GiB snapshot
+    # whatever the instance has, and duplicate names accepted.
+    for ami in self.amis.values():
+        if ami.name == name:
+            raise DuplicateAmiName(name, ami.id)
+    image_specs = [s for s in tag_specifications if s["ResourceType"] == "image"]
+    snapshot_tags = {}
+    for spec in tag_specifications:
+        if spec["ResourceType"] == "snapshot":
+            snapshot_tags.update({t["Key"]: t["Value"] for t in spec["Tags"]})
+    ami = _orig_create_image(self, instance_id, name, description, image_specs)
+    self.snapshots.pop(ami.ebs_snapshot.id, None)
+    instance = self.get_instance(instance_id)
+    mappings = []
+    for device, block in instance.get_block_device_mapping:
+        snap = self.create_snapshot(
+            block.volume_id, f"Created by CreateImage({instance_id}) for {ami.id}", from_ami=ami.id
+        )
+        snap.add_tags(snapshot_tags)
+        mappings.append((device, snap))
+    ami.backupctl_mappings = mappings
+    ami.root_device_name = instance.root_device_name
+    return ami
+
+
+_orig_bdm = Ami.block_device_mappings
+
+
+def block_device_mappings(self):
+    mappings = getattr(self, "backupctl_mappings", None)
+    if mappings is None:
+        return _orig_bdm.fget(self)
+    return [
+        {
+            "DeviceName": device,
+            "Ebs": {
+                "SnapshotId": snap.id,
+                "VolumeSize": getattr(snap.volume, "size", 8),
+                "DeleteOnTermination": False,
+                "VolumeType": "gp3",
+            },
+        }
+        for device, snap in mappings
+    ]
+
+
+def deregister_image(self):
+    # moto accepts DeleteAssociatedSnapshots and ignores it.
+    ami_id = self._get_param("ImageId")
+    delete = str(self._get_param("DeleteAssociatedSnapshots", False)).lower() == "true"
+    self.error_on_dryrun()
+    ami = self.ec2_backend.amis.get(ami_id)
+    snapshots = ami_snapshots(ami) if ami else []
+    self.ec2_backend.deregister_image(ami_id)
+    if delete:
+        for sid in snapshots:
+            if not images_using(self.ec2_backend, sid):
+                self.ec2_backend.snapshots.pop(sid, None)
+    return ActionResult({"Return": True})
+
+
+def as_list(value):
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        return [v for _, v in sorted(value.items())]
+    if isinstance(value, str):
+        return [value]
+    return list(value)
+
+
+def create_snapshots(self, instance_spec, description, tags):
+    # moto ignores InstanceSpecification.ExcludeDataVolumeIds.
+    instance = self.get_instance(instance_spec["InstanceId"])
+    exclude_boot = str(instance_spec.get("ExcludeBootVolume", False)).lower() == "true"
+    excluded = set(as_list(instance_spec.get("ExcludeDataVolumeIds")))
+    excluded |= set(as_list(instance_spec.get("ExcludeDataVolumeId")))
+    volumes = []
+    for device, block in instance.get_block_device_mapping:
+        is_root = device == instance.root_device_name
+        if (is_root and exclude_boot) or (not is_root and block.volume_id in excluded):
+            continue
+        volumes.append(block.volume_id)
+    snapshots = [self.create_snapshot(v, description=description) for v in volumes]
+    for snapshot in snapshots:
+        snapshot.add_tags(tags)
+    return snapshots
+
+
+_orig_delete_snapshot = EBSBackend.delete_snapshot
+
+
+def delete_snapshot(self, snapshot_id):
+    # moto only knows the one image a snapshot was made for.
+    users = images_using(self, snapshot_id)
+    if users:
+        raise SnapshotInUse(snapshot_id, users[0])
+    return _orig_delete_snapshot(self, snapshot_id)
+
+
+def get_tags(self):
+    # moto scans every tag of the region for each resource: minutes per
+    # DescribeSnapshots with thousands of tagged snapshots.
+    tags = self.ec2_backend.tags.get(self.id, {}) if self.id else {}
+    return [{"resource_id": self.id, "key": k, "value": v} for k, v in tags.items()]
+
+
+ENABLED_REGIONS = None
+_orig_describe_regions = RegionsAndZonesBackend.describe_regions
+
+
+def describe_regions(self, region_names=None):
+    regions = _orig_describe_regions(self, region_names)
+    if ENABLED_REGIONS is None:
+        return regions
+    return [r for r in regions if r.name in ENABLED_REGIONS]
+
+
+AmiBackend.create_image = create_image
+Ami.block_device_mappings = property(block_device_mappings)
+AmisResponse.deregister_image = deregister_image
+EBSBackend.create_snapshots = create_snapshots
+EBSBackend.delete_snapshot = delete_snapshot
+TaggedEC2Resource.get_tags = get_tags
+RegionsAndZonesBackend.describe_regions = describe_regions
+
+
+# ------------------------------------------------------------- THE SERVER
+
+
+class State:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self):
+        self.calls = {}
+        self.faults_injected = {}
+        self.faults = {}
+        self.rng = random.Random(0)
+        self.imds = None
+
+
+STATE = State()
+
+
+def region_of(environ):
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    marker = "Credential="
+    if marker in auth:
+        scope = auth.split(marker, 1)[1].split(",", 1)[0].split("/")
+        if len(scope) >= 3:
+            return scope[2]
+    return "unknown"
+
+
+def action_of(environ):
+    """Reads the EC2 Action from the body and puts the body back."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    params = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+    params.update(urllib.parse.parse_qs(environ.get("QUERY_STRING", "")))
+    return (params.get("Action") or ["unknown"])[0]
+
+
+def ec2_error(status, code, message):
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>"
+        "<RequestID>backupctl-emulator</RequestID></Response>"
+    )
+    return Response(body, status=status, content_type="text/xml")
+
+
+def bump(table, region, action):
+    table.setdefault(region, {}).setdefault(action, 0)
+    table[region][action] += 1
+
+
+def choose_fault(region, action):
+    """Decides, under the lock, what happens to one EC2 call."""
+    f = STATE.faults
+    if not f:
+        return None
+    only = f.get("actions")
+    for deny in f.get("deny", []):
+        if deny.get("region") in (region, "*") and (
+            action in deny.get("actions", ["*"]) or "*" in deny.get("actions", ["*"])
+        ):
+            return ("deny", None)
+    if only and action not in only:
+        return None
+    roll = STATE.rng.random()
+    for kind in ("throttle", "server_error", "reset", "hang", "latency"):
+        p = float(f.get(kind, 0))
+        if roll < p:
+            return (kind, f.get(f"{kind}_seconds"))
+        roll -= p
+    return None
+
+
+def imds(request):
+    if STATE.imds is None:
+        return Response("no instance metadata configured", status=404)
+    path = request.path
+    if path == "/latest/api/token" and request.method == "PUT":
+        ttl = request.headers.get("X-aws-ec2-metadata-token-ttl-seconds", "21600")
+        return Response(
+            "backupctl-imds-token",
+            headers={"X-aws-ec2-metadata-token-ttl-seconds": ttl},
+            content_type="text/plain",
+        )
+    if request.headers.get("X-aws-ec2-metadata-token") != "backupctl-imds-token":
+        return Response("", status=401)
+    doc = {
+        "instanceId": STATE.imds["instance_id"],
+        "region": STATE.imds["region"],
+        "accountId": ACCOUNT,
+        "availabilityZone": STATE.imds["region"] + "a",
+    }
+    values = {
+        "/latest/meta-data/instance-id": doc["instanceId"],
+        "/latest/meta-data/placement/region": doc["region"],
+        "/latest/meta-data/placement/availability-zone": doc["availabilityZone"],
+        "/latest/dynamic/instance-identity/document": json.dumps(doc),
+    }
+    if path in values:
+        return Response(values[path], content_type="text/plain")
+    return Response("", status=404)
+
+
+class Emulator:
+    def __init__(self):
+        self.moto = DomainDispatcherApplication(create_backend_app)
+        self.port = None
+
+    def client(self, region):
+        c = boto3.client(
+            "ec2",
+            region_name=region,
+            endpoint_url=f"http://127.0.0.1:{self.port}",
+            config=Config(retries={"max_attempts": 1}),
+        )
+        c.meta.events.register(
+            "before-sign.ec2.*", lambda request, **_: request.headers.add_header(CONTROL_HEADER, "1")
+        )
+        return c
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        if request.path.startswith("/latest/"):
+            return imds(request)(environ, start_response)
+        if request.path.startswith("/_backupctl/"):
+            return self.control(request)(environ, start_response)
+        if environ.get("HTTP_" + CONTROL_HEADER.upper().replace("-", "_")):
+            return self.moto(environ, start_response)
+        region = region_of(environ)
+        action = action_of(environ)
+        with STATE.lock:
+            bump(STATE.calls, region, action)
+            fault = choose_fault(region, action)
+            if fault:
+                bump(STATE.faults_injected, region, f"{action}:{fault[0]}")
+        if fault:
+            kind, seconds = fault
+            if kind == "deny":
+                return ec2_error(
+                    403,
+                    "UnauthorizedOperation",
+                    f"You are not authorized to perform this operation ({action} in {region}).",
+                )(environ, start_response)
+            if kind == "throttle":
+                return ec2_error(503, "RequestLimitExceeded", "Request limit exceeded.")(
+                    environ, start_response
+                )
+            if kind == "server_error":
+                return ec2_error(500, "InternalError", "An internal error has occurred.")(
+                    environ, start_response
+                )
+            if kind == "reset":
+                sock = environ.get("werkzeug.socket")
+                if sock is not None:
+                    import socket as _socket
+
+                    sock.shutdown(_socket.SHUT_RDWR)
+                    sock.close()
+                return []
+            if kind == "hang":
+                time.sleep(float(seconds or 600))
+            if kind == "latency":
+                time.sleep(float(seconds or 2))
+        return self.moto(environ, start_response)
+
+    # ------------------------------------------------------------ control
+
+    def control(self, request):
+        name = request.path[len("/_backupctl/") :]
+        body = request.get_json(silent=True) or {}
+        try:
+            result = getattr(self, "ctl_" + name.replace("-", "_"))(body)
+        except AttributeError:
+            return Response(f"unknown control endpoint {name}", status=404)
+        except Exception as e:  # reported to the test, which fails with it
+            return Response(f"{type(e).__name__}: {e}", status=500)
+        return Response(json.dumps(result), content_type="application/json")
+
+    def ctl_ping(self, _):
+        return {"ok": True}
+
+    def ctl_reset(self, _):
+        global ENABLED_REGIONS
+        from moto.moto_api._internal.models import moto_api_backend
+
+        moto_api_backend.reset()
+        with STATE.lock:
+            STATE.reset()
+        ENABLED_REGIONS = None
+        return {"ok": True}
+
+    def ctl_calls(self, _):
+        with STATE.lock:
+            return {"calls": STATE.calls, "faults": STATE.faults_injected}
+
+    def ctl_reset_calls(self, _):
+        with STATE.lock:
+            STATE.calls = {}
+            STATE.faults_injected = {}
+        return {"ok": True}
+
+    def ctl_faults(self, body):
+        with STATE.lock:
+            STATE.faults = body
+            STATE.rng = random.Random(body.get("seed", 0))
+        return {"ok": True}
+
+    def ctl_regions(self, body):
+        global ENABLED_REGIONS
+        ENABLED_REGIONS = set(body["regions"]) if body.get("regions") is not None else None
+        return {"ok": True}
+
+    def ctl_imds(self, body):
+        STATE.imds = body
+        return {"ok": True}
+
+    def ctl_set_state(self, body):
+        """Sets an image's or snapshot's state (moto never has pending ones)."""
+        backend = ec2_backends[ACCOUNT][body["region"]]
+        rid, state = body["id"], body["state"]
+        if rid.startswith("ami-"):
+            backend.amis[rid].state = state
+        else:
+            backend.snapshots[rid].status = state
+        return {"ok": True}
+
+    def ctl_register_image(self, body):
+        """An image registered from existing snapshots (e.g. a restore)."""
+        backend = ec2_backends[ACCOUNT][body["region"]]
+        ami = backend.register_image(name=body["name"], description="registered by a test")
+        backend.snapshots.pop(ami.ebs_snapshot.id, None)
+        ami.backupctl_mappings = [
+            (f"/dev/sd{chr(ord('a') + i)}", backend.snapshots[sid])
+            for i, sid in enumerate(body["snapshot_ids"])
+        ]
+        if body.get("tags"):
+            ami.add_tags(body["tags"])
+        return {"id": ami.id}
+
+    def ctl_seed(self, body):
+        """Creates instances (with root and data volumes) and backups.
+
+        {"region": R,
+         "instances": [{"count": N, "tags": {...}, "root_tags": {...},
+                        "volumes": [{"device": "/dev/sdf", "tags": {...}}],
+                        "state": "running" | "stopped" | "terminated"}],
+         "images": [{"instance_id": I, "name": N, "tags": {...}, "snapshot_tags": {...}}],
+         "snapshots": [{"volume_id": V, "tags": {...}}]}
+        Returns the ids, in order.
+        """
+        region = body["region"]
+        ec2 = self.client(region)
+        out = {"instances": [], "images": [], "snapshots": []}
+        for spec in body.get("instances", []):
+            count = int(spec.get("count", 1))
+            mappings = [{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 8}}]
+            mappings += [
+                {"DeviceName": v["device"], "Ebs": {"VolumeSize": v.get("size", 8)}}
+                for v in spec.get("volumes", [])
+            ]
+            tag_specs = []
+            if spec.get("tags"):
+                tag_specs.append({"ResourceType": "instance", "Tags": tagl(spec["tags"])})
+            done = 0
+            while done < count:
+                n = min(1000, count - done)
+                r = ec2.run_instances(
+                    ImageId="ami-00000000000000001",
+                    MinCount=n,
+                    MaxCount=n,
+                    InstanceType="t3.micro",
+                    BlockDeviceMappings=mappings,
+                    TagSpecifications=tag_specs,
+                )
+                ids = [i["InstanceId"] for i in r["Instances"]]
+                volume_tags = {"/dev/sda1": spec.get("root_tags", {})}
+                volume_tags.update({v["device"]: v.get("tags", {}) for v in spec.get("volumes", [])})
+                for inst in r["Instances"]:
+                    volumes = {m["DeviceName"]: m["Ebs"]["VolumeId"] for m in inst["BlockDeviceMappings"]}
+                    by_tags = {}
+                    for device, vid in volumes.items():
+                        if volume_tags.get(device):
+                            by_tags.setdefault(json.dumps(volume_tags[device], sort_keys=True), []).append(vid)
+                    for tags_json, vids in by_tags.items():
+                        ec2.create_tags(Resources=vids, Tags=tagl(json.loads(tags_json)))
+                    out["instances"].append({"id": inst["InstanceId"], "volumes": volumes})
+                state = spec.get("state", "running")
+                if state == "stopped":
+                    ec2.stop_instances(InstanceIds=ids)
+                elif state == "terminated":
+                    ec2.terminate_instances(InstanceIds=ids)
+                done += n
+        for spec in body.get("images", []):
+            specs = []
+            if spec.get("tags"):
+                specs.append({"ResourceType": "image", "Tags": tagl(spec["tags"])})
+            if spec.get("snapshot_tags"):
+                specs.append({"ResourceType": "snapshot", "Tags": tagl(spec["snapshot_tags"])})
+            r = ec2.create_image(
+                InstanceId=spec["instance_id"], Name=spec["name"], NoReboot=True, TagSpecifications=specs
+            )
+            out["images"].append(r["ImageId"])
+        for spec in body.get("snapshots", []):
+            specs = [{"ResourceType": "snapshot", "Tags": tagl(spec["tags"])}] if spec.get("tags") else []
+            r = ec2.create_snapshot(VolumeId=spec["volume_id"], TagSpecifications=specs)
+            out["snapshots"].append(r["SnapshotId"])
+        return out
+
+
+def tagl(tags):
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    app = Emulator()
+    server = make_server(
+        "127.0.0.1", args.port, app, threaded=True, request_handler=MotoRequestHandler
+    )
+    app.port = server.server_port
+    print(f"READY {app.port}", flush=True)
+
+    def watch_stdin():
+        sys.stdin.read()
+        os._exit(0)
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
