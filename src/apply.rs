@@ -1,12 +1,24 @@
 //! Executes a plan through a provider.
 //!
-//! One attempt that can be repeated: creations run before deletions (so a
-//! failed creation never leaves a source with fewer backups than before), a
-//! failed action does not stop the others, and every outcome is returned.
-//! Re-running plan and apply converges.
+//! One attempt that can be repeated. Regions run in parallel (they are
+//! independent throttling buckets); within a region, a few calls at a time,
+//! in three phases: creations, then image deregistrations, then snapshot
+//! deletions (so a failed creation never leaves a source with fewer backups
+//! than before, and a snapshot goes only once no image uses it). A failed
+//! action does not stop the others, and every outcome is returned, in plan
+//! order. Re-running plan and apply converges.
 
+use crate::output::Progress;
 use crate::plan::{Action, Change, Plan};
 use crate::provider::{Done, Provider, ProviderError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// Calls in flight at once within one region: well inside EC2's mutating
+/// buckets (CreateImage refills at 5/s), so the SDK's retries rarely fire.
+const CALLS_PER_REGION: usize = 4;
 
 /// The outcome of one change.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,23 +50,92 @@ impl ApplyReport {
     }
 }
 
-/// Runs every change of `plan`: creations, then image deregistrations, then
-/// snapshot deletions (a snapshot can only go once no image uses it).
-pub async fn apply<P: Provider>(plan: &Plan, provider: &P) -> ApplyReport {
-    let phase = |c: &&Change| match c.action {
+fn phase(action: &Action) -> u8 {
+    match action {
         Action::CreateImage { .. } | Action::CreateSnapshots { .. } => 0,
         Action::DeregisterImage { .. } => 1,
         Action::DeleteSnapshot { .. } => 2,
-    };
-    let mut ordered: Vec<&Change> = plan.changes.iter().collect();
-    ordered.sort_by_key(phase);
-    let mut report = ApplyReport::default();
-    for change in ordered {
-        let result = provider.execute(&change.region, &change.action).await;
-        report.outcomes.push(Outcome {
-            change: change.clone(),
-            result,
+    }
+}
+
+/// Runs every change of `plan` and reports each outcome.
+pub async fn apply<P>(plan: &Plan, provider: Arc<P>, progress: Arc<dyn Progress>) -> ApplyReport
+where
+    P: Provider + Send + Sync + 'static,
+{
+    let mut by_region: BTreeMap<String, Vec<(usize, Change)>> = BTreeMap::new();
+    for (i, change) in plan.changes.iter().enumerate() {
+        by_region
+            .entry(change.region.clone())
+            .or_default()
+            .push((i, change.clone()));
+    }
+    let mut regions = JoinSet::new();
+    for (region, mut changes) in by_region {
+        let (provider, progress) = (provider.clone(), progress.clone());
+        changes.sort_by_key(|(i, c)| (phase(&c.action), *i));
+        regions.spawn(async move {
+            progress.start(&region, changes.len() as u64, "applying");
+            let mut done = Vec::with_capacity(changes.len());
+            let mut failed = 0;
+            let mut rest = changes.as_slice();
+            while let Some((_, first)) = rest.first() {
+                let p = phase(&first.action);
+                let n = rest
+                    .iter()
+                    .take_while(|(_, c)| phase(&c.action) == p)
+                    .count();
+                let (batch, tail) = rest.split_at(n);
+                rest = tail;
+                for outcome in run_phase(&region, batch, &provider, &progress).await {
+                    failed += usize::from(outcome.1.result.is_err());
+                    done.push(outcome);
+                }
+            }
+            let message = if failed == 0 {
+                "done".to_string()
+            } else {
+                format!("{failed} failed")
+            };
+            progress.finish(&region, &message);
+            done
         });
     }
-    report
+    let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
+    while let Some(joined) = regions.join_next().await {
+        outcomes.extend(joined.expect("an apply task panicked"));
+    }
+    outcomes.sort_by_key(|(i, _)| *i);
+    ApplyReport {
+        outcomes: outcomes.into_iter().map(|(_, o)| o).collect(),
+    }
+}
+
+/// Runs one phase of one region, a few calls at a time.
+async fn run_phase<P>(
+    region: &str,
+    batch: &[(usize, Change)],
+    provider: &Arc<P>,
+    progress: &Arc<dyn Progress>,
+) -> Vec<(usize, Outcome)>
+where
+    P: Provider + Send + Sync + 'static,
+{
+    let limit = Arc::new(Semaphore::new(CALLS_PER_REGION));
+    let mut calls = JoinSet::new();
+    for (i, change) in batch.iter().cloned() {
+        let (provider, progress, limit) = (provider.clone(), progress.clone(), limit.clone());
+        let region = region.to_string();
+        calls.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let result = provider.execute(&region, &change.action).await;
+            progress.advance(&region);
+            (i, Outcome { change, result })
+        });
+    }
+    let mut out = Vec::with_capacity(batch.len());
+    while let Some(joined) = calls.join_next().await {
+        out.push(joined.expect("an apply call panicked"));
+    }
+    out
 }

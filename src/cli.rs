@@ -15,7 +15,7 @@ instances, volumes, AMIs and snapshots, and computes a plan: which backups to cr
 one is due and which expired backups to delete. It changes nothing until `apply`.\n\n\
 It only ever deletes backups tagged with `backupctl:policy` naming a loaded policy, and never \
 the newest good backups of a source.",
-    after_help = "Examples:\n  backupctl validate\n  backupctl plan --state fixtures/demo/inventory.json --at 2026-11-22T06:00:00Z\n  backupctl plan --state inventory.json --format json --out plan.json"
+    after_help = "Examples:\n  backupctl validate\n  backupctl plan\n  backupctl apply --auto-approve\n  backupctl plan --state fixtures/demo/inventory.json --at 2026-11-22T06:00:00Z\n  backupctl plan --format json --out plan.json"
 )]
 pub struct Cli {
     /// Directory of policy files (*.toml, one policy each).
@@ -40,6 +40,20 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Default AWS region (for `regions = ["*"]`, which asks it for the
+    /// list of enabled regions). Policies still decide where backups happen.
+    #[arg(long, global = true, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// AWS profile from the shared config files (else AWS_PROFILE or default).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// Send EC2 calls to this endpoint (an emulator, a VPC endpoint). Also
+    /// AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_EC2.
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -50,10 +64,43 @@ pub enum Command {
     #[command(after_help = "Example:\n  backupctl --policies ./policies validate")]
     Validate,
     /// Show what would be created and deleted; changes nothing.
-    #[command(after_help = "Examples:\n  backupctl plan --state inventory.json\n  \
+    #[command(
+        after_help = "Examples:\n  backupctl plan\n  backupctl plan --state inventory.json\n  \
 backupctl plan --state inventory.json --at 2027-01-01   # what would be purged by then\n  \
-backupctl plan --state inventory.json --format json --out plan.json --detailed-exitcode")]
+backupctl plan --state inventory.json --format json --out plan.json --detailed-exitcode"
+    )]
     Plan(PlanArgs),
+    /// Observe, plan, show the plan, ask, then create and delete backups.
+    #[command(
+        after_help = "Examples:\n  backupctl apply                  # asks before changing anything\n  \
+backupctl apply --auto-approve   # from cron, systemd timers, CI schedules\n\n\
+Exit status: 0 when everything was applied (or nothing was to do), 1 when \
+nothing was done because of invalid input or a refused confirmation, 3 when a \
+region could not be observed or an action failed."
+    )]
+    Apply(ApplyArgs),
+    /// Work with observed state (inventory files).
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long)]
+    pub auto_approve: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Observe AWS and write the inventory JSON (for `plan --state`).
+    #[command(after_help = "Example:\n  backupctl state pull -o inventory.json\n  \
+backupctl --policies base/policies plan --state inventory.json")]
+    Pull {
+        /// Write to FILE instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! and nowhere else.
 
 use crate::policy::LoadError;
+use crate::provider::ProviderError;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -33,13 +34,15 @@ pub enum Error {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// AWS could not be used at all (credentials, region list, metadata).
+    Aws(ProviderError),
 }
 
 impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Usage(_) | Error::Policies(_) | Error::State { .. } => ExitCode::Invalid,
-            Error::Write { .. } => ExitCode::Failure,
+            Error::Write { .. } | Error::Aws(_) => ExitCode::Failure,
         }
     }
 }
@@ -52,6 +55,7 @@ impl fmt::Display for Error {
             Error::State { path, message } => {
                 write!(f, "cannot use state file {}: {message}", path.display())
             }
+            Error::Aws(e) => write!(f, "AWS: {e}"),
             Error::Write { path, error } => write!(
                 f,
                 "cannot write {}: {error}; check that the directory exists and is writable",

@@ -50,7 +50,17 @@ where
         now: std::env::var("BACKUPCTL_NOW").ok(),
         no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
     };
-    match commands::dispatch(cli, &env) {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::Failure as i32;
+        }
+    };
+    match runtime.block_on(commands::dispatch(cli, &env)) {
         Ok(code) => code as i32,
         Err(e) => {
             eprintln!("error: {e}");

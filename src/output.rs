@@ -1,12 +1,20 @@
-//! Where output goes. Stdout carries only results (plans, JSON); messages go
-//! to stderr and disappear under `--quiet`. Colour only on a terminal, never
-//! with `--no-color` or a non-empty `NO_COLOR`.
+//! Where output goes. Stdout carries only results (plans, JSON, state);
+//! messages and progress go to stderr. Progress bars are drawn only on a
+//! terminal and never under `--quiet` or `--format json`; colour only when
+//! stdout is a terminal, never with `--no-color` or a non-empty `NO_COLOR`.
+//! This is the only module that knows indicatif.
 
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 pub struct Printer {
     pub color: bool,
     pub quiet: bool,
+    /// Progress may be drawn (stderr is a terminal and not `--quiet`).
+    pub progress: bool,
 }
 
 impl Printer {
@@ -14,6 +22,7 @@ impl Printer {
         Printer {
             color: !no_color_flag && !no_color_env && std::io::stdout().is_terminal(),
             quiet,
+            progress: !quiet && std::io::stderr().is_terminal(),
         }
     }
 
@@ -29,6 +38,91 @@ impl Printer {
     pub fn note(&self, text: &str) {
         if !self.quiet {
             eprintln!("{text}");
+        }
+    }
+
+    /// Progress lines per region, or nothing when they must stay hidden.
+    pub fn progress(&self, allowed: bool) -> Arc<dyn Progress> {
+        if self.progress && allowed {
+            Arc::new(Bars::new())
+        } else {
+            Arc::new(NoProgress)
+        }
+    }
+}
+
+/// Events of long work, one line per key (a region). Core code reports
+/// through this; it never draws.
+pub trait Progress: Send + Sync {
+    /// Starts a line; `total` 0 means "unknown" (a spinner).
+    fn start(&self, key: &str, total: u64, message: &str);
+    fn advance(&self, key: &str);
+    fn finish(&self, key: &str, message: &str);
+}
+
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&self, _: &str, _: u64, _: &str) {}
+    fn advance(&self, _: &str) {}
+    fn finish(&self, _: &str, _: &str) {}
+}
+
+/// indicatif bars on stderr.
+pub struct Bars {
+    multi: MultiProgress,
+    bars: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl Bars {
+    fn new() -> Self {
+        Bars {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn bar(&self, key: &str) -> Option<ProgressBar> {
+        self.bars.lock().ok()?.get(key).cloned()
+    }
+}
+
+impl Progress for Bars {
+    fn start(&self, key: &str, total: u64, message: &str) {
+        let bar = if total == 0 {
+            let b = ProgressBar::new_spinner();
+            b.set_style(
+                ProgressStyle::with_template("{spinner} {prefix:<16} {msg}")
+                    .expect("valid template"),
+            );
+            b.enable_steady_tick(Duration::from_millis(120));
+            b
+        } else {
+            let b = ProgressBar::new(total);
+            b.set_style(
+                ProgressStyle::with_template("{prefix:<16} [{bar:30}] {pos}/{len} {msg}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            b
+        };
+        let bar = self.multi.add(bar);
+        bar.set_prefix(key.to_string());
+        bar.set_message(message.to_string());
+        if let Ok(mut bars) = self.bars.lock() {
+            bars.insert(key.to_string(), bar);
+        }
+    }
+
+    fn advance(&self, key: &str) {
+        if let Some(b) = self.bar(key) {
+            b.inc(1);
+        }
+    }
+
+    fn finish(&self, key: &str, message: &str) {
+        if let Some(b) = self.bar(key) {
+            b.finish_with_message(message.to_string());
         }
     }
 }

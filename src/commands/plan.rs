@@ -1,4 +1,5 @@
-//! `backupctl plan`: load policies, read the inventory, plan, render.
+//! `backupctl plan`: load policies, observe (or read a saved inventory),
+//! plan, render.
 
 use super::Env;
 use crate::cli::{resolve_now, Cli, Format, PlanArgs};
@@ -10,15 +11,23 @@ use crate::plan::text::{self, TextOptions};
 use crate::planner;
 use crate::policy::load_dir;
 
-pub fn run(cli: &Cli, args: &PlanArgs, env: &Env, printer: &Printer) -> Result<ExitCode, Error> {
+pub async fn run(
+    cli: &Cli,
+    args: &PlanArgs,
+    env: &Env,
+    printer: &Printer,
+) -> Result<ExitCode, Error> {
     let now = resolve_now(args.at.as_deref(), env.now.as_deref()).map_err(Error::Usage)?;
     let policies = load_dir(&cli.policies)?;
-    let Some(state) = &args.state else {
-        return Err(Error::Usage(
-            "this build cannot observe AWS yet; pass --state FILE to plan from a saved inventory (see the README's inventory format)".into(),
-        ));
+    let (inventory, region_failed) = match &args.state {
+        Some(path) => (read_state(path)?, false),
+        None => {
+            let show = args.format == Format::Text;
+            let (_, observation) = super::observe(cli, &policies, printer, show).await?;
+            let failed = super::report_failures(&observation);
+            (observation.inventory, failed)
+        }
     };
-    let inventory = read_state(state)?;
     let plan = planner::plan(&policies, &inventory, now);
 
     let json = (args.format == Format::Json || args.out.is_some())
@@ -40,7 +49,9 @@ pub fn run(cli: &Cli, args: &PlanArgs, env: &Env, printer: &Printer) -> Result<E
             },
         )),
     }
-    Ok(if args.detailed_exitcode && plan.has_changes() {
+    Ok(if region_failed {
+        ExitCode::Failure
+    } else if args.detailed_exitcode && plan.has_changes() {
         ExitCode::Changes
     } else {
         ExitCode::Success

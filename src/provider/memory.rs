@@ -6,15 +6,15 @@
 //! real provider does with TagSpecifications. New images and snapshots start
 //! `pending`, as in EC2, until [`MemoryProvider::settle`] completes them.
 
-use super::{Done, Provider, ProviderError};
+use super::{Done, Observation, Provider, ProviderError, Scope};
 use crate::inventory::{
     Image, ImageState, Instance, Inventory, RegionInventory, Snapshot, SnapshotState, Tags,
 };
+use crate::output::Progress;
 use crate::plan::Action;
-use crate::policy::PolicySet;
 use chrono::{DateTime, Utc};
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 pub struct MemoryProvider {
     state: Mutex<State>,
@@ -241,12 +241,20 @@ fn snapshots_of(
 }
 
 impl Provider for MemoryProvider {
+    /// Everything it holds (the in-memory EC2 has no throttling bucket to
+    /// spare), ignoring the scope.
     fn observe(
         &self,
-        _policies: &PolicySet,
-    ) -> impl Future<Output = Result<Inventory, ProviderError>> + Send {
+        _scope: &Scope,
+        _progress: Arc<dyn Progress>,
+    ) -> impl Future<Output = Result<Observation, ProviderError>> + Send {
         let inventory = self.inventory();
-        async move { Ok(inventory) }
+        async move {
+            Ok(Observation {
+                inventory,
+                failures: Vec::new(),
+            })
+        }
     }
 
     fn execute(

@@ -1,18 +1,21 @@
 //! The seam between backupctl and the cloud.
 //!
 //! A provider observes an [`Inventory`] and executes [`Action`]s, speaking
-//! only the project's own types. The AWS implementation (the only code that
-//! will import `aws_sdk_ec2`) lives behind this trait; [`memory`] is an
-//! honest in-memory stand-in with EC2's relevant rules, used by tests and
-//! simulations.
+//! only the project's own types. [`aws`] is the only module that imports
+//! `aws_sdk_ec2`; [`memory`] is an honest in-memory stand-in with EC2's
+//! relevant rules, used by tests and simulations.
 
+pub mod aws;
 pub mod memory;
 
 use crate::inventory::Inventory;
+use crate::output::Progress;
 use crate::plan::Action;
-use crate::policy::PolicySet;
+use crate::policy::{tags, InstanceRef, PolicySet, Regions};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 
 /// What an executed action produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,12 +40,120 @@ impl fmt::Display for ProviderError {
     }
 }
 
+/// What to observe, derived from the enabled policies: only the regions
+/// they target and only what they can select there, so that every Describe
+/// call can be filtered.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Scope {
+    /// What `regions = ["*"]` policies need in every enabled region.
+    pub every_region: Option<RegionScope>,
+    /// What the other policies need, by region.
+    pub regions: BTreeMap<String, RegionScope>,
+    /// Some policy selects the local instance (resolved through IMDS).
+    pub local: bool,
+}
+
+/// What to ask one region for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RegionScope {
+    /// Instance tag keys: one per policy with tag conditions, enough to
+    /// filter on (EC2 ORs the values of one filter; matching is finished
+    /// locally).
+    pub instance_tag_keys: BTreeSet<String>,
+    /// Instances named by policies without tag conditions.
+    pub instance_ids: BTreeSet<String>,
+    /// Volume tag keys, when a snapshot policy filters volumes by tag.
+    pub volume_tag_keys: BTreeSet<String>,
+}
+
+impl RegionScope {
+    fn merge(&mut self, other: &RegionScope) {
+        self.instance_tag_keys
+            .extend(other.instance_tag_keys.iter().cloned());
+        self.instance_ids.extend(other.instance_ids.iter().cloned());
+        self.volume_tag_keys
+            .extend(other.volume_tag_keys.iter().cloned());
+    }
+}
+
+impl Scope {
+    pub fn of(policies: &PolicySet) -> Scope {
+        let mut scope = Scope::default();
+        for p in policies.enabled() {
+            let mut need = RegionScope::default();
+            if p.target.instance_tags.is_empty() {
+                for r in p.target.instance_ids.iter().flatten() {
+                    if let InstanceRef::Id(id) = r {
+                        need.instance_ids.insert(id.clone());
+                    }
+                }
+            } else {
+                need.instance_tag_keys
+                    .extend(p.target.instance_tags.keys().take(1).cloned());
+            }
+            need.volume_tag_keys
+                .extend(p.target.volume_tags.keys().take(1).cloned());
+            scope.local |= p.target.uses_local();
+            match &p.target.regions {
+                Regions::All => scope
+                    .every_region
+                    .get_or_insert_with(Default::default)
+                    .merge(&need),
+                Regions::List(list) => {
+                    for r in list {
+                        scope.regions.entry(r.clone()).or_default().merge(&need);
+                    }
+                }
+            }
+        }
+        scope
+    }
+
+    /// Everything to ask `region` for.
+    pub fn for_region(&self, region: &str) -> RegionScope {
+        let mut need = self.regions.get(region).cloned().unwrap_or_default();
+        if let Some(every) = &self.every_region {
+            need.merge(every);
+        }
+        need
+    }
+
+    /// Makes the local instance part of what its region is asked for.
+    pub fn add_local(&mut self, local: &crate::inventory::LocalInstance) {
+        self.regions
+            .entry(local.region.clone())
+            .or_default()
+            .instance_ids
+            .insert(local.instance_id.clone());
+    }
+}
+
+/// The result of observing: the inventory of every region that could be
+/// observed, and the failure of each one that could not.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    pub inventory: Inventory,
+    pub failures: Vec<RegionFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionFailure {
+    pub region: String,
+    pub error: ProviderError,
+}
+
+/// The tag key that marks backupctl's own backups; Describe calls filter on it.
+pub const OWNERSHIP_TAG: &str = tags::POLICY;
+
 pub trait Provider {
-    /// Observes what the policies need to plan.
+    /// Observes what `scope` needs, region by region. A region that fails is
+    /// reported in [`Observation::failures`]; only a failure that prevents
+    /// observing anything (no credentials, no region list) is an `Err`.
     fn observe(
         &self,
-        policies: &PolicySet,
-    ) -> impl Future<Output = Result<Inventory, ProviderError>> + Send;
+        scope: &Scope,
+        progress: Arc<dyn Progress>,
+    ) -> impl Future<Output = Result<Observation, ProviderError>> + Send;
 
     /// Executes one action in one region.
     fn execute(

@@ -97,7 +97,6 @@ fn invalid_input_exits_1_with_a_clear_message() {
             &[("BACKUPCTL_NOW", "soon")],
             "invalid BACKUPCTL_NOW",
         ),
-        (&["plan"], &[], "pass --state FILE"),
         (
             &["plan", "--state", "no-such-file.json"],
             &[],

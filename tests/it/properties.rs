@@ -9,6 +9,7 @@ use backupctl::inventory::{
     AttachedVolume, Backup, Image, ImageState, Instance, InstanceState, Inventory, RegionInventory,
     Snapshot, SnapshotState, Tags, Volume,
 };
+use backupctl::output::NoProgress;
 use backupctl::plan::{Action, Plan};
 use backupctl::planner::plan;
 use backupctl::policy::{parse_policy, PolicySet};
@@ -17,6 +18,7 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 /// xorshift64*: tiny, deterministic, good enough to explore shapes.
 struct Gen(u64);
@@ -387,8 +389,8 @@ fn run_case(seed: u64) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let provider = MemoryProvider::new(inv, now());
-    let report = rt.block_on(apply(&first, &provider));
+    let provider = Arc::new(MemoryProvider::new(inv, now()));
+    let report = rt.block_on(apply(&first, provider.clone(), Arc::new(NoProgress)));
     if report.failed() > 0 {
         return Err(format!("apply failed: {}", failures(&report)));
     }
@@ -419,7 +421,7 @@ fn run_case(seed: u64) -> Result<(), String> {
                 c.address()
             ));
         }
-        let report = rt.block_on(apply(&next, &provider));
+        let report = rt.block_on(apply(&next, provider.clone(), Arc::new(NoProgress)));
         if report.failed() > 0 {
             return Err(format!(
                 "round {round}: apply failed: {}",

@@ -1,0 +1,39 @@
+//! `backupctl state pull`: observe and save the inventory, so that plans can
+//! be made offline (`plan --state`), e.g. for base and head of a pull request.
+
+use crate::cli::Cli;
+use crate::error::{Error, ExitCode};
+use crate::output::Printer;
+use crate::policy::load_dir;
+use std::path::Path;
+
+pub async fn pull(cli: &Cli, out: Option<&Path>, printer: &Printer) -> Result<ExitCode, Error> {
+    let policies = load_dir(&cli.policies)?;
+    let (_, observation) = super::observe(cli, &policies, printer, true).await?;
+    let failed = super::report_failures(&observation);
+    let json = observation.inventory.to_json();
+    match out {
+        Some(path) => {
+            std::fs::write(path, json).map_err(|error| Error::Write {
+                path: path.to_path_buf(),
+                error,
+            })?;
+            printer.note(&format!(
+                "Saved the state of {} region{} to {}.",
+                observation.inventory.regions.len(),
+                if observation.inventory.regions.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                path.display()
+            ));
+        }
+        None => printer.result(&json),
+    }
+    Ok(if failed {
+        ExitCode::Failure
+    } else {
+        ExitCode::Success
+    })
+}

@@ -1,0 +1,647 @@
+//! The AWS provider: the only module that imports `aws_sdk_ec2`.
+//!
+//! Credentials and the default region come only from aws-config's standard
+//! chain (environment, shared config and `--profile`, SSO, web identity,
+//! instance role); `--endpoint-url` or `AWS_ENDPOINT_URL(_EC2)` point it
+//! elsewhere (an emulator). Retries (adaptive mode, with backoff and jitter
+//! on `RequestLimitExceeded` and transient errors) and timeouts are the
+//! SDK's, configured once here.
+//!
+//! Observing keeps to EC2's larger, filtered throttling bucket: every
+//! Describe call filters (`tag-key`, `Owners=self`, `instance-id`) and goes
+//! through the SDK paginators with `MaxResults` 1000. Per region that is:
+//! DescribeInstances (tag-key filter; plus an instance-id filter for
+//! policies that name instances without tags), DescribeImages with
+//! `Owners=self` (all the account's images, so that an image made from a
+//! snapshot backup is seen and the snapshot reported blocked: one paginated
+//! call instead of a snapshot-id lookup per batch of snapshots),
+//! DescribeSnapshots with `OwnerIds=self` and the ownership tag-key filter,
+//! and DescribeVolumes only when a policy filters volumes by tag.
+
+use super::{
+    Done, Observation, Provider, ProviderError, RegionFailure, RegionScope, Scope, OWNERSHIP_TAG,
+};
+use crate::inventory::{
+    AttachedVolume, Image, ImageState, Instance, InstanceState, Inventory, LocalInstance,
+    RegionInventory, Snapshot, SnapshotState, Tags, Volume,
+};
+use crate::output::Progress;
+use crate::plan::Action;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types::{Filter, InstanceSpecification, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::Client;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// Regions observed at once.
+const REGION_CONCURRENCY: usize = 8;
+const PAGE_SIZE: i32 = 1000;
+/// EC2 accepts at most 200 values per filter.
+const FILTER_VALUES: usize = 200;
+
+/// How to reach AWS, from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct AwsOptions {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct AwsProvider {
+    config: Arc<SdkConfig>,
+}
+
+impl AwsProvider {
+    /// Loads the configuration through the standard chain. Nothing is
+    /// contacted yet: credential problems surface on the first call.
+    pub async fn new(options: &AwsOptions) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(
+                RetryConfig::adaptive()
+                    .with_max_attempts(10)
+                    .with_initial_backoff(Duration::from_millis(200))
+                    .with_max_backoff(Duration::from_secs(20)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .read_timeout(Duration::from_secs(30))
+                    .operation_attempt_timeout(Duration::from_secs(45))
+                    .operation_timeout(Duration::from_secs(300))
+                    .build(),
+            );
+        if let Some(p) = &options.profile {
+            loader = loader.profile_name(p);
+        }
+        if let Some(r) = &options.region {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        if let Some(u) = &options.endpoint_url {
+            loader = loader.endpoint_url(u);
+        }
+        AwsProvider {
+            config: Arc::new(loader.load().await),
+        }
+    }
+
+    fn client(&self, region: &str) -> Client {
+        let conf = aws_sdk_ec2::config::Builder::from(&*self.config)
+            .region(Region::new(region.to_string()))
+            .build();
+        Client::from_conf(conf)
+    }
+
+    fn default_client(&self) -> Result<Client, ProviderError> {
+        match self.config.region() {
+            Some(r) => Ok(self.client(r.as_ref())),
+            None => Err(ProviderError {
+                code: "NoRegion".into(),
+                message: "regions = [\"*\"] needs a region to ask for the list of enabled regions; set AWS_REGION, a region in your AWS profile, or --region".into(),
+            }),
+        }
+    }
+
+    async fn enabled_regions(&self) -> Result<Vec<String>, ProviderError> {
+        let out = self
+            .default_client()?
+            .describe_regions()
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeRegions", e))?;
+        let mut regions: Vec<String> = out
+            .regions()
+            .iter()
+            .filter_map(|r| r.region_name().map(str::to_string))
+            .collect();
+        regions.sort();
+        Ok(regions)
+    }
+
+    async fn local_instance(&self) -> Result<LocalInstance, ProviderError> {
+        let imds = aws_config::imds::Client::builder().build();
+        let fail = |e: aws_config::imds::client::error::ImdsError| {
+            ProviderError {
+            code: "InstanceMetadata".into(),
+            message: format!(
+                "instance_ids = [\"local\"] needs the instance metadata service, which did not answer ({}); run backupctl on the instance, or name the instance id",
+                causes(&e)
+            ),
+        }
+        };
+        let instance_id = imds
+            .get("/latest/meta-data/instance-id")
+            .await
+            .map_err(fail)?;
+        let region = imds
+            .get("/latest/meta-data/placement/region")
+            .await
+            .map_err(fail)?;
+        Ok(LocalInstance {
+            region: region.as_ref().to_string(),
+            instance_id: instance_id.as_ref().to_string(),
+        })
+    }
+}
+
+impl Provider for AwsProvider {
+    fn observe(
+        &self,
+        scope: &Scope,
+        progress: Arc<dyn Progress>,
+    ) -> impl Future<Output = Result<Observation, ProviderError>> + Send {
+        let this = self.clone();
+        let mut scope = scope.clone();
+        async move {
+            let local = if scope.local {
+                let local = this.local_instance().await?;
+                scope.add_local(&local);
+                Some(local)
+            } else {
+                None
+            };
+            let mut regions: BTreeSet<String> = scope.regions.keys().cloned().collect();
+            if scope.every_region.is_some() {
+                regions.extend(this.enabled_regions().await?);
+            }
+            let scope = Arc::new(scope);
+            let limit = Arc::new(Semaphore::new(REGION_CONCURRENCY));
+            let mut tasks = JoinSet::new();
+            for region in regions {
+                let (this, scope, limit, progress) =
+                    (this.clone(), scope.clone(), limit.clone(), progress.clone());
+                tasks.spawn(async move {
+                    let _permit = limit.acquire_owned().await;
+                    progress.start(&region, 0, "observing");
+                    let need = scope.for_region(&region);
+                    let result = observe_region(&this.client(&region), &need).await;
+                    match &result {
+                        Ok(inv) => progress.finish(
+                            &region,
+                            &format!(
+                                "{} instances, {} images, {} snapshots",
+                                inv.instances.len(),
+                                inv.images.len(),
+                                inv.snapshots.len()
+                            ),
+                        ),
+                        Err(e) => progress.finish(&region, &format!("failed: {}", e.code)),
+                    }
+                    (region, result)
+                });
+            }
+            let mut inventory = Inventory::empty();
+            inventory.observed_at = Some(Utc::now());
+            inventory.local_instance = local;
+            let mut failures = Vec::new();
+            while let Some(joined) = tasks.join_next().await {
+                let (region, result) = joined.map_err(|e| ProviderError {
+                    code: "Internal".into(),
+                    message: format!("an observing task failed: {e}"),
+                })?;
+                match result {
+                    Ok(inv) => {
+                        inventory.regions.insert(region, inv);
+                    }
+                    Err(error) => failures.push(RegionFailure { region, error }),
+                }
+            }
+            failures.sort_by(|a, b| a.region.cmp(&b.region));
+            inventory.normalize();
+            Ok(Observation {
+                inventory,
+                failures,
+            })
+        }
+    }
+
+    fn execute(
+        &self,
+        region: &str,
+        action: &Action,
+    ) -> impl Future<Output = Result<Done, ProviderError>> + Send {
+        let client = self.client(region);
+        let action = action.clone();
+        async move { execute(&client, &action).await }
+    }
+}
+
+fn filter(name: &str, values: impl IntoIterator<Item = impl Into<String>>) -> Filter {
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values.into_iter().map(Into::into).collect()))
+        .build()
+}
+
+fn tags_of(tags: &[Tag]) -> Tags {
+    tags.iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or("").to_string())))
+        .collect()
+}
+
+fn time_of(t: &aws_sdk_ec2::primitives::DateTime) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos()).unwrap_or_default()
+}
+
+async fn observe_region(
+    client: &Client,
+    scope: &RegionScope,
+) -> Result<RegionInventory, ProviderError> {
+    let mut inv = RegionInventory::default();
+    let mut instances: BTreeMap<String, Instance> = BTreeMap::new();
+    let live_states = ["pending", "running", "stopping", "stopped", "shutting-down"];
+    let mut queries = Vec::new();
+    if !scope.instance_tag_keys.is_empty() {
+        queries.push(filter("tag-key", scope.instance_tag_keys.iter().cloned()));
+    }
+    let ids: Vec<&String> = scope.instance_ids.iter().collect();
+    for chunk in ids.chunks(FILTER_VALUES) {
+        queries.push(filter("instance-id", chunk.iter().map(|s| s.to_string())));
+    }
+    for query in queries {
+        let mut pages = client
+            .describe_instances()
+            .filters(query)
+            .filters(filter("instance-state-name", live_states))
+            .max_results(PAGE_SIZE)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("DescribeInstances", e))?;
+            for i in page.reservations().iter().flat_map(|r| r.instances()) {
+                let Some(id) = i.instance_id() else { continue };
+                let root = i.root_device_name().unwrap_or("");
+                let state = i
+                    .state()
+                    .and_then(|s| s.name())
+                    .map_or(InstanceState::Pending, |s| instance_state(s.as_str()));
+                let volumes = i
+                    .block_device_mappings()
+                    .iter()
+                    .filter_map(|m| {
+                        Some(AttachedVolume {
+                            volume_id: m.ebs()?.volume_id()?.to_string(),
+                            device: m.device_name().unwrap_or("").to_string(),
+                            root: m.device_name() == Some(root),
+                        })
+                    })
+                    .collect();
+                instances.insert(
+                    id.to_string(),
+                    Instance {
+                        id: id.to_string(),
+                        state,
+                        tags: tags_of(i.tags()),
+                        volumes,
+                    },
+                );
+            }
+        }
+    }
+    inv.instances = instances.into_values().collect();
+
+    let mut pages = client
+        .describe_images()
+        .owners("self")
+        .max_results(PAGE_SIZE)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| sdk_error("DescribeImages", e))?;
+        for i in page.images() {
+            let (Some(id), Some(created)) = (i.image_id(), i.creation_date()) else {
+                continue;
+            };
+            let created_at = DateTime::parse_from_rfc3339(created)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| ProviderError {
+                    code: "BadResponse".into(),
+                    message: format!("image {id} has an unreadable CreationDate {created:?}: {e}"),
+                })?;
+            inv.images.push(Image {
+                id: id.to_string(),
+                name: i.name().unwrap_or("").to_string(),
+                state: image_state(i.state().map_or("", |s| s.as_str())),
+                created_at,
+                tags: tags_of(i.tags()),
+                snapshot_ids: i
+                    .block_device_mappings()
+                    .iter()
+                    .filter_map(|m| m.ebs()?.snapshot_id().map(str::to_string))
+                    .collect(),
+            });
+        }
+    }
+
+    let mut pages = client
+        .describe_snapshots()
+        .owner_ids("self")
+        .filters(filter("tag-key", [OWNERSHIP_TAG]))
+        .max_results(PAGE_SIZE)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| sdk_error("DescribeSnapshots", e))?;
+        for s in page.snapshots() {
+            let (Some(id), Some(started)) = (s.snapshot_id(), s.start_time()) else {
+                continue;
+            };
+            inv.snapshots.push(Snapshot {
+                id: id.to_string(),
+                volume_id: s.volume_id().unwrap_or("").to_string(),
+                state: snapshot_state(s.state().map_or("", |x| x.as_str())),
+                started_at: time_of(started),
+                tags: tags_of(s.tags()),
+            });
+        }
+    }
+
+    if !scope.volume_tag_keys.is_empty() {
+        let mut pages = client
+            .describe_volumes()
+            .filters(filter("tag-key", scope.volume_tag_keys.iter().cloned()))
+            .max_results(PAGE_SIZE)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("DescribeVolumes", e))?;
+            for v in page.volumes() {
+                if let Some(id) = v.volume_id() {
+                    inv.volumes.push(Volume {
+                        id: id.to_string(),
+                        tags: tags_of(v.tags()),
+                    });
+                }
+            }
+        }
+    }
+    Ok(inv)
+}
+
+fn instance_state(s: &str) -> InstanceState {
+    match s {
+        "running" => InstanceState::Running,
+        "stopping" => InstanceState::Stopping,
+        "stopped" => InstanceState::Stopped,
+        "shutting-down" => InstanceState::ShuttingDown,
+        "terminated" => InstanceState::Terminated,
+        _ => InstanceState::Pending,
+    }
+}
+
+/// Unknown states count as neither good nor pending, like `failed`.
+fn image_state(s: &str) -> ImageState {
+    match s {
+        "available" => ImageState::Available,
+        "pending" => ImageState::Pending,
+        "deregistered" => ImageState::Deregistered,
+        "disabled" => ImageState::Disabled,
+        "failed" => ImageState::Failed,
+        "invalid" => ImageState::Invalid,
+        "transient" => ImageState::Transient,
+        _ => ImageState::Error,
+    }
+}
+
+fn snapshot_state(s: &str) -> SnapshotState {
+    match s {
+        "completed" => SnapshotState::Completed,
+        "pending" => SnapshotState::Pending,
+        "recoverable" => SnapshotState::Recoverable,
+        "recovering" => SnapshotState::Recovering,
+        _ => SnapshotState::Error,
+    }
+}
+
+fn tag_spec(resource: ResourceType, tags: &Tags) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(resource)
+        .set_tags(Some(
+            tags.iter()
+                .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                .collect(),
+        ))
+        .build()
+}
+
+/// Codes that mean "already done": a retried call whose first attempt
+/// succeeded, or a backup someone else removed. Deletions are idempotent.
+fn already_gone(code: &str) -> bool {
+    matches!(
+        code,
+        "InvalidSnapshot.NotFound" | "InvalidAMIID.NotFound" | "InvalidAMIID.Unavailable"
+    )
+}
+
+async fn execute(client: &Client, action: &Action) -> Result<Done, ProviderError> {
+    match action {
+        Action::CreateImage {
+            instance_id,
+            name,
+            reboot,
+            tags,
+        } => {
+            let sent = client
+                .create_image()
+                .instance_id(instance_id)
+                .name(name)
+                .no_reboot(!reboot)
+                .tag_specifications(tag_spec(ResourceType::Image, tags))
+                .tag_specifications(tag_spec(ResourceType::Snapshot, tags))
+                .send()
+                .await;
+            match sent {
+                Ok(out) => Ok(Done::Created(
+                    out.image_id().into_iter().map(str::to_string).collect(),
+                )),
+                // The name is unique to this run: a duplicate means a first
+                // attempt whose answer was lost already made the image.
+                Err(e) if e.code() == Some("InvalidAMIName.Duplicate") => {
+                    let found = client
+                        .describe_images()
+                        .owners("self")
+                        .filters(filter("name", [name.as_str()]))
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("DescribeImages", e))?;
+                    let ids: Vec<String> = found
+                        .images()
+                        .iter()
+                        .filter(|i| tags_of(i.tags()).get(OWNERSHIP_TAG) == tags.get(OWNERSHIP_TAG))
+                        .filter_map(|i| i.image_id().map(str::to_string))
+                        .collect();
+                    if ids.is_empty() {
+                        Err(sdk_error("CreateImage", e))
+                    } else {
+                        Ok(Done::Created(ids))
+                    }
+                }
+                Err(e) => Err(sdk_error("CreateImage", e)),
+            }
+        }
+        Action::CreateSnapshots {
+            instance_id,
+            exclude_boot_volume,
+            exclude_data_volume_ids,
+            tags,
+            ..
+        } => {
+            let spec = InstanceSpecification::builder()
+                .instance_id(instance_id)
+                .exclude_boot_volume(*exclude_boot_volume)
+                .set_exclude_data_volume_ids(Some(exclude_data_volume_ids.clone()))
+                .build();
+            let out = client
+                .create_snapshots()
+                .instance_specification(spec)
+                .tag_specifications(tag_spec(ResourceType::Snapshot, tags))
+                .send()
+                .await
+                .map_err(|e| sdk_error("CreateSnapshots", e))?;
+            Ok(Done::Created(
+                out.snapshots()
+                    .iter()
+                    .filter_map(|s| s.snapshot_id().map(str::to_string))
+                    .collect(),
+            ))
+        }
+        Action::DeregisterImage {
+            image_id,
+            snapshot_ids,
+            kept_snapshot_ids,
+        } => {
+            // EC2 deletes every associated snapshot it can; only ask when all
+            // of them are ours to delete.
+            let sent = client
+                .deregister_image()
+                .image_id(image_id)
+                .delete_associated_snapshots(kept_snapshot_ids.is_empty())
+                .send()
+                .await;
+            if let Err(e) = sent {
+                if !e.code().is_some_and(already_gone) {
+                    return Err(sdk_error("DeregisterImage", e));
+                }
+            }
+            let mut gone = vec![image_id.clone()];
+            gone.extend(delete_leftovers(client, snapshot_ids).await?);
+            Ok(Done::Deleted(gone))
+        }
+        Action::DeleteSnapshot { snapshot_id } => {
+            delete_snapshot(client, snapshot_id).await?;
+            Ok(Done::Deleted(vec![snapshot_id.clone()]))
+        }
+    }
+}
+
+/// Deletes whichever of `ids` still exist after their image went, and
+/// returns every id that is gone.
+async fn delete_leftovers(client: &Client, ids: &[String]) -> Result<Vec<String>, ProviderError> {
+    let mut left = BTreeSet::new();
+    for chunk in ids.chunks(FILTER_VALUES) {
+        let mut pages = client
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(filter("snapshot-id", chunk.iter().cloned()))
+            .max_results(PAGE_SIZE)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("DescribeSnapshots", e))?;
+            left.extend(
+                page.snapshots()
+                    .iter()
+                    .filter_map(|s| s.snapshot_id().map(str::to_string)),
+            );
+        }
+    }
+    for id in &left {
+        delete_snapshot(client, id).await?;
+    }
+    Ok(ids.to_vec())
+}
+
+async fn delete_snapshot(client: &Client, id: &str) -> Result<(), ProviderError> {
+    match client.delete_snapshot().snapshot_id(id).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code().is_some_and(already_gone) => Ok(()),
+        Err(e) => Err(sdk_error("DeleteSnapshot", e)),
+    }
+}
+
+/// One line for an operator: the service's code and message, or what kept
+/// the call from reaching EC2. Never includes credentials (the SDK does not
+/// put them in errors).
+fn sdk_error<E, R>(operation: &str, e: SdkError<E, R>) -> ProviderError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    let (code, message) = match &e {
+        SdkError::ServiceError(se) => {
+            let err = se.err();
+            let code = err.code().unwrap_or("Unknown").to_string();
+            let mut message = err.message().unwrap_or("no message").to_string();
+            if code == "UnauthorizedOperation"
+                || code == "AccessDenied"
+                || code.starts_with("AuthFailure")
+            {
+                message = format!(
+                    "{message} (the credentials in use may not call ec2:{operation}; grant it in their IAM policy)"
+                );
+            }
+            (code, message)
+        }
+        SdkError::TimeoutError(_) => (
+            "Timeout".to_string(),
+            format!("{operation} did not answer in time, even after retries"),
+        ),
+        SdkError::DispatchFailure(df) => {
+            let detail = causes(&e);
+            if detail.contains("credentials") {
+                (
+                    "NoCredentials".to_string(),
+                    format!("no usable AWS credentials ({detail}); configure them through the standard chain: environment variables, a profile (--profile), SSO, web identity or an instance role"),
+                )
+            } else if df.is_io() || df.is_timeout() {
+                (
+                    "Unreachable".to_string(),
+                    format!("cannot reach the EC2 endpoint for {operation} ({detail}); check the network, --endpoint-url / AWS_ENDPOINT_URL, and the region"),
+                )
+            } else {
+                (
+                    "DispatchFailure".to_string(),
+                    format!("{operation} could not be sent: {detail}"),
+                )
+            }
+        }
+        _ => (
+            "Error".to_string(),
+            format!("{operation} failed: {}", causes(&e)),
+        ),
+    };
+    ProviderError { code, message }
+}
+
+/// The error and its causes, each once, on one line: the SDK's own
+/// rendering includes debug dumps of whole responses.
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
+}
