@@ -225,6 +225,7 @@ class State:
 
     def reset(self):
         self.calls = {}
+        self.requests = []
         self.faults_injected = {}
         self.faults = {}
         self.rng = random.Random(0)
@@ -244,14 +245,17 @@ def region_of(environ):
     return "unknown"
 
 
-def action_of(environ):
-    """Reads the EC2 Action from the body and puts the body back."""
+def params_of(environ):
+    """Reads the EC2 query parameters from the body and puts the body back."""
     length = int(environ.get("CONTENT_LENGTH") or 0)
     body = environ["wsgi.input"].read(length) if length else b""
     environ["wsgi.input"] = io.BytesIO(body)
     params = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
     params.update(urllib.parse.parse_qs(environ.get("QUERY_STRING", "")))
-    return (params.get("Action") or ["unknown"])[0]
+    return {k: v[0] for k, v in params.items()}
+
+
+MUTATING_PREFIXES = ("Create", "Delete", "Deregister", "Register", "Copy", "Modify")
 
 
 def ec2_error(status, code, message):
@@ -346,9 +350,12 @@ class Emulator:
         if environ.get("HTTP_" + CONTROL_HEADER.upper().replace("-", "_")):
             return self.moto(environ, start_response)
         region = region_of(environ)
-        action = action_of(environ)
+        params = params_of(environ)
+        action = params.get("Action", "unknown")
         with STATE.lock:
             bump(STATE.calls, region, action)
+            if action.startswith(MUTATING_PREFIXES):
+                STATE.requests.append({"region": region, "params": params})
             fault = choose_fault(region, action)
             if fault:
                 bump(STATE.faults_injected, region, f"{action}:{fault[0]}")
@@ -416,7 +423,38 @@ class Emulator:
         with STATE.lock:
             STATE.calls = {}
             STATE.faults_injected = {}
+            STATE.requests = []
         return {"ok": True}
+
+    def ctl_requests(self, _):
+        """Every mutating call received (including faulted attempts), with
+        its query parameters."""
+        with STATE.lock:
+            return {"requests": list(STATE.requests)}
+
+    def ctl_dump(self, body):
+        """The ground truth of a region, straight from moto's models."""
+        backend = ec2_backends[ACCOUNT][body["region"]]
+
+        def tags(rid):
+            return dict(backend.tags.get(rid, {}))
+
+        return {
+            "images": [
+                {
+                    "id": a.id,
+                    "name": a.name,
+                    "state": a.state,
+                    "tags": tags(a.id),
+                    "snapshot_ids": ami_snapshots(a),
+                }
+                for a in backend.amis.values()
+            ],
+            "snapshots": [
+                {"id": sn.id, "volume_id": sn.volume.id, "state": sn.status, "tags": tags(sn.id)}
+                for sn in backend.snapshots.values()
+            ],
+        }
 
     def ctl_faults(self, body):
         with STATE.lock:

@@ -4,8 +4,10 @@
 mod architecture;
 mod bad_policies;
 mod cli;
+mod emulator;
 mod golden;
 mod json_contract;
+mod live;
 mod properties;
 mod shipped_policies;
 mod support;

@@ -1,0 +1,203 @@
+//! The EC2 emulator harness: starts `tests/emulator/launcher.py` (moto with
+//! backupctl's fixes, fault injection and call counting) on a free loopback
+//! port for one test, talks to its control endpoints, and runs backupctl
+//! against it. The emulator stops when the test ends (its stdin closes).
+
+use crate::support::root;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+pub struct Emulator {
+    child: Child,
+    _stdin: ChildStdin,
+    pub port: u16,
+    pub dir: TempDir,
+}
+
+fn python() -> PathBuf {
+    let path = std::env::var_os("BACKUPCTL_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv/bin/python"));
+    let ok = Command::new(&path)
+        .args(["-c", "import moto, boto3, werkzeug"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "the EC2 emulator (moto) is not installed for {}: run the tests with `scripts/test`, \
+         which installs it into .venv from tests/emulator/requirements.txt (needs Python 3 \
+         with venv and access to PyPI), or set BACKUPCTL_TEST_PYTHON to a Python that has \
+         moto[server] 5.2.5",
+        path.display()
+    );
+    path
+}
+
+impl Emulator {
+    pub fn start() -> Emulator {
+        let dir = TempDir::new("emulator");
+        let log = std::fs::File::create(dir.path().join("emulator.log")).unwrap();
+        let mut child = Command::new(python())
+            .arg(root().join("tests/emulator/launcher.py"))
+            .args(["--port", "0"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("the emulator starts");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_default();
+        let port = line
+            .strip_prefix("READY ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| {
+                let log =
+                    std::fs::read_to_string(dir.path().join("emulator.log")).unwrap_or_default();
+                panic!("the emulator did not start (said {line:?}):\n{log}")
+            });
+        Emulator {
+            child,
+            _stdin: stdin,
+            port,
+            dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// POSTs JSON to a control endpoint and returns its JSON answer.
+    pub fn control(&self, name: &str, body: Value) -> Value {
+        let body = body.to_string();
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            stream,
+            "POST /_backupctl/{name} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, payload) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        assert!(
+            head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+            "{name}: {head}\n{payload}"
+        );
+        serde_json::from_str(payload).unwrap_or_else(|e| panic!("{name}: {e}: {payload}"))
+    }
+
+    /// Seeds one region; returns instance ids and volumes as the launcher
+    /// reports them.
+    pub fn seed(&self, body: Value) -> Value {
+        self.control("seed", body)
+    }
+
+    /// Images and snapshots of a region, straight from the emulator.
+    pub fn dump(&self, region: &str) -> Value {
+        self.control("dump", json!({ "region": region }))
+    }
+
+    /// Calls made so far, by region and action.
+    pub fn calls(&self) -> Value {
+        self.control("calls", json!({}))["calls"].clone()
+    }
+
+    pub fn faults(&self, config: Value) {
+        self.control("faults", config);
+    }
+
+    /// Runs backupctl against the emulator with `policies` (TOML texts)
+    /// written to a fresh directory.
+    pub fn run(&self, policies: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_backupctl"));
+        cmd.current_dir(self.dir.path())
+            .arg("--policies")
+            .arg(policies)
+            .args(args)
+            .stdin(Stdio::null());
+        for var in [
+            "BACKUPCTL_NOW",
+            "BACKUPCTL_POLICIES",
+            "NO_COLOR",
+            "AWS_PROFILE",
+            "AWS_ENDPOINT_URL_EC2",
+            "AWS_SESSION_TOKEN",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("AWS_ACCESS_KEY_ID", "AKIDEMULATOR")
+            .env("AWS_SECRET_ACCESS_KEY", "emulator-secret")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", self.url())
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", self.url())
+            .env("AWS_CONFIG_FILE", self.dir.path().join("no-config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                self.dir.path().join("no-credentials"),
+            );
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("backupctl runs")
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(what: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("backupctl-{what}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes policy files (name, TOML) into `policies/` and returns it.
+    pub fn policies(&self, files: &[(&str, &str)]) -> PathBuf {
+        let dir = self.0.join("policies");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
+        }
+        dir
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,629 @@
+//! End to end against the EC2 emulator: observe, plan and apply through the
+//! real AWS SDK, checking the result in the emulator's own state.
+//!
+//! Old backups are simulated with `BACKUPCTL_NOW`: a backup's effective time
+//! is the later of its native time and its `backupctl:created-at` tag, so
+//! backups made "in the future" age as the simulated clock advances.
+
+use crate::emulator::Emulator;
+use crate::support::{stderr, stdout};
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Output;
+
+const OWNERSHIP: [&str; 4] = [
+    "backupctl:policy",
+    "backupctl:source",
+    "backupctl:created-at",
+    "Name",
+];
+
+/// A simulated clock safely after the emulator's real clock.
+fn day(n: i64) -> String {
+    let base: DateTime<Utc> = (Utc::now() + Duration::days(2))
+        .date_naive()
+        .and_hms_opt(6, 0, 0)
+        .unwrap()
+        .and_utc();
+    (base + Duration::days(n)).to_rfc3339()
+}
+
+fn ok(out: &Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+fn plan(emu: &Emulator, policies: &Path, now: &str) -> Value {
+    let out = emu.run(
+        policies,
+        &["plan", "--format", "json"],
+        &[("BACKUPCTL_NOW", now)],
+    );
+    ok(&out);
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+fn apply(emu: &Emulator, policies: &Path, now: &str) -> Output {
+    emu.run(
+        policies,
+        &["apply", "--auto-approve"],
+        &[("BACKUPCTL_NOW", now)],
+    )
+}
+
+fn instance_ids(seeded: &Value) -> Vec<String> {
+    seeded["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn sources_of_creates(plan: &Value, region: &str) -> BTreeSet<String> {
+    plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["actions"] == json!(["create"]) && c["region"] == region)
+        .map(|c| c["source"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Images (or snapshots) of the dump carrying `backupctl:policy = policy`.
+fn owned<'a>(dump: &'a Value, kind: &str, policy: &str) -> Vec<&'a Value> {
+    dump[kind]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["tags"]["backupctl:policy"] == policy)
+        .collect()
+}
+
+fn count(calls: &Value, region: &str, action: &str) -> u64 {
+    calls[region][action].as_u64().unwrap_or(0)
+}
+
+fn mutating_calls(calls: &Value) -> u64 {
+    let mut n = 0;
+    for (_, actions) in calls.as_object().unwrap() {
+        for (action, c) in actions.as_object().unwrap() {
+            if !action.starts_with("Describe") {
+                n += c.as_u64().unwrap();
+            }
+        }
+    }
+    n
+}
+
+const DAILY_AMI: &str = r#"
+name = "web"
+[target]
+regions = ["us-east-1", "eu-west-1"]
+instance_tags = { Backup = "daily" }
+[backup]
+kind = "ami"
+reboot = "tag"
+[retention]
+max_age = "2 days"
+keep_last = 2
+"#;
+
+#[test]
+fn tag_selection_across_two_regions_with_filtered_describes() {
+    let emu = Emulator::start();
+    let us = emu.seed(json!({"region": "us-east-1", "instances": [
+        {"count": 2, "tags": {"Backup": "daily"}},
+        {"count": 1, "tags": {"Backup": "weekly"}},
+        {"count": 1}]}));
+    let eu = emu.seed(json!({"region": "eu-west-1", "instances": [
+        {"count": 1, "tags": {"Backup": "daily"}},
+        {"count": 1, "tags": {"Backup": "daily"}, "state": "stopped"},
+        {"count": 1, "tags": {"Backup": "daily"}, "state": "terminated"}]}));
+    let policies = emu.dir.policies(&[("web", DAILY_AMI)]);
+    let p = plan(&emu, &policies, &day(0));
+    let us_ids = instance_ids(&us);
+    let eu_ids = instance_ids(&eu);
+    assert_eq!(
+        sources_of_creates(&p, "us-east-1"),
+        us_ids[..2].iter().cloned().collect()
+    );
+    assert_eq!(
+        sources_of_creates(&p, "eu-west-1"),
+        eu_ids[..2].iter().cloned().collect()
+    );
+    assert_eq!(p["summary"]["delete"], 0);
+
+    let calls = emu.calls();
+    for region in ["us-east-1", "eu-west-1"] {
+        for action in ["DescribeInstances", "DescribeImages", "DescribeSnapshots"] {
+            assert_eq!(
+                count(&calls, region, action),
+                1,
+                "{region} {action}: {calls}"
+            );
+        }
+        assert_eq!(
+            count(&calls, region, "DescribeVolumes"),
+            0,
+            "no volume_tags: {calls}"
+        );
+    }
+    assert_eq!(count(&calls, "us-east-1", "DescribeRegions"), 0);
+    assert_eq!(mutating_calls(&calls), 0, "plan changes nothing: {calls}");
+}
+
+#[test]
+fn star_regions_are_the_enabled_regions() {
+    let emu = Emulator::start();
+    emu.control(
+        "regions",
+        json!({"regions": ["us-east-1", "eu-west-1", "ap-southeast-2"]}),
+    );
+    let eu =
+        emu.seed(json!({"region": "eu-west-1", "instances": [{"tags": {"Backup": "weekly"}}]}));
+    let ap = emu
+        .seed(json!({"region": "ap-southeast-2", "instances": [{"tags": {"Backup": "weekly"}}]}));
+    let policies = emu.dir.policies(&[(
+        "weekly",
+        "name = \"weekly\"\n[target]\nregions = [\"*\"]\ninstance_tags = { Backup = \"weekly\" }\n\
+         [backup]\nkind = \"ami\"\nevery = \"1 week\"\n[retention]\nmax_age = \"6 months\"\n",
+    )]);
+    let p = plan(&emu, &policies, &day(0));
+    assert_eq!(
+        sources_of_creates(&p, "eu-west-1"),
+        instance_ids(&eu).into_iter().collect()
+    );
+    assert_eq!(
+        sources_of_creates(&p, "ap-southeast-2"),
+        instance_ids(&ap).into_iter().collect()
+    );
+    assert_eq!(p["summary"]["create"], 2);
+    let calls = emu.calls();
+    assert_eq!(count(&calls, "us-east-1", "DescribeRegions"), 1);
+    let regions: BTreeSet<&String> = calls.as_object().unwrap().keys().collect();
+    assert_eq!(
+        regions.len(),
+        3,
+        "only enabled regions are observed: {calls}"
+    );
+}
+
+#[test]
+fn local_instance_through_instance_metadata() {
+    let emu = Emulator::start();
+    let seeded = emu.seed(json!({"region": "eu-west-1", "instances": [
+        {"volumes": [{"device": "/dev/sdf"}]}, {"count": 1}]}));
+    let me = &seeded["instances"][0];
+    let policies = emu.dir.policies(&[(
+        "self",
+        "name = \"self\"\n[target]\nregions = [\"eu-west-1\"]\ninstance_ids = [\"local\"]\n\
+         [backup]\nkind = \"snapshot\"\n[retention]\nmax_age = \"7 days\"\n",
+    )]);
+    // Without metadata the policy cannot be resolved: a clear error, exit 3.
+    let out = emu.run(&policies, &["plan"], &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("instance metadata"),
+        "{}",
+        stderr(&out)
+    );
+
+    emu.control(
+        "imds",
+        json!({"instance_id": me["id"], "region": "eu-west-1"}),
+    );
+    ok(&apply(&emu, &policies, &day(0)));
+    let snaps = owned(&emu.dump("eu-west-1"), "snapshots", "self")
+        .into_iter()
+        .map(|s| s["volume_id"].as_str().unwrap().to_string())
+        .collect::<BTreeSet<_>>();
+    let volumes: BTreeSet<String> = me["volumes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        snaps, volumes,
+        "every volume of the local instance, and nothing else"
+    );
+}
+
+#[test]
+fn ami_backups_reboot_only_tagged_instances_and_are_tagged_in_the_creating_call() {
+    let emu = Emulator::start();
+    let seeded = emu.seed(json!({"region": "us-east-1", "instances": [
+        {"tags": {"Backup": "daily", "BackupReboot": "yes"}, "volumes": [{"device": "/dev/sdf"}]},
+        {"tags": {"Backup": "daily"}}]}));
+    let ids = instance_ids(&seeded);
+    let policies = emu.dir.policies(&[("web", DAILY_AMI)]);
+    ok(&apply(&emu, &policies, &day(0)));
+
+    let requests = emu.control("requests", json!({}))["requests"].clone();
+    let creates: Vec<&Value> = requests
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["params"]["Action"] == "CreateImage")
+        .collect();
+    assert_eq!(creates.len(), 2, "{requests}");
+    for r in creates {
+        let params = r["params"].as_object().unwrap();
+        let instance = params["InstanceId"].as_str().unwrap();
+        let no_reboot = if instance == ids[0] { "false" } else { "true" };
+        assert_eq!(params["NoReboot"], no_reboot, "{instance}");
+        // Invariant 1: the tags travel in the CreateImage call itself, for
+        // the image and for its snapshots.
+        let specs: BTreeSet<&str> = params
+            .iter()
+            .filter(|(k, _)| k.starts_with("TagSpecification.") && k.ends_with(".ResourceType"))
+            .map(|(_, v)| v.as_str().unwrap())
+            .collect();
+        assert_eq!(specs, BTreeSet::from(["image", "snapshot"]));
+        assert!(params.values().any(|v| v == "backupctl:policy"));
+    }
+    let dump = emu.dump("us-east-1");
+    let images = owned(&dump, "images", "web");
+    assert_eq!(images.len(), 2);
+    for image in &images {
+        for key in OWNERSHIP {
+            assert!(image["tags"][key].is_string(), "{key} on {image}");
+        }
+        assert_eq!(image["tags"]["Name"], image["name"]);
+        for sid in image["snapshot_ids"].as_array().unwrap() {
+            let snap = dump["snapshots"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| &s["id"] == sid)
+                .unwrap();
+            assert_eq!(
+                snap["tags"], image["tags"],
+                "snapshots carry the image's tags"
+            );
+        }
+    }
+    let root_and_data = images
+        .iter()
+        .find(|i| i["tags"]["backupctl:source"] == ids[0].as_str())
+        .unwrap();
+    assert_eq!(root_and_data["snapshot_ids"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn snapshot_sets_take_only_the_selected_volumes() {
+    let emu = Emulator::start();
+    let seeded = emu.seed(json!({"region": "us-east-1", "instances": [{
+        "tags": {"Role": "db"}, "root_tags": {"Snapshot": "yes"},
+        "volumes": [{"device": "/dev/sdf", "tags": {"Snapshot": "yes"}},
+                    {"device": "/dev/sdg", "tags": {"Snapshot": "no"}},
+                    {"device": "/dev/sdh"}]}]}));
+    let inst = &seeded["instances"][0];
+    let policies = emu.dir.policies(&[(
+        "db",
+        "name = \"db\"\n[target]\nregions = [\"us-east-1\"]\ninstance_tags = { Role = \"db\" }\n\
+         volume_tags = { Snapshot = \"yes\" }\nexclude_boot_volume = true\n\
+         [backup]\nkind = \"snapshot\"\nevery = \"12h\"\n[retention]\nmax_age = \"14 days\"\n",
+    )]);
+    ok(&apply(&emu, &policies, &day(0)));
+    let dump = emu.dump("us-east-1");
+    let snaps = owned(&dump, "snapshots", "db");
+    assert_eq!(snaps.len(), 1, "{dump}");
+    assert_eq!(snaps[0]["volume_id"], inst["volumes"]["/dev/sdf"]);
+    assert_eq!(snaps[0]["tags"]["backupctl:source"], inst["id"]);
+    for key in OWNERSHIP {
+        assert!(snaps[0]["tags"][key].is_string(), "{key}");
+    }
+    assert_eq!(emu.calls()["us-east-1"]["DescribeVolumes"], 1);
+    // Half a day later the set is due again; a bit less and it is not.
+    assert_eq!(
+        plan(&emu, &policies, &day(0).replace("T06", "T17"))["summary"]["create"],
+        0
+    );
+    assert_eq!(plan(&emu, &policies, &day(1))["summary"]["create"], 1);
+}
+
+#[test]
+fn retention_over_generations_keeps_what_it_must_and_leaves_others_alone() {
+    let emu = Emulator::start();
+    let seeded = emu.seed(json!({"region": "us-east-1", "instances": [
+        {"tags": {"Backup": "daily"}, "volumes": [{"device": "/dev/sdf"}]},
+        {"tags": {"Backup": "gone"}}]}));
+    let ids = instance_ids(&seeded);
+    // Not backupctl's: an image and a snapshot that must survive everything.
+    let foreign = emu.seed(json!({"region": "us-east-1",
+        "images": [{"instance_id": ids[0], "name": "golden-base"}],
+        "snapshots": [{"volume_id": seeded["instances"][0]["volumes"]["/dev/sdf"], "tags": {"Owner": "alice"}}]}));
+    let last = "name = \"last\"\n[target]\nregions = [\"us-east-1\"]\ninstance_tags = { Backup = \"gone\" }\n\
+                [backup]\nkind = \"ami\"\n[retention]\nmax_age = \"1 day\"\nkeep_last = 0\n";
+    let policies = emu.dir.policies(&[("web", DAILY_AMI), ("last", last)]);
+
+    let mut history = Vec::new();
+    for d in 0..6 {
+        ok(&apply(&emu, &policies, &day(d)));
+        let dump = emu.dump("us-east-1");
+        let images = owned(&dump, "images", "web");
+        let snaps = owned(&dump, "snapshots", "web");
+        // Each image has two snapshots; they go with it and only with it.
+        assert_eq!(snaps.len(), 2 * images.len(), "day {d}: {dump}");
+        history.push(images.len());
+    }
+    // keep_last 2 and max_age 2 days: day 0: 1, day 1: 2, day 2: 3 (the
+    // oldest is exactly 2 days old but one of the newest two), then steady.
+    assert_eq!(history, [1, 2, 3, 3, 3, 3]);
+
+    // Once its source no longer matches, "last" stops making images; its
+    // newest good one survives retention forever (keep_last = 0).
+    let last_unmatched = last.replace("Backup = \"gone\"", "Backup = \"nothing\"");
+    let policies = emu
+        .dir
+        .policies(&[("web", DAILY_AMI), ("last", &last_unmatched)]);
+    ok(&apply(&emu, &policies, &day(60)));
+    let remaining = owned(&emu.dump("us-east-1"), "images", "last")
+        .into_iter()
+        .map(|i| {
+            i["tags"]["backupctl:created-at"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(remaining.len(), 1, "{remaining:?}");
+    assert!(
+        remaining[0].starts_with(&day(5)[..10]),
+        "the newest one: {remaining:?}"
+    );
+    let much_later = plan(&emu, &policies, &day(600));
+    assert!(
+        much_later["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["policy"] != "last"),
+        "the last good backup is never deleted: {much_later}"
+    );
+
+    let dump = emu.dump("us-east-1");
+    let image_ids: BTreeSet<String> = dump["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        image_ids.contains(foreign["images"][0].as_str().unwrap()),
+        "unmanaged image kept"
+    );
+    let snapshot_ids: BTreeSet<String> = dump["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        snapshot_ids.contains(foreign["snapshots"][0].as_str().unwrap()),
+        "unmanaged snapshot kept"
+    );
+}
+
+#[test]
+fn a_snapshot_used_by_a_foreign_image_is_blocked_not_deleted() {
+    let emu = Emulator::start();
+    emu.seed(json!({"region": "us-east-1", "instances": [
+        {"tags": {"Role": "db"}, "volumes": [{"device": "/dev/sdf"}]}]}));
+    let policies = emu.dir.policies(&[(
+        "db",
+        "name = \"db\"\n[target]\nregions = [\"us-east-1\"]\ninstance_tags = { Role = \"db\" }\n\
+         exclude_boot_volume = true\n[backup]\nkind = \"snapshot\"\n[retention]\nmax_age = \"1 day\"\n",
+    )]);
+    ok(&apply(&emu, &policies, &day(0)));
+    let first = owned(&emu.dump("us-east-1"), "snapshots", "db")[0]["id"].clone();
+    ok(&apply(&emu, &policies, &day(1)));
+    let restored = emu.control(
+        "register-image",
+        json!({"region": "us-east-1", "name": "restore-test", "snapshot_ids": [first]}),
+    )["id"]
+        .clone();
+    let p = plan(&emu, &policies, &day(3));
+    assert_eq!(p["blocked"].as_array().unwrap().len(), 1, "{p}");
+    assert_eq!(p["blocked"][0]["id"], first);
+    assert_eq!(p["blocked"][0]["image_ids"], json!([restored]));
+    assert!(p["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["id"] != first));
+    ok(&apply(&emu, &policies, &day(3)));
+    let still: Vec<Value> = emu.dump("us-east-1")["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].clone())
+        .collect();
+    assert!(still.contains(&first));
+}
+
+#[test]
+fn apply_twice_changes_nothing_the_second_time() {
+    let emu = Emulator::start();
+    emu.seed(
+        json!({"region": "us-east-1", "instances": [{"count": 3, "tags": {"Backup": "daily"}}]}),
+    );
+    emu.seed(
+        json!({"region": "eu-west-1", "instances": [{"count": 2, "tags": {"Backup": "daily"}}]}),
+    );
+    let policies = emu.dir.policies(&[("web", DAILY_AMI)]);
+    let first = apply(&emu, &policies, &day(0));
+    ok(&first);
+    assert!(stdout(&first).contains("Apply complete: 5 created, 0 deleted, 0 failed."));
+    let before = mutating_calls(&emu.calls());
+    let second = apply(&emu, &policies, &day(0));
+    ok(&second);
+    assert!(
+        stdout(&second).ends_with("No changes.\n"),
+        "{}",
+        stdout(&second)
+    );
+    assert_eq!(mutating_calls(&emu.calls()), before);
+}
+
+#[test]
+fn an_unauthorized_region_does_not_stop_the_others() {
+    let emu = Emulator::start();
+    emu.seed(json!({"region": "us-east-1", "instances": [{"tags": {"Backup": "daily"}}]}));
+    emu.seed(json!({"region": "eu-west-1", "instances": [{"tags": {"Backup": "daily"}}]}));
+    let policies = emu.dir.policies(&[("web", DAILY_AMI)]);
+    emu.faults(json!({"deny": [{"region": "eu-west-1", "actions": ["*"]}]}));
+    let out = apply(&emu, &policies, &day(0));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("could not observe eu-west-1: UnauthorizedOperation"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("Apply complete: 1 created, 0 deleted, 0 failed."));
+    assert_eq!(owned(&emu.dump("us-east-1"), "images", "web").len(), 1);
+
+    // A permission missing for one action fails that action only, and says
+    // which permission.
+    emu.faults(json!({"deny": [{"region": "eu-west-1", "actions": ["CreateImage"]}]}));
+    let out = apply(&emu, &policies, &day(0));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("UnauthorizedOperation"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("ec2:CreateImage"), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("0 created, 0 deleted, 1 failed."),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        emu.calls()["eu-west-1"]["CreateImage"],
+        1,
+        "permanent errors are not retried"
+    );
+}
+
+#[test]
+fn throttling_on_30_percent_of_calls_loses_and_duplicates_nothing() {
+    let emu = Emulator::start();
+    let us = emu.seed(
+        json!({"region": "us-east-1", "instances": [{"count": 6, "tags": {"Backup": "daily"}}]}),
+    );
+    let eu = emu.seed(
+        json!({"region": "eu-west-1", "instances": [{"count": 6, "tags": {"Backup": "daily"}}]}),
+    );
+    let policies = emu.dir.policies(&[("web", DAILY_AMI)]);
+    emu.faults(json!({"seed": 42, "throttle": 0.3}));
+    ok(&apply(&emu, &policies, &day(0)));
+    ok(&apply(&emu, &policies, &day(1)));
+    let injected = emu.control("calls", json!({}))["faults"].clone();
+    assert!(
+        injected.to_string().contains("throttle"),
+        "faults were injected: {injected}"
+    );
+    emu.faults(json!({}));
+    for (region, seeded) in [("us-east-1", &us), ("eu-west-1", &eu)] {
+        let dump = emu.dump(region);
+        let images = owned(&dump, "images", "web");
+        let mut per_source = std::collections::BTreeMap::new();
+        for i in &images {
+            *per_source
+                .entry(i["tags"]["backupctl:source"].as_str().unwrap().to_string())
+                .or_insert(0) += 1;
+        }
+        for id in instance_ids(seeded) {
+            assert_eq!(
+                per_source.get(&id),
+                Some(&2),
+                "{region} {id}: one image per run"
+            );
+        }
+    }
+    assert_eq!(plan(&emu, &policies, &day(1))["summary"]["create"], 0);
+}
+
+#[test]
+fn state_pull_then_offline_plan_equals_the_live_plan() {
+    let emu = Emulator::start();
+    emu.seed(
+        json!({"region": "us-east-1", "instances": [{"count": 2, "tags": {"Backup": "daily"}}]}),
+    );
+    let policies = emu.dir.policies(&[("web", DAILY_AMI)]);
+    ok(&apply(&emu, &policies, &day(0)));
+    let state = emu.dir.path().join("state.json");
+    let out = emu.run(
+        &policies,
+        &["state", "pull", "-o", state.to_str().unwrap()],
+        &[],
+    );
+    ok(&out);
+    let live = plan(&emu, &policies, &day(3));
+    let out = emu.run(
+        &policies,
+        &[
+            "plan",
+            "--format",
+            "json",
+            "--state",
+            state.to_str().unwrap(),
+        ],
+        &[
+            ("BACKUPCTL_NOW", &day(3)),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:1"),
+        ],
+    );
+    ok(&out);
+    let offline: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(offline, live);
+}
+
+#[test]
+fn aws_that_cannot_be_used_is_one_clear_message_and_exit_3() {
+    let emu = Emulator::start();
+    let policies = emu.dir.policies(&[("web", DAILY_AMI)]);
+    let out = emu.run(
+        &policies,
+        &["plan"],
+        &[
+            ("AWS_ACCESS_KEY_ID", ""),
+            ("AWS_SECRET_ACCESS_KEY", ""),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("error: AWS: NoCredentials: no usable AWS credentials"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(!err.contains("emulator-secret"));
+
+    let out = emu.run(
+        &policies,
+        &["plan"],
+        &[("AWS_ENDPOINT_URL", "http://127.0.0.1:9")],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr(&out);
+    assert!(
+        err.contains("Unreachable: cannot reach the EC2 endpoint"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("DispatchFailure {"),
+        "no SDK debug dumps: {err}"
+    );
+}
