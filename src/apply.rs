@@ -87,7 +87,11 @@ where
                     .count();
                 let (batch, tail) = rest.split_at(n);
                 rest = tail;
-                for outcome in run_phase(&region, batch, &provider, &progress).await {
+                let mut outcomes = run_phase(&region, batch, &provider, &progress).await;
+                if p == 1 {
+                    sweep(&region, &mut outcomes, &provider).await;
+                }
+                for outcome in outcomes {
                     failed += usize::from(outcome.1.result.is_err());
                     done.push(outcome);
                 }
@@ -108,6 +112,39 @@ where
     outcomes.sort_by_key(|(i, _)| *i);
     ApplyReport {
         outcomes: outcomes.into_iter().map(|(_, o)| o).collect(),
+    }
+}
+
+/// Makes sure the snapshots of the images just deregistered are gone. If
+/// that fails, those deregistrations count as failed: the planner leaves an
+/// AMI policy's stray snapshots alone, so this report is where an operator
+/// learns about them.
+async fn sweep<P>(region: &str, outcomes: &mut [(usize, Outcome)], provider: &Arc<P>)
+where
+    P: Provider + Send + Sync + 'static,
+{
+    let snapshot_ids: Vec<String> = outcomes
+        .iter()
+        .filter(|(_, o)| o.result.is_ok())
+        .filter_map(|(_, o)| match &o.change.action {
+            Action::DeregisterImage { snapshot_ids, .. } => Some(snapshot_ids.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    if snapshot_ids.is_empty() {
+        return;
+    }
+    if let Err(e) = provider.sweep(region, &snapshot_ids).await {
+        for (_, o) in outcomes.iter_mut().filter(|(_, o)| o.result.is_ok()) {
+            o.result = Err(ProviderError {
+                code: e.code.clone(),
+                message: format!(
+                    "the image was deregistered, but deleting its snapshots failed: {}",
+                    e.message
+                ),
+            });
+        }
     }
 }
 

@@ -249,6 +249,16 @@ impl Provider for AwsProvider {
         let action = action.clone();
         async move { execute(&client, &action).await }
     }
+
+    fn sweep(
+        &self,
+        region: &str,
+        snapshot_ids: &[String],
+    ) -> impl Future<Output = Result<(), ProviderError>> + Send {
+        let client = self.client(region);
+        let ids = snapshot_ids.to_vec();
+        async move { delete_leftovers(&client, &ids).await }
+    }
 }
 
 fn filter(name: &str, values: impl IntoIterator<Item = impl Into<String>>) -> Filter {
@@ -548,8 +558,10 @@ async fn execute(client: &Client, action: &Action) -> Result<Done, ProviderError
                     return Err(sdk_error("DeregisterImage", e));
                 }
             }
+            // The snapshots are verified, and leftovers deleted, by `sweep`
+            // once per region, not with one Describe call per image.
             let mut gone = vec![image_id.clone()];
-            gone.extend(delete_leftovers(client, snapshot_ids).await?);
+            gone.extend(snapshot_ids.iter().cloned());
             Ok(Done::Deleted(gone))
         }
         Action::DeleteSnapshot { snapshot_id } => {
@@ -559,9 +571,8 @@ async fn execute(client: &Client, action: &Action) -> Result<Done, ProviderError
     }
 }
 
-/// Deletes whichever of `ids` still exist after their image went, and
-/// returns every id that is gone.
-async fn delete_leftovers(client: &Client, ids: &[String]) -> Result<Vec<String>, ProviderError> {
+/// Deletes whichever of `ids` still exist after their images went.
+async fn delete_leftovers(client: &Client, ids: &[String]) -> Result<(), ProviderError> {
     let mut left = BTreeSet::new();
     for chunk in ids.chunks(FILTER_VALUES) {
         let mut pages = client
@@ -583,7 +594,7 @@ async fn delete_leftovers(client: &Client, ids: &[String]) -> Result<Vec<String>
     for id in &left {
         delete_snapshot(client, id).await?;
     }
-    Ok(ids.to_vec())
+    Ok(())
 }
 
 async fn delete_snapshot(client: &Client, id: &str) -> Result<(), ProviderError> {

@@ -265,4 +265,10 @@ impl Provider for MemoryProvider {
         let result = self.run(region, action);
         async move { result }
     }
+
+    /// Deregistering already deleted the planned snapshots that no other
+    /// image uses; the others stay, as in EC2.
+    async fn sweep(&self, _region: &str, _snapshot_ids: &[String]) -> Result<(), ProviderError> {
+        Ok(())
+    }
 }

@@ -161,4 +161,13 @@ pub trait Provider {
         region: &str,
         action: &Action,
     ) -> impl Future<Output = Result<Done, ProviderError>> + Send;
+
+    /// After images were deregistered: deletes whichever of their planned
+    /// `snapshot_ids` still exist (EC2 may keep some, or was not asked to
+    /// delete them), in as few calls as the provider can.
+    fn sweep(
+        &self,
+        region: &str,
+        snapshot_ids: &[String],
+    ) -> impl Future<Output = Result<(), ProviderError>> + Send;
 }
