@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""Benchmark of backupctl against the EC2 emulator (not a test: it asserts
+nothing, it measures).
+
+For each configuration R x N it starts the emulator, enables R regions,
+seeds N instances per region (a root volume and a data volume tagged
+Snapshot=yes each), and runs backupctl over simulated days with two
+policies (daily AMIs of every instance; daily snapshot sets of the data
+volumes; keep_last 2, max_age 2 days). For every step it records wall time,
+the peak resident memory of the backupctl process, and the EC2 calls by
+action as counted by the emulator, beside the minimum number of Describe
+calls real EC2 would need (ceil(n / 1000) pages per resource list).
+
+Usage: bench.py BINARY [RxN ...]   (default: 2x100 4x1000)
+Prints a Markdown table on stdout.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-2", "us-west-2", "sa-east-1", "eu-central-1"]
+
+POLICIES = {
+    "web": """name = "web"
+[target]
+regions = {regions}
+instance_tags = {{ Backup = "daily" }}
+[backup]
+kind = "ami"
+[retention]
+max_age = "2 days"
+keep_last = 2
+""",
+    "db": """name = "db"
+[target]
+regions = {regions}
+instance_tags = {{ Backup = "daily" }}
+volume_tags = {{ Snapshot = "yes" }}
+exclude_boot_volume = true
+[backup]
+kind = "snapshot"
+[retention]
+max_age = "2 days"
+keep_last = 2
+""",
+}
+
+
+class Emulator:
+    def __init__(self):
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "launcher.py"), "--port", "0"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        line = self.proc.stdout.readline()
+        assert line.startswith("READY "), line
+        self.port = int(line.split()[1])
+
+    def control(self, name, body=None):
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/_backupctl/{name}",
+            data=json.dumps(body or {}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=3600) as r:
+            return json.loads(r.read())
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def run_measured(binary, args, env):
+    """Runs backupctl and returns (exit, stdout, stderr, wall seconds, peak RSS MiB)."""
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [binary] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    out = proc.stdout.read()
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - start
+    code = os.waitstatus_to_exitcode(status)
+    return code, out.decode(), err.decode(), wall, usage.ru_maxrss / 1024
+
+
+def pages(n):
+    return max(1, math.ceil(n / 1000))
+
+
+def bench(binary, regions_count, per_region):
+    regions = REGIONS[:regions_count]
+    emu = Emulator()
+    try:
+        emu.control("regions", {"regions": regions})
+        t0 = time.monotonic()
+        for r in regions:
+            emu.control(
+                "seed",
+                {
+                    "region": r,
+                    "instances": [
+                        {
+                            "count": per_region,
+                            "tags": {"Backup": "daily"},
+                            "volumes": [{"device": "/dev/sdf", "tags": {"Snapshot": "yes"}}],
+                        }
+                    ],
+                },
+            )
+        seed_seconds = time.monotonic() - t0
+        tmp = tempfile.mkdtemp(prefix="backupctl-bench-")
+        pol = os.path.join(tmp, "policies")
+        os.makedirs(pol)
+        for name, text in POLICIES.items():
+            with open(os.path.join(pol, name + ".toml"), "w") as f:
+                f.write(text.format(regions=json.dumps(regions)))
+        base = (datetime.now(timezone.utc) + timedelta(days=2)).replace(
+            hour=6, minute=0, second=0, microsecond=0
+        )
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "AWS_ACCESS_KEY_ID": "AKIDBENCH",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_REGION": regions[0],
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{emu.port}",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "HOME": tmp,
+        }
+        steps = [
+            ("apply, day 0 (all due)", ["apply", "--auto-approve"], 0),
+            ("apply, day 1", ["apply", "--auto-approve"], 1),
+            ("apply, day 2", ["apply", "--auto-approve"], 2),
+            ("plan, day 3", ["plan"], 3),
+            ("apply, day 3 (creates and deletes)", ["apply", "--auto-approve"], 3),
+            ("apply, day 3 again (no changes)", ["apply", "--auto-approve"], 3),
+        ]
+        rows = []
+        for label, args, day in steps:
+            counts = {"instances": per_region, "images": 0, "snapshots": 0, "volumes": per_region}
+            for r in regions[:1]:
+                dump = emu.control("dump", {"region": r})
+                counts["images"] = len(dump["images"])
+                counts["snapshots"] = len(dump["snapshots"])
+            minimum = regions_count * (
+                pages(counts["instances"])
+                + pages(counts["images"])
+                + pages(counts["snapshots"])
+                + pages(counts["volumes"])
+            )
+            emu.control("reset-calls")
+            run_env = dict(env, BACKUPCTL_NOW=(base + timedelta(days=day)).isoformat())
+            code, out, err, wall, rss = run_measured(binary, ["--policies", pol, "-q"] + args, run_env)
+            calls = emu.control("calls")["calls"]
+            by_action = {}
+            for per in calls.values():
+                for action, n in per.items():
+                    by_action[action] = by_action.get(action, 0) + n
+            describes = sum(n for a, n in by_action.items() if a.startswith("Describe") and a != "DescribeRegions")
+            summary = [l for l in out.splitlines() if l.startswith(("Plan:", "No changes", "Apply complete"))]
+            rows.append(
+                {
+                    "config": f"{regions_count} x {per_region}",
+                    "step": label,
+                    "exit": code,
+                    "wall_s": round(wall, 2),
+                    "peak_rss_mib": round(rss, 1),
+                    "describe_calls": describes,
+                    "describe_min": minimum,
+                    "calls": by_action,
+                    "summary": " / ".join(summary),
+                    "stderr": err.strip()[-300:],
+                }
+            )
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        return seed_seconds, rows
+    finally:
+        emu.stop()
+
+
+def main():
+    binary = os.path.abspath(sys.argv[1])
+    configs = sys.argv[2:] or ["2x100", "4x1000"]
+    print("| regions x instances/region | step | wall (s) | peak RSS (MiB) | Describe calls (min) | other calls | result |")
+    print("|---|---|---|---|---|---|---|")
+    for config in configs:
+        r, n = (int(x) for x in config.split("x"))
+        seed_seconds, rows = bench(binary, r, n)
+        for row in rows:
+            other = ", ".join(
+                f"{a} {c}" for a, c in sorted(row["calls"].items()) if not a.startswith("Describe") or a == "DescribeRegions"
+            )
+            print(
+                f"| {row['config']} | {row['step']} | {row['wall_s']} | {row['peak_rss_mib']} | "
+                f"{row['describe_calls']} ({row['describe_min']}) | {other} | {row['summary']} (exit {row['exit']}) |"
+            )
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
