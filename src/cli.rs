@@ -89,6 +89,15 @@ pub struct ApplyArgs {
     /// Do not ask for confirmation (required when stdin is not a terminal).
     #[arg(long)]
     pub auto_approve: bool,
+
+    /// Refuse a plan that deletes more than N backups in all.
+    #[arg(long, value_name = "N", default_value_t = crate::guard::DEFAULT_MAX_DELETES)]
+    pub max_deletes: usize,
+
+    /// Apply even a plan that deletes more than --max-deletes backups, or
+    /// more than half of any one source's backups.
+    #[arg(long)]
+    pub allow_mass_delete: bool,
 }
 
 #[derive(Debug, Subcommand)]

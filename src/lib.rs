@@ -16,6 +16,7 @@ pub mod apply;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod guard;
 pub mod inventory;
 pub mod output;
 pub mod plan;

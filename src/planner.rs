@@ -14,7 +14,9 @@
 use crate::inventory::{
     Backup, Image, ImageState, Instance, Inventory, RegionInventory, Snapshot, Tags,
 };
-use crate::plan::{Action, Blocked, Change, Kept, Orphan, Plan, Reason, ReasonCode, ResourceType};
+use crate::plan::{
+    Action, BackupsLeft, Blocked, Change, Kept, Orphan, Plan, Reason, ReasonCode, ResourceType,
+};
 use crate::policy::{human_age, tags, tags_match, InstanceRef, Kind, Policy, PolicySet, Reboot};
 use crate::retention::{self, Verdict};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -48,6 +50,7 @@ pub fn plan(policies: &PolicySet, inventory: &Inventory, now: DateTime<Utc>) -> 
             out: &mut out,
             image_deletions: Vec::new(),
             snapshot_deletions: Vec::new(),
+            group_sizes: Vec::new(),
         };
         for policy in policies.enabled() {
             let backups = ctx.index.backups_of(policy);
@@ -229,8 +232,11 @@ struct RegionPlan<'a> {
     /// Deletions retention wants, turned into changes once every policy's
     /// decisions are known (a deregistered image no longer blocks its
     /// snapshots, whichever policy owns it).
-    image_deletions: Vec<(&'a str, &'a Image, Reason)>,
-    snapshot_deletions: Vec<(&'a str, &'a Snapshot, Reason)>,
+    image_deletions: Vec<(&'a str, &'a Image, Reason, usize)>,
+    snapshot_deletions: Vec<(&'a str, &'a Snapshot, Reason, usize)>,
+    /// The number of backups in each retention group (indexed by the last
+    /// field of the deletions above), to tell how many remain.
+    group_sizes: Vec<usize>,
 }
 
 impl<'a> RegionPlan<'a> {
@@ -299,6 +305,7 @@ impl<'a> RegionPlan<'a> {
                 reboot,
             },
             reason,
+            backups_left: None,
         })
     }
 
@@ -368,6 +375,7 @@ impl<'a> RegionPlan<'a> {
                 code: ReasonCode::Due,
                 message: format!("due: {}", reasons.join("; ")),
             },
+            backups_left: None,
         })
     }
 
@@ -426,10 +434,13 @@ impl<'a> RegionPlan<'a> {
     /// whether or not its source is still selected.
     fn retention(&mut self, policy: &'a Policy, backups: PolicyBackups<'a>) {
         for (source, group) in backups.images {
+            let gid = self.group_sizes.len();
+            self.group_sizes.push(group.len());
             for (image, verdict) in retention::evaluate(&group, &policy.retention, self.now) {
                 match verdict {
                     Verdict::Delete(reason) => {
-                        self.image_deletions.push((&policy.name, image, reason))
+                        self.image_deletions
+                            .push((&policy.name, image, reason, gid))
                     }
                     Verdict::Keep(reason) => {
                         self.keep(policy, source, ResourceType::Image, &image.id, reason)
@@ -438,11 +449,13 @@ impl<'a> RegionPlan<'a> {
             }
         }
         for group in backups.snapshots.into_values() {
+            let gid = self.group_sizes.len();
+            self.group_sizes.push(group.len());
             for (snapshot, verdict) in retention::evaluate(&group, &policy.retention, self.now) {
                 match verdict {
                     Verdict::Delete(reason) => {
                         self.snapshot_deletions
-                            .push((&policy.name, snapshot, reason))
+                            .push((&policy.name, snapshot, reason, gid))
                     }
                     Verdict::Keep(reason) => {
                         let source = snapshot.source().unwrap_or("");
@@ -473,7 +486,7 @@ impl<'a> RegionPlan<'a> {
     /// (EC2 refuses): it is reported as blocked instead of failing at apply.
     fn finish_deletions(&mut self) {
         let images = std::mem::take(&mut self.image_deletions);
-        let deregistered: HashSet<&str> = images.iter().map(|(_, i, _)| i.id.as_str()).collect();
+        let deregistered: HashSet<&str> = images.iter().map(|(_, i, _, _)| i.id.as_str()).collect();
         let staying_users = |snapshot_id: &str| -> Vec<String> {
             let users = self.index.snapshot_users.get(snapshot_id);
             users
@@ -484,8 +497,9 @@ impl<'a> RegionPlan<'a> {
                 .collect()
         };
         let mut taken_with_images: HashSet<String> = HashSet::new();
-        let mut changes = Vec::new();
-        for (policy, image, reason) in images {
+        let mut changes: Vec<(Change, usize)> = Vec::new();
+        let mut deleted = vec![0usize; self.group_sizes.len()];
+        for (policy, image, reason, gid) in images {
             let (snapshot_ids, kept_snapshot_ids): (Vec<String>, Vec<String>) =
                 image.snapshot_ids.iter().cloned().partition(|sid| {
                     let owned = self
@@ -496,7 +510,8 @@ impl<'a> RegionPlan<'a> {
                     owned && staying_users(sid).is_empty()
                 });
             taken_with_images.extend(snapshot_ids.iter().cloned());
-            changes.push(Change {
+            deleted[gid] += 1;
+            let change = Change {
                 policy: policy.to_string(),
                 region: self.region.to_string(),
                 source: display_source(image.source().unwrap_or("")),
@@ -506,17 +521,21 @@ impl<'a> RegionPlan<'a> {
                     kept_snapshot_ids,
                 },
                 reason,
-            });
+                backups_left: None,
+            };
+            changes.push((change, gid));
         }
-        for (policy, snapshot, reason) in std::mem::take(&mut self.snapshot_deletions) {
+        for (policy, snapshot, reason, gid) in std::mem::take(&mut self.snapshot_deletions) {
             let users = staying_users(&snapshot.id);
             let source = display_source(snapshot.source().unwrap_or(""));
             if taken_with_images.contains(&snapshot.id) {
                 // Already deleted with an image of the same policy.
+                deleted[gid] += 1;
                 continue;
             }
             if users.is_empty() {
-                changes.push(Change {
+                deleted[gid] += 1;
+                let change = Change {
                     policy: policy.to_string(),
                     region: self.region.to_string(),
                     source,
@@ -524,7 +543,9 @@ impl<'a> RegionPlan<'a> {
                         snapshot_id: snapshot.id.clone(),
                     },
                     reason,
-                });
+                    backups_left: None,
+                };
+                changes.push((change, gid));
             } else {
                 let message = format!(
                     "{}, but in use by {}; deregister that image to let it go",
@@ -544,7 +565,13 @@ impl<'a> RegionPlan<'a> {
                 });
             }
         }
-        self.out.changes.extend(changes);
+        for (mut change, gid) in changes {
+            change.backups_left = Some(BackupsLeft {
+                before: self.group_sizes[gid],
+                after: self.group_sizes[gid] - deleted[gid],
+            });
+            self.out.changes.push(change);
+        }
     }
 
     /// Backups tagged with a policy that is not in the set: reported, never

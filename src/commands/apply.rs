@@ -4,6 +4,7 @@ use super::Env;
 use crate::apply::apply;
 use crate::cli::{resolve_now, ApplyArgs, Cli};
 use crate::error::{Error, ExitCode};
+use crate::guard;
 use crate::output::Printer;
 use crate::plan::text::{self, TextOptions};
 use crate::planner;
@@ -42,6 +43,13 @@ pub async fn run(
     };
     if !plan.has_changes() {
         return Ok(failure_code);
+    }
+    let refused = guard::violations(&plan, args.max_deletes);
+    if !refused.is_empty() && !args.allow_mass_delete {
+        return Err(Error::Usage(format!(
+            "refusing to apply: the plan deletes more than the mass-deletion guard allows:\n  - {}\nNothing was changed. Review the plan; if these deletions are intended, re-run with --allow-mass-delete (or raise --max-deletes).",
+            refused.join("\n  - ")
+        )));
     }
     if !args.auto_approve && !confirmed()? {
         printer.note("Apply cancelled; nothing was changed.");

@@ -11,7 +11,7 @@ use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
 
 /// `major.minor`. Readers must refuse an unknown major version.
-pub const FORMAT_VERSION: &str = "1.0";
+pub const FORMAT_VERSION: &str = "1.1";
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,7 +75,18 @@ pub struct JsonChange {
     /// Creations: every tag the new backup gets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Tags>,
+    /// Deletions: backups of the same source (volume, for snapshot backups)
+    /// before and after the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backups_left: Option<JsonBackupsLeft>,
     pub reason: JsonReason,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonBackupsLeft {
+    pub before: usize,
+    pub after: usize,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -229,6 +240,10 @@ fn change(c: &super::Change) -> JsonChange {
         exclude_boot_volume: None,
         exclude_data_volume_ids: None,
         tags: None,
+        backups_left: c.backups_left.map(|b| JsonBackupsLeft {
+            before: b.before,
+            after: b.after,
+        }),
         reason: reason(&c.reason),
     };
     match &c.action {

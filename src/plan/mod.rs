@@ -53,6 +53,16 @@ pub struct Change {
     pub action: Action,
     /// For people only: apply never reads this.
     pub reason: Reason,
+    /// Deletions: the backups of the same source (volume, for snapshot
+    /// backups) before and after this plan. Read by the mass-deletion guard.
+    pub backups_left: Option<BackupsLeft>,
+}
+
+/// How many backups of one source exist before and after a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackupsLeft {
+    pub before: usize,
+    pub after: usize,
 }
 
 /// What apply does. Nothing else is ever executed.

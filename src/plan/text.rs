@@ -67,7 +67,14 @@ pub fn render(plan: &Plan, opts: TextOptions) -> String {
             p.red(sign)
         };
         let _ = writeln!(s, "    {sign} {line}");
-        let _ = writeln!(s, "        {}", p.dim(&c.reason.message));
+        let mut why = c.reason.message.clone();
+        if let Some(left) = c.backups_left {
+            why += &format!(
+                "; {} of {} backups of this source remain",
+                left.after, left.before
+            );
+        }
+        let _ = writeln!(s, "        {}", p.dim(&why));
     }
 
     if !plan.blocked.is_empty() {
@@ -225,6 +232,10 @@ mod tests {
                     code: ReasonCode::Expired,
                     message: "expired".into(),
                 },
+                backups_left: Some(crate::plan::BackupsLeft {
+                    before: 2,
+                    after: 1,
+                }),
             }],
             kept: vec![],
             blocked: vec![],
@@ -246,6 +257,7 @@ mod tests {
         let plain = render(&plan(), TextOptions::default());
         assert!(!plain.contains('\x1b'));
         assert!(plain.contains("    - delete snapshot snap-1 of i-1\n"));
+        assert!(plain.contains("        expired; 1 of 2 backups of this source remain\n"));
         assert!(plain.ends_with("\nPlan: 0 to create, 1 to delete.\n"));
     }
 }

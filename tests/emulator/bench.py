@@ -26,6 +26,8 @@ import urllib.request
 from datetime import datetime, timedelta, timezone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The benchmark's deletions are intended: hundreds per run at this scale.
+APPLY = ["apply", "--auto-approve", "--allow-mass-delete"]
 REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-2", "us-west-2", "sa-east-1", "eu-central-1"]
 
 POLICIES = {
@@ -140,12 +142,16 @@ def bench(binary, regions_count, per_region):
             "HOME": tmp,
         }
         steps = [
-            ("apply, day 0 (all due)", ["apply", "--auto-approve"], 0),
-            ("apply, day 1", ["apply", "--auto-approve"], 1),
-            ("apply, day 2", ["apply", "--auto-approve"], 2),
+            ("apply, day 0 (all due)", APPLY, 0),
+            ("apply, day 1", APPLY, 1),
+            ("apply, day 2", APPLY, 2),
             ("plan, day 3", ["plan"], 3),
-            ("apply, day 3 (creates and deletes)", ["apply", "--auto-approve"], 3),
-            ("apply, day 3 again (no changes)", ["apply", "--auto-approve"], 3),
+            ("apply, day 3 (creates and deletes)", APPLY, 3),
+            # moto's backups are available at once, so the day-3 backups
+            # push the day-1 ones past keep_last: a second run deletes them
+            # (on EC2 they would still be pending), a third has nothing to do.
+            ("apply, day 3 again", APPLY, 3),
+            ("apply, day 3 a third time", APPLY, 3),
         ]
         rows = []
         for label, args, day in steps:

@@ -48,7 +48,15 @@ struct Change {
     exclude_boot_volume: Option<bool>,
     exclude_data_volume_ids: Option<Vec<String>>,
     tags: Option<BTreeMap<String, String>>,
+    backups_left: Option<BackupsLeft>,
     reason: Reason,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupsLeft {
+    before: usize,
+    after: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,7 +110,7 @@ struct Summary {
 }
 
 fn check(plan: &Plan, name: &str) {
-    assert_eq!(plan.format_version, "1.0", "{name}");
+    assert_eq!(plan.format_version, "1.1", "{name}");
     assert_eq!(plan.tool.name, "backupctl", "{name}");
     assert!(!plan.tool.version.is_empty(), "{name}");
     assert!(plan.generated_at.ends_with('Z'), "{name}: UTC RFC 3339");
@@ -179,6 +187,11 @@ fn check(plan: &Plan, name: &str) {
                 assert!(c.id.as_deref().unwrap().starts_with("snap-"));
             }
             other => panic!("{name}: unknown operation {other}"),
+        }
+        match (&c.backups_left, c.actions == ["delete"]) {
+            (Some(left), true) => assert!(left.after < left.before, "{name}: {}", c.address),
+            (None, false) => {}
+            _ => panic!("{name}: backups_left is for deletions only: {}", c.address),
         }
         if c.actions == ["create"] {
             let tags = c.tags.as_ref().expect("creations list their tags");

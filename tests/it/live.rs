@@ -627,3 +627,55 @@ fn aws_that_cannot_be_used_is_one_clear_message_and_exit_3() {
         "no SDK debug dumps: {err}"
     );
 }
+
+#[test]
+fn mass_deletion_is_refused_until_allowed() {
+    let emu = Emulator::start();
+    emu.seed(
+        json!({"region": "us-east-1", "instances": [{"count": 2, "tags": {"Backup": "daily"}}]}),
+    );
+    let keep_month = DAILY_AMI.replace("max_age = \"2 days\"", "max_age = \"30 days\"");
+    let policies = emu.dir.policies(&[("web", &keep_month)]);
+    for d in 0..5 {
+        ok(&apply(&emu, &policies, &day(d)));
+    }
+    assert_eq!(owned(&emu.dump("us-east-1"), "images", "web").len(), 10);
+
+    // Someone shortens max_age: 3 of each source's 5 images would go at once.
+    let policies = emu.dir.policies(&[(
+        "web",
+        DAILY_AMI
+            .replace("max_age = \"2 days\"", "max_age = \"1 day\"")
+            .as_str(),
+    )]);
+    let before = mutating_calls(&emu.calls());
+    let refused = apply(&emu, &policies, &day(5));
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    let err = stderr(&refused);
+    assert!(err.contains("refusing to apply"), "{err}");
+    assert!(
+        err.contains("would lose 3 of its 5 backups (more than half)"),
+        "{err}"
+    );
+    assert!(err.contains("--allow-mass-delete"), "{err}");
+    assert_eq!(mutating_calls(&emu.calls()), before, "nothing was done");
+
+    let too_many = emu.run(
+        &policies,
+        &[
+            "apply",
+            "--auto-approve",
+            "--allow-mass-delete",
+            "--max-deletes",
+            "2",
+        ],
+        &[("BACKUPCTL_NOW", &day(5))],
+    );
+    ok(&too_many);
+    assert!(
+        stdout(&too_many).contains("Apply complete: 2 created, 6 deleted, 0 failed."),
+        "{}",
+        stdout(&too_many)
+    );
+    assert_eq!(owned(&emu.dump("us-east-1"), "images", "web").len(), 6);
+}
