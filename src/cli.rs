@@ -73,7 +73,8 @@ backupctl plan --state inventory.json --format json --out plan.json --detailed-e
     /// Observe, plan, show the plan, ask, then create and delete backups.
     #[command(
         after_help = "Examples:\n  backupctl apply                  # asks before changing anything\n  \
-backupctl apply --auto-approve   # from cron, systemd timers, CI schedules\n\n\
+backupctl apply --auto-approve   # from cron, systemd timers, CI schedules\n  \
+backupctl apply plan.json        # exactly a reviewed plan, or nothing\n\n\
 Exit status: 0 when everything was applied (or nothing was to do), 1 when \
 nothing was done because of invalid input or a refused confirmation, 3 when a \
 region could not be observed or an action failed."
@@ -82,13 +83,36 @@ region could not be observed or an action failed."
     /// Work with observed state (inventory files).
     #[command(subcommand)]
     State(StateCommand),
+    /// Render a saved plan (from `plan --out`).
+    #[command(
+        after_help = "Examples:\n  backupctl show plan.json\n  backupctl show plan.json --format markdown > comment.md"
+    )]
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    #[arg(value_name = "PLANFILE")]
+    pub plan_file: PathBuf,
+
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
+    /// Apply exactly this saved plan (from `plan --out`), without asking,
+    /// after checking that nothing it touches changed since it was made.
+    #[arg(value_name = "PLANFILE")]
+    pub plan_file: Option<PathBuf>,
+
     /// Do not ask for confirmation (required when stdin is not a terminal).
     #[arg(long)]
     pub auto_approve: bool,
+
+    /// With PLANFILE: refuse a plan older than this (e.g. "30min", "2h").
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub max_plan_age: String,
 
     /// Refuse a plan that deletes more than N backups in all.
     #[arg(long, value_name = "N", default_value_t = crate::guard::DEFAULT_MAX_DELETES)]
@@ -140,6 +164,8 @@ pub struct PlanArgs {
 pub enum Format {
     Text,
     Json,
+    /// A summary for a pull-request comment.
+    Markdown,
 }
 
 /// Parses `--at` / `BACKUPCTL_NOW`: RFC 3339, or a bare date (midnight UTC).

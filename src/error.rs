@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// Exit codes, as documented in the README.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ExitCode {
     /// Success (and, under `--detailed-exitcode`, no changes).
     Success = 0,
@@ -36,12 +36,26 @@ pub enum Error {
     },
     /// AWS could not be used at all (credentials, region list, metadata).
     Aws(ProviderError),
+    /// A saved plan that cannot be used.
+    PlanFile {
+        path: PathBuf,
+        message: String,
+    },
+    /// A saved plan whose world changed since it was made.
+    StalePlan {
+        path: PathBuf,
+        differences: Vec<String>,
+    },
 }
 
 impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Error::Usage(_) | Error::Policies(_) | Error::State { .. } => ExitCode::Invalid,
+            Error::Usage(_)
+            | Error::Policies(_)
+            | Error::State { .. }
+            | Error::PlanFile { .. }
+            | Error::StalePlan { .. } => ExitCode::Invalid,
             Error::Write { .. } | Error::Aws(_) => ExitCode::Failure,
         }
     }
@@ -56,6 +70,15 @@ impl fmt::Display for Error {
                 write!(f, "cannot use state file {}: {message}", path.display())
             }
             Error::Aws(e) => write!(f, "AWS: {e}"),
+            Error::PlanFile { path, message } => {
+                write!(f, "cannot use plan file {}: {message}", path.display())
+            }
+            Error::StalePlan { path, differences } => write!(
+                f,
+                "refusing to apply {}: what it would touch changed since it was made:\n  - {}\nNothing was changed. Make a new plan (backupctl plan --out FILE), review it, and apply that.",
+                path.display(),
+                differences.join("\n  - ")
+            ),
             Error::Write { path, error } => write!(
                 f,
                 "cannot write {}: {error}; check that the directory exists and is writable",

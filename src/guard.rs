@@ -57,6 +57,10 @@ mod tests {
                 message: "expired".into(),
             },
             backups_left: Some(BackupsLeft { before, after }),
+            precondition: crate::plan::Precondition::Delete {
+                state: "completed".into(),
+                tags: Default::default(),
+            },
         }
     }
 

@@ -158,6 +158,8 @@ pub trait Backup {
     fn is_good(&self) -> bool;
     /// Still being made: makes a new backup not due, is never deleted.
     fn is_pending(&self) -> bool;
+    /// The state as EC2 names it (`available`, `completed`…).
+    fn state_name(&self) -> String;
 
     fn policy(&self) -> Option<&str> {
         self.tags().get(tags::POLICY).map(String::as_str)
@@ -196,6 +198,9 @@ impl Backup for Image {
     fn is_pending(&self) -> bool {
         self.state == ImageState::Pending
     }
+    fn state_name(&self) -> String {
+        serde_name(&self.state)
+    }
 }
 
 impl Backup for Snapshot {
@@ -213,6 +218,17 @@ impl Backup for Snapshot {
     }
     fn is_pending(&self) -> bool {
         self.state == SnapshotState::Pending
+    }
+    fn state_name(&self) -> String {
+        serde_name(&self.state)
+    }
+}
+
+/// The name serde gives a unit enum variant (the file format's name).
+fn serde_name<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
     }
 }
 

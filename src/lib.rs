@@ -24,6 +24,7 @@ pub mod planner;
 pub mod policy;
 pub mod provider;
 pub mod retention;
+pub mod stale;
 
 use clap::Parser;
 use error::ExitCode;

@@ -15,7 +15,8 @@ use crate::inventory::{
     Backup, Image, ImageState, Instance, Inventory, RegionInventory, Snapshot, Tags,
 };
 use crate::plan::{
-    Action, BackupsLeft, Blocked, Change, Kept, Orphan, Plan, Reason, ReasonCode, ResourceType,
+    Action, BackupsLeft, Blocked, Change, Kept, Orphan, Plan, Precondition, Reason, ReasonCode,
+    ResourceType,
 };
 use crate::policy::{human_age, tags, tags_match, InstanceRef, Kind, Policy, PolicySet, Reboot};
 use crate::retention::{self, Verdict};
@@ -284,6 +285,9 @@ impl<'a> RegionPlan<'a> {
     ) -> Option<Change> {
         let newest = newest_live(backups.images.get(instance.id.as_str()));
         let mut reason = self.due(policy, newest, None)?;
+        let precondition = Precondition::Create {
+            newest_backup_at: newest,
+        };
         reason.message.insert_str(0, "due: ");
         let name = self.unique_image_name(policy, &instance.id);
         let reboot = match policy.backup.reboot {
@@ -306,6 +310,7 @@ impl<'a> RegionPlan<'a> {
             },
             reason,
             backups_left: None,
+            precondition,
         })
     }
 
@@ -339,11 +344,13 @@ impl<'a> RegionPlan<'a> {
     ) -> Option<Change> {
         let mut due = Vec::new();
         let mut reasons = Vec::new();
+        let mut newest_of_due = None;
         for volume in selected {
             let newest = newest_live(backups.snapshots.get(volume));
             if let Some(reason) = self.due(policy, newest, Some(volume)) {
                 due.push(volume.to_string());
                 reasons.push(reason.message);
+                newest_of_due = newest_of_due.max(newest);
             }
         }
         if due.is_empty() {
@@ -376,6 +383,9 @@ impl<'a> RegionPlan<'a> {
                 message: format!("due: {}", reasons.join("; ")),
             },
             backups_left: None,
+            precondition: Precondition::Create {
+                newest_backup_at: newest_of_due,
+            },
         })
     }
 
@@ -522,6 +532,7 @@ impl<'a> RegionPlan<'a> {
                 },
                 reason,
                 backups_left: None,
+                precondition: delete_precondition(image),
             };
             changes.push((change, gid));
         }
@@ -544,6 +555,7 @@ impl<'a> RegionPlan<'a> {
                     },
                     reason,
                     backups_left: None,
+                    precondition: delete_precondition(snapshot),
                 };
                 changes.push((change, gid));
             } else {
@@ -615,6 +627,13 @@ fn orphan<B: Backup>(region: &str, rt: ResourceType, b: &B, policy: String) -> O
         policy,
         source: b.source().map(str::to_string),
         created_at: b.effective_time(),
+    }
+}
+
+fn delete_precondition<B: Backup>(b: &B) -> Precondition {
+    Precondition::Delete {
+        state: b.state_name(),
+        tags: b.tags().clone(),
     }
 }
 

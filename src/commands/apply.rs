@@ -1,15 +1,24 @@
-//! `backupctl apply`: observe, plan, show the plan, confirm, apply, report.
+//! `backupctl apply [PLANFILE]`: observe, plan, show the plan, confirm,
+//! apply, report; or apply a saved plan exactly, if it still holds.
 
 use super::Env;
 use crate::apply::apply;
 use crate::cli::{resolve_now, ApplyArgs, Cli};
 use crate::error::{Error, ExitCode};
 use crate::guard;
+use crate::inventory::Inventory;
 use crate::output::Printer;
 use crate::plan::text::{self, TextOptions};
+use crate::plan::Plan;
 use crate::planner;
-use crate::policy::load_dir;
+use crate::policy::{load_dir, parse_duration, PolicySet};
+use crate::provider::aws::AwsProvider;
+use crate::provider::Provider;
+use crate::stale;
+use chrono::{DateTime, TimeDelta, Utc};
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
 
 const QUESTION: &str = "Do you want to perform these actions? Only 'yes' will be accepted:";
 
@@ -21,6 +30,9 @@ pub async fn run(
 ) -> Result<ExitCode, Error> {
     let now = resolve_now(None, env.now.as_deref()).map_err(Error::Usage)?;
     let policies = load_dir(&cli.policies)?;
+    if let Some(path) = &args.plan_file {
+        return saved(cli, args, path, &policies, now, printer).await;
+    }
     if !args.auto_approve && !std::io::stdin().is_terminal() {
         return Err(Error::Usage(
             "apply asks for confirmation, but stdin is not a terminal; review the plan (backupctl plan) and re-run with --auto-approve, as schedulers and CI should".into(),
@@ -44,19 +56,71 @@ pub async fn run(
     if !plan.has_changes() {
         return Ok(failure_code);
     }
-    let refused = guard::violations(&plan, args.max_deletes);
-    if !refused.is_empty() && !args.allow_mass_delete {
-        return Err(Error::Usage(format!(
-            "refusing to apply: the plan deletes more than the mass-deletion guard allows:\n  - {}\nNothing was changed. Review the plan; if these deletions are intended, re-run with --allow-mass-delete (or raise --max-deletes).",
-            refused.join("\n  - ")
-        )));
-    }
+    check_guard(&plan, args)?;
     if !args.auto_approve && !confirmed()? {
         printer.note("Apply cancelled; nothing was changed.");
         return Ok(ExitCode::Invalid);
     }
+    Ok(execute(&plan, provider, printer).await.max(failure_code))
+}
 
-    let report = apply(&plan, provider, printer.progress(true)).await;
+/// Applies a saved plan exactly, or nothing: what it touches is observed
+/// again first, and any difference refuses the whole plan.
+async fn saved(
+    cli: &Cli,
+    args: &ApplyArgs,
+    path: &Path,
+    policies: &PolicySet,
+    now: DateTime<Utc>,
+    printer: &Printer,
+) -> Result<ExitCode, Error> {
+    let plan = super::read_plan_file(path)?;
+    let max_age = parse_duration(&args.max_plan_age)
+        .map_err(|e| Error::Usage(format!("invalid --max-plan-age: {e}")))?;
+    let max_age = max_age
+        .before(now)
+        .map_or(TimeDelta::MAX, |cutoff| now - cutoff);
+    let provider = Arc::new(AwsProvider::new(&super::aws_options(cli)).await);
+    let mut observed = Inventory::empty();
+    for (region, what) in stale::rechecks(&plan) {
+        let inv = provider.recheck(&region, &what).await.map_err(Error::Aws)?;
+        observed.regions.insert(region, inv);
+    }
+    let differences = stale::differences(&plan, policies, &observed, now, max_age);
+    if !differences.is_empty() {
+        return Err(Error::StalePlan {
+            path: path.to_path_buf(),
+            differences,
+        });
+    }
+    if !plan.has_changes() {
+        printer.result("No changes.\n");
+        return Ok(ExitCode::Success);
+    }
+    check_guard(&plan, args)?;
+    let sum = plan.summary();
+    printer.note(&format!(
+        "Applying {}: {} to create, {} to delete.",
+        path.display(),
+        sum.create,
+        sum.delete
+    ));
+    Ok(execute(&plan, provider, printer).await)
+}
+
+fn check_guard(plan: &Plan, args: &ApplyArgs) -> Result<(), Error> {
+    let refused = guard::violations(plan, args.max_deletes);
+    if refused.is_empty() || args.allow_mass_delete {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "refusing to apply: the plan deletes more than the mass-deletion guard allows:\n  - {}\nNothing was changed. Review the plan; if these deletions are intended, re-run with --allow-mass-delete (or raise --max-deletes).",
+        refused.join("\n  - ")
+    )))
+}
+
+async fn execute(plan: &Plan, provider: Arc<AwsProvider>, printer: &Printer) -> ExitCode {
+    let report = apply(plan, provider, printer.progress(true)).await;
     for o in &report.outcomes {
         if let Err(e) = &o.result {
             eprintln!("error: {}: {e}", o.change.address());
@@ -68,11 +132,11 @@ pub async fn run(
         report.deleted(),
         report.failed()
     ));
-    Ok(if report.failed() > 0 {
+    if report.failed() > 0 {
         ExitCode::Failure
     } else {
-        failure_code
-    })
+        ExitCode::Success
+    }
 }
 
 /// Asks on the terminal (checked before anything was observed).

@@ -3,12 +3,16 @@
 
 mod apply;
 mod plan;
+mod show;
 mod state;
 mod validate;
 
-use crate::cli::{Cli, Command, StateCommand};
+use crate::cli::{Cli, Command, Format, StateCommand};
 use crate::error::{Error, ExitCode};
 use crate::output::Printer;
+use crate::plan::json::JsonPlan;
+use crate::plan::text::TextOptions;
+use crate::plan::{markdown, text, Plan};
 use crate::policy::PolicySet;
 use crate::provider::aws::{AwsOptions, AwsProvider};
 use crate::provider::{Observation, Provider, Scope};
@@ -29,6 +33,7 @@ pub async fn dispatch(cli: Cli, env: &Env) -> Result<ExitCode, Error> {
         Command::State(StateCommand::Pull { out }) => {
             state::pull(&cli, out.as_deref(), &printer).await
         }
+        Command::Show(args) => show::run(&cli, args, &printer),
     }
 }
 
@@ -64,4 +69,44 @@ fn report_failures(observation: &Observation) -> bool {
         );
     }
     !observation.failures.is_empty()
+}
+
+/// A plan in the requested format.
+fn render(plan: &Plan, format: Format, cli: &Cli, printer: &Printer) -> String {
+    match format {
+        Format::Json => JsonPlan::from_plan(plan).to_string_pretty(),
+        Format::Markdown => markdown::render(plan),
+        Format::Text => text::render(
+            plan,
+            TextOptions {
+                color: printer.color,
+                verbose: cli.verbose > 0,
+            },
+        ),
+    }
+}
+
+/// Saved plans are small; anything far larger is not one (and is not read
+/// into memory).
+const MAX_PLAN_FILE: u64 = 256 * 1024 * 1024;
+
+/// Reads a saved plan, refusing anything that is not an intact backupctl
+/// plan of a known format.
+fn read_plan_file(path: &std::path::Path) -> Result<Plan, Error> {
+    let fail = |message: String| Error::PlanFile {
+        path: path.to_path_buf(),
+        message,
+    };
+    let size = std::fs::metadata(path)
+        .map_err(|e| fail(e.to_string()))?
+        .len();
+    if size > MAX_PLAN_FILE {
+        return Err(fail(format!(
+            "it is {size} bytes, far larger than any plan; it is not a backupctl plan"
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    JsonPlan::parse(&text)
+        .and_then(JsonPlan::into_plan)
+        .map_err(fail)
 }

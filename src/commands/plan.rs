@@ -7,7 +7,6 @@ use crate::error::{Error, ExitCode};
 use crate::inventory::Inventory;
 use crate::output::Printer;
 use crate::plan::json::JsonPlan;
-use crate::plan::text::{self, TextOptions};
 use crate::planner;
 use crate::policy::load_dir;
 
@@ -30,25 +29,15 @@ pub async fn run(
     };
     let plan = planner::plan(&policies, &inventory, now);
 
-    let json = (args.format == Format::Json || args.out.is_some())
-        .then(|| JsonPlan::from_plan(&plan).to_string_pretty());
-    if let (Some(path), Some(json)) = (&args.out, &json) {
+    if let Some(path) = &args.out {
+        let json = JsonPlan::from_plan(&plan).to_string_pretty();
         std::fs::write(path, json).map_err(|error| Error::Write {
             path: path.clone(),
             error,
         })?;
         printer.note(&format!("Saved the plan to {}.", path.display()));
     }
-    match args.format {
-        Format::Json => printer.result(json.as_deref().unwrap_or_default()),
-        Format::Text => printer.result(&text::render(
-            &plan,
-            TextOptions {
-                color: printer.color,
-                verbose: cli.verbose > 0,
-            },
-        )),
-    }
+    printer.result(&super::render(&plan, args.format, cli, printer));
     Ok(if region_failed {
         ExitCode::Failure
     } else if args.detailed_exitcode && plan.has_changes() {

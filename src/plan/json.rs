@@ -1,14 +1,22 @@
-//! The JSON plan: a public, versioned wire format.
+//! The JSON plan: a public, versioned wire format, and the saved plan that
+//! `apply PLANFILE` executes.
 //!
 //! These types are separate from the internal plan so that refactoring the
 //! planner cannot silently change what CI pipelines parse. Any change here is
 //! a format change: bump [`FORMAT_VERSION`] (minor for additions, major for
 //! anything a reader could trip on) and update the README.
+//!
+//! A saved plan carries a checksum of its own content, so that a plan edited
+//! by hand (or damaged) is refused rather than applied.
 
-use super::{Action, Plan, Reason};
+use super::{
+    Action, BackupsLeft, Blocked, Change, Kept, Orphan, Plan, Precondition, Reason, ReasonCode,
+    ResourceType,
+};
 use crate::inventory::Tags;
 use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// `major.minor`. Readers must refuse an unknown major version.
 pub const FORMAT_VERSION: &str = "1.1";
@@ -27,6 +35,8 @@ pub struct JsonPlan {
     pub orphans: Vec<JsonOrphan>,
     pub warnings: Vec<String>,
     pub summary: JsonSummary,
+    /// `sha256:<hex>` of this document serialised with `checksum` empty.
+    pub checksum: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -79,7 +89,24 @@ pub struct JsonChange {
     /// before and after the plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backups_left: Option<JsonBackupsLeft>,
+    /// What the change was planned on; `apply PLANFILE` re-checks it.
+    pub depends_on: JsonDependsOn,
     pub reason: JsonReason,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonDependsOn {
+    /// Creations: the newest good or pending backup of the source when the
+    /// plan was made (absent: there was none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_backup_at: Option<String>,
+    /// Deletions: the backup's state when the plan was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Deletions: the backup's tags when the plan was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Tags>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -207,7 +234,21 @@ impl JsonPlan {
                 blocked: summary.blocked,
                 orphans: summary.orphans,
             },
+            checksum: String::new(),
         }
+        .sealed()
+    }
+
+    fn computed_checksum(&self) -> String {
+        let mut copy = serde_json::to_value(self).expect("plan serialises");
+        copy["checksum"] = serde_json::Value::String(String::new());
+        let bytes = serde_json::to_vec(&copy).expect("plan serialises");
+        format!("sha256:{:x}", Sha256::digest(bytes))
+    }
+
+    fn sealed(mut self) -> Self {
+        self.checksum = self.computed_checksum();
+        self
     }
 
     pub fn to_string_pretty(&self) -> String {
@@ -215,6 +256,210 @@ impl JsonPlan {
         text.push('\n');
         text
     }
+
+    /// Reads a saved plan: a backupctl plan of a known major version, intact.
+    pub fn parse(text: &str) -> Result<JsonPlan, String> {
+        #[derive(Deserialize)]
+        struct Header {
+            format_version: Option<String>,
+            tool: Option<serde_json::Value>,
+        }
+        let not_ours = "it is not a backupctl plan (make one with `backupctl plan --out FILE`)";
+        let header: Header = serde_json::from_str(text).map_err(|e| {
+            format!(
+                "{not_ours}: JSON error at line {}, column {}: {e}",
+                e.line(),
+                e.column()
+            )
+        })?;
+        let is_ours = header
+            .tool
+            .as_ref()
+            .and_then(|t| t.get("name"))
+            .is_some_and(|n| n == "backupctl");
+        let Some(version) = header.format_version.filter(|_| is_ours) else {
+            return Err(not_ours.to_string());
+        };
+        let major = FORMAT_VERSION.split('.').next().unwrap_or("");
+        if version.split('.').next() != Some(major) {
+            return Err(format!(
+                "it has format_version {version}; this backupctl reads {major}.x plans; make the plan again with this version"
+            ));
+        }
+        let plan: JsonPlan = serde_json::from_str(text).map_err(|e| {
+            format!(
+                "it is damaged: line {}, column {}: {e}",
+                e.line(),
+                e.column()
+            )
+        })?;
+        if plan.checksum != plan.computed_checksum() {
+            return Err("its checksum does not match its content: it was edited or damaged after it was made; make the plan again".into());
+        }
+        Ok(plan)
+    }
+
+    /// The internal plan, for rendering and applying.
+    pub fn into_plan(self) -> Result<Plan, String> {
+        let time = |t: &str| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|e| format!("bad time {t:?}: {e}"))
+        };
+        let reason = |r: JsonReason| -> Result<Reason, String> {
+            Ok(Reason {
+                code: ReasonCode::parse(&r.code)
+                    .ok_or_else(|| format!("unknown reason code {:?}", r.code))?,
+                message: r.message,
+            })
+        };
+        let resource = |r: &str| match r {
+            "image" => Ok(ResourceType::Image),
+            "snapshot" => Ok(ResourceType::Snapshot),
+            other => Err(format!("unknown resource_type {other:?}")),
+        };
+        let mut changes = Vec::new();
+        for c in self.changes {
+            let address = c.address.clone();
+            let change = change_from_json(c, &reason, &time)
+                .map_err(|e| format!("change {address}: {e}"))?;
+            if change.address() != address {
+                return Err(format!("change {address} does not match its own fields"));
+            }
+            changes.push(change);
+        }
+        let mut kept = Vec::new();
+        for k in self.kept {
+            kept.push(Kept {
+                resource_type: resource(&k.resource_type)?,
+                reason: reason(k.reason)?,
+                policy: k.policy,
+                region: k.region,
+                source: k.source,
+                id: k.id,
+            });
+        }
+        let mut blocked = Vec::new();
+        for b in self.blocked {
+            blocked.push(Blocked {
+                reason: reason(b.reason)?,
+                policy: b.policy,
+                region: b.region,
+                source: b.source,
+                snapshot_id: b.id,
+                image_ids: b.image_ids,
+            });
+        }
+        let mut orphans = Vec::new();
+        for o in self.orphans {
+            orphans.push(Orphan {
+                resource_type: resource(&o.resource_type)?,
+                created_at: time(&o.created_at)?,
+                region: o.region,
+                id: o.id,
+                policy: o.policy,
+                source: o.source,
+            });
+        }
+        Ok(Plan {
+            generated_at: time(&self.generated_at)?,
+            policies_digest: self.policies_digest,
+            inventory_fingerprint: self.inventory_fingerprint,
+            changes,
+            kept,
+            blocked,
+            orphans,
+            warnings: self.warnings,
+        })
+    }
+}
+
+type TimeParser<'a> = dyn Fn(&str) -> Result<chrono::DateTime<chrono::Utc>, String> + 'a;
+
+fn change_from_json(
+    c: JsonChange,
+    reason: &dyn Fn(JsonReason) -> Result<Reason, String>,
+    time: &TimeParser,
+) -> Result<Change, String> {
+    let missing = |field: &str| format!("{} needs {field}", c.operation);
+    let create = c.actions == ["create"];
+    let expected_create = matches!(c.operation.as_str(), "create_image" | "create_snapshots");
+    if create != expected_create || (c.actions != ["create"] && c.actions != ["delete"]) {
+        return Err(format!(
+            "actions {:?} do not fit operation {}",
+            c.actions, c.operation
+        ));
+    }
+    let action = match c.operation.as_str() {
+        "create_image" => Action::CreateImage {
+            instance_id: c.source.clone(),
+            name: c.name.clone().ok_or_else(|| missing("name"))?,
+            reboot: c.reboot.ok_or_else(|| missing("reboot"))?,
+            tags: c.tags.clone().ok_or_else(|| missing("tags"))?,
+        },
+        "create_snapshots" => Action::CreateSnapshots {
+            instance_id: c.source.clone(),
+            volume_ids: c.volume_ids.clone().ok_or_else(|| missing("volume_ids"))?,
+            exclude_boot_volume: c
+                .exclude_boot_volume
+                .ok_or_else(|| missing("exclude_boot_volume"))?,
+            exclude_data_volume_ids: c
+                .exclude_data_volume_ids
+                .clone()
+                .ok_or_else(|| missing("exclude_data_volume_ids"))?,
+            tags: c.tags.clone().ok_or_else(|| missing("tags"))?,
+        },
+        "deregister_image" => Action::DeregisterImage {
+            image_id: c.id.clone().ok_or_else(|| missing("id"))?,
+            snapshot_ids: c
+                .snapshot_ids
+                .clone()
+                .ok_or_else(|| missing("snapshot_ids"))?,
+            kept_snapshot_ids: c
+                .kept_snapshot_ids
+                .clone()
+                .ok_or_else(|| missing("kept_snapshot_ids"))?,
+        },
+        "delete_snapshot" => Action::DeleteSnapshot {
+            snapshot_id: c.id.clone().ok_or_else(|| missing("id"))?,
+        },
+        other => return Err(format!("unknown operation {other:?}")),
+    };
+    let precondition = if create {
+        Precondition::Create {
+            newest_backup_at: c
+                .depends_on
+                .newest_backup_at
+                .as_deref()
+                .map(time)
+                .transpose()?,
+        }
+    } else {
+        Precondition::Delete {
+            state: c
+                .depends_on
+                .state
+                .clone()
+                .ok_or_else(|| missing("depends_on.state"))?,
+            tags: c
+                .depends_on
+                .tags
+                .clone()
+                .ok_or_else(|| missing("depends_on.tags"))?,
+        }
+    };
+    Ok(Change {
+        policy: c.policy,
+        region: c.region,
+        source: c.source,
+        action,
+        reason: reason(c.reason)?,
+        backups_left: c.backups_left.map(|b| BackupsLeft {
+            before: b.before,
+            after: b.after,
+        }),
+        precondition,
+    })
 }
 
 fn change(c: &super::Change) -> JsonChange {
@@ -244,6 +489,18 @@ fn change(c: &super::Change) -> JsonChange {
             before: b.before,
             after: b.after,
         }),
+        depends_on: match &c.precondition {
+            Precondition::Create { newest_backup_at } => JsonDependsOn {
+                newest_backup_at: newest_backup_at.map(time),
+                state: None,
+                tags: None,
+            },
+            Precondition::Delete { state, tags } => JsonDependsOn {
+                newest_backup_at: None,
+                state: Some(state.clone()),
+                tags: Some(tags.clone()),
+            },
+        },
         reason: reason(&c.reason),
     };
     match &c.action {

@@ -6,6 +6,7 @@
 //! from the plan alone, so a saved plan prints exactly like a fresh one.
 
 pub mod json;
+pub mod markdown;
 pub mod text;
 
 use crate::inventory::Tags;
@@ -56,6 +57,21 @@ pub struct Change {
     /// Deletions: the backups of the same source (volume, for snapshot
     /// backups) before and after this plan. Read by the mass-deletion guard.
     pub backups_left: Option<BackupsLeft>,
+    /// What the change depends on, as observed: a saved plan is applied only
+    /// if all of it still holds.
+    pub precondition: Precondition,
+}
+
+/// The observed facts a change was planned on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Precondition {
+    /// The source instance still exists, and no good or pending backup of it
+    /// (of the planned volumes, for snapshot sets) is newer than this.
+    Create {
+        newest_backup_at: Option<DateTime<Utc>>,
+    },
+    /// The backup still exists, in this state, with exactly these tags.
+    Delete { state: String, tags: Tags },
 }
 
 /// How many backups of one source exist before and after a plan.
@@ -162,6 +178,21 @@ pub enum ReasonCode {
 }
 
 impl ReasonCode {
+    const ALL: [ReasonCode; 8] = [
+        ReasonCode::Due,
+        ReasonCode::Expired,
+        ReasonCode::KeepLast,
+        ReasonCode::NewestGood,
+        ReasonCode::NoNewerGood,
+        ReasonCode::Pending,
+        ReasonCode::NotExpired,
+        ReasonCode::InUse,
+    ];
+
+    pub fn parse(code: &str) -> Option<ReasonCode> {
+        Self::ALL.into_iter().find(|c| c.as_str() == code)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ReasonCode::Due => "due",

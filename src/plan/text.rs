@@ -236,6 +236,10 @@ mod tests {
                     before: 2,
                     after: 1,
                 }),
+                precondition: crate::plan::Precondition::Delete {
+                    state: "completed".into(),
+                    tags: Default::default(),
+                },
             }],
             kept: vec![],
             blocked: vec![],

@@ -29,6 +29,7 @@ use crate::inventory::{
 };
 use crate::output::Progress;
 use crate::plan::Action;
+use crate::stale::Recheck;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -250,6 +251,16 @@ impl Provider for AwsProvider {
         async move { execute(&client, &action).await }
     }
 
+    fn recheck(
+        &self,
+        region: &str,
+        what: &Recheck,
+    ) -> impl Future<Output = Result<RegionInventory, ProviderError>> + Send {
+        let client = self.client(region);
+        let what = what.clone();
+        async move { recheck_region(&client, &what).await }
+    }
+
     fn sweep(
         &self,
         region: &str,
@@ -282,62 +293,135 @@ async fn observe_region(
     client: &Client,
     scope: &RegionScope,
 ) -> Result<RegionInventory, ProviderError> {
-    let mut inv = RegionInventory::default();
-    let mut instances: BTreeMap<String, Instance> = BTreeMap::new();
     let live_states = ["pending", "running", "stopping", "stopped", "shutting-down"];
     let mut queries = Vec::new();
     if !scope.instance_tag_keys.is_empty() {
         queries.push(filter("tag-key", scope.instance_tag_keys.iter().cloned()));
     }
-    let ids: Vec<&String> = scope.instance_ids.iter().collect();
-    for chunk in ids.chunks(FILTER_VALUES) {
-        queries.push(filter("instance-id", chunk.iter().map(|s| s.to_string())));
-    }
+    queries.extend(id_filters("instance-id", &scope.instance_ids));
+    let mut instances = BTreeMap::new();
     for query in queries {
-        let mut pages = client
-            .describe_instances()
-            .filters(query)
-            .filters(filter("instance-state-name", live_states))
-            .max_results(PAGE_SIZE)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error("DescribeInstances", e))?;
-            for i in page.reservations().iter().flat_map(|r| r.instances()) {
-                let Some(id) = i.instance_id() else { continue };
-                let root = i.root_device_name().unwrap_or("");
-                let state = i
-                    .state()
-                    .and_then(|s| s.name())
-                    .map_or(InstanceState::Pending, |s| instance_state(s.as_str()));
-                let volumes = i
-                    .block_device_mappings()
-                    .iter()
-                    .filter_map(|m| {
-                        Some(AttachedVolume {
-                            volume_id: m.ebs()?.volume_id()?.to_string(),
-                            device: m.device_name().unwrap_or("").to_string(),
-                            root: m.device_name() == Some(root),
-                        })
+        let state = filter("instance-state-name", live_states);
+        describe_instances(client, vec![query, state], &mut instances).await?;
+    }
+    let mut inv = RegionInventory {
+        instances: instances.into_values().collect(),
+        ..RegionInventory::default()
+    };
+    let mut images = BTreeMap::new();
+    describe_images(client, vec![], &mut images).await?;
+    inv.images = images.into_values().collect();
+    let mut snapshots = BTreeMap::new();
+    describe_snapshots(
+        client,
+        vec![filter("tag-key", [OWNERSHIP_TAG])],
+        &mut snapshots,
+    )
+    .await?;
+    inv.snapshots = snapshots.into_values().collect();
+    if !scope.volume_tag_keys.is_empty() {
+        inv.volumes = describe_volumes(
+            client,
+            filter("tag-key", scope.volume_tag_keys.iter().cloned()),
+        )
+        .await?;
+    }
+    Ok(inv)
+}
+
+/// Observes again only what a saved plan touches, by id and by source.
+async fn recheck_region(client: &Client, what: &Recheck) -> Result<RegionInventory, ProviderError> {
+    let mut instances = BTreeMap::new();
+    for f in id_filters("instance-id", &what.instance_ids) {
+        describe_instances(client, vec![f], &mut instances).await?;
+    }
+    let source_tag = format!("tag:{}", crate::policy::tags::SOURCE);
+    let mut images = BTreeMap::new();
+    for f in id_filters("image-id", &what.image_ids)
+        .into_iter()
+        .chain(id_filters(&source_tag, &what.sources))
+    {
+        describe_images(client, vec![f], &mut images).await?;
+    }
+    let mut snapshots = BTreeMap::new();
+    for f in id_filters("snapshot-id", &what.snapshot_ids)
+        .into_iter()
+        .chain(id_filters(&source_tag, &what.sources))
+    {
+        describe_snapshots(client, vec![f], &mut snapshots).await?;
+    }
+    Ok(RegionInventory {
+        instances: instances.into_values().collect(),
+        volumes: Vec::new(),
+        images: images.into_values().collect(),
+        snapshots: snapshots.into_values().collect(),
+    })
+}
+
+/// One filter per batch of at most 200 values (EC2's limit per filter).
+fn id_filters(name: &str, values: &BTreeSet<String>) -> Vec<Filter> {
+    let values: Vec<&String> = values.iter().collect();
+    values
+        .chunks(FILTER_VALUES)
+        .map(|chunk| filter(name, chunk.iter().map(|s| s.to_string())))
+        .collect()
+}
+
+async fn describe_instances(
+    client: &Client,
+    filters: Vec<Filter>,
+    out: &mut BTreeMap<String, Instance>,
+) -> Result<(), ProviderError> {
+    let mut pages = client
+        .describe_instances()
+        .set_filters(Some(filters))
+        .max_results(PAGE_SIZE)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| sdk_error("DescribeInstances", e))?;
+        for i in page.reservations().iter().flat_map(|r| r.instances()) {
+            let Some(id) = i.instance_id() else { continue };
+            let root = i.root_device_name().unwrap_or("");
+            let state = i
+                .state()
+                .and_then(|s| s.name())
+                .map_or(InstanceState::Pending, |s| instance_state(s.as_str()));
+            let volumes = i
+                .block_device_mappings()
+                .iter()
+                .filter_map(|m| {
+                    Some(AttachedVolume {
+                        volume_id: m.ebs()?.volume_id()?.to_string(),
+                        device: m.device_name().unwrap_or("").to_string(),
+                        root: m.device_name() == Some(root),
                     })
-                    .collect();
-                instances.insert(
-                    id.to_string(),
-                    Instance {
-                        id: id.to_string(),
-                        state,
-                        tags: tags_of(i.tags()),
-                        volumes,
-                    },
-                );
-            }
+                })
+                .collect();
+            out.insert(
+                id.to_string(),
+                Instance {
+                    id: id.to_string(),
+                    state,
+                    tags: tags_of(i.tags()),
+                    volumes,
+                },
+            );
         }
     }
-    inv.instances = instances.into_values().collect();
+    Ok(())
+}
 
+/// The account's own images matching `filters`.
+async fn describe_images(
+    client: &Client,
+    filters: Vec<Filter>,
+    out: &mut BTreeMap<String, Image>,
+) -> Result<(), ProviderError> {
     let mut pages = client
         .describe_images()
         .owners("self")
+        .set_filters(Some(filters))
         .max_results(PAGE_SIZE)
         .into_paginator()
         .send();
@@ -353,7 +437,7 @@ async fn observe_region(
                     code: "BadResponse".into(),
                     message: format!("image {id} has an unreadable CreationDate {created:?}: {e}"),
                 })?;
-            inv.images.push(Image {
+            let image = Image {
                 id: id.to_string(),
                 name: i.name().unwrap_or("").to_string(),
                 state: image_state(i.state().map_or("", |s| s.as_str())),
@@ -364,14 +448,23 @@ async fn observe_region(
                     .iter()
                     .filter_map(|m| m.ebs()?.snapshot_id().map(str::to_string))
                     .collect(),
-            });
+            };
+            out.insert(image.id.clone(), image);
         }
     }
+    Ok(())
+}
 
+/// The account's own snapshots matching `filters`.
+async fn describe_snapshots(
+    client: &Client,
+    filters: Vec<Filter>,
+    out: &mut BTreeMap<String, Snapshot>,
+) -> Result<(), ProviderError> {
     let mut pages = client
         .describe_snapshots()
         .owner_ids("self")
-        .filters(filter("tag-key", [OWNERSHIP_TAG]))
+        .set_filters(Some(filters))
         .max_results(PAGE_SIZE)
         .into_paginator()
         .send();
@@ -381,36 +474,39 @@ async fn observe_region(
             let (Some(id), Some(started)) = (s.snapshot_id(), s.start_time()) else {
                 continue;
             };
-            inv.snapshots.push(Snapshot {
+            let snapshot = Snapshot {
                 id: id.to_string(),
                 volume_id: s.volume_id().unwrap_or("").to_string(),
                 state: snapshot_state(s.state().map_or("", |x| x.as_str())),
                 started_at: time_of(started),
                 tags: tags_of(s.tags()),
-            });
+            };
+            out.insert(snapshot.id.clone(), snapshot);
         }
     }
+    Ok(())
+}
 
-    if !scope.volume_tag_keys.is_empty() {
-        let mut pages = client
-            .describe_volumes()
-            .filters(filter("tag-key", scope.volume_tag_keys.iter().cloned()))
-            .max_results(PAGE_SIZE)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error("DescribeVolumes", e))?;
-            for v in page.volumes() {
-                if let Some(id) = v.volume_id() {
-                    inv.volumes.push(Volume {
-                        id: id.to_string(),
-                        tags: tags_of(v.tags()),
-                    });
-                }
+async fn describe_volumes(client: &Client, query: Filter) -> Result<Vec<Volume>, ProviderError> {
+    let mut out = Vec::new();
+    let mut pages = client
+        .describe_volumes()
+        .filters(query)
+        .max_results(PAGE_SIZE)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| sdk_error("DescribeVolumes", e))?;
+        for v in page.volumes() {
+            if let Some(id) = v.volume_id() {
+                out.push(Volume {
+                    id: id.to_string(),
+                    tags: tags_of(v.tags()),
+                });
             }
         }
     }
-    Ok(inv)
+    Ok(out)
 }
 
 fn instance_state(s: &str) -> InstanceState {
@@ -573,25 +669,12 @@ async fn execute(client: &Client, action: &Action) -> Result<Done, ProviderError
 
 /// Deletes whichever of `ids` still exist after their images went.
 async fn delete_leftovers(client: &Client, ids: &[String]) -> Result<(), ProviderError> {
-    let mut left = BTreeSet::new();
-    for chunk in ids.chunks(FILTER_VALUES) {
-        let mut pages = client
-            .describe_snapshots()
-            .owner_ids("self")
-            .filters(filter("snapshot-id", chunk.iter().cloned()))
-            .max_results(PAGE_SIZE)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error("DescribeSnapshots", e))?;
-            left.extend(
-                page.snapshots()
-                    .iter()
-                    .filter_map(|s| s.snapshot_id().map(str::to_string)),
-            );
-        }
+    let ids: BTreeSet<String> = ids.iter().cloned().collect();
+    let mut left = BTreeMap::new();
+    for f in id_filters("snapshot-id", &ids) {
+        describe_snapshots(client, vec![f], &mut left).await?;
     }
-    for id in &left {
+    for id in left.keys() {
         delete_snapshot(client, id).await?;
     }
     Ok(())

@@ -481,6 +481,12 @@ class Emulator:
             backend.snapshots[rid].status = state
         return {"ok": True}
 
+    def ctl_tag(self, body):
+        """Adds or changes tags on any resource, as someone else might."""
+        backend = ec2_backends[ACCOUNT][body["region"]]
+        backend.create_tags([body["id"]], body["tags"])
+        return {"ok": True}
+
     def ctl_register_image(self, body):
         """An image registered from existing snapshots (e.g. a restore)."""
         backend = ec2_backends[ACCOUNT][body["region"]]

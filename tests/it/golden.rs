@@ -41,6 +41,7 @@ fn every_fixture_plans_as_recorded() {
         for (args, golden) in [
             (&["-v"][..], "plan.txt"),
             (&["--format", "json"][..], "plan.json"),
+            (&["--format", "markdown"][..], "plan.md"),
         ] {
             let mut all: Vec<&str> = base.to_vec();
             all.extend_from_slice(args);
@@ -59,4 +60,80 @@ fn every_fixture_plans_as_recorded() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// A saved plan renders exactly like the plan it was saved from, in every
+/// format: `show` works from the file alone.
+#[test]
+fn show_renders_saved_plans_like_the_original() {
+    for case in ["demo", "snapshot-volumes", "selection", "calendar"] {
+        let file = format!("fixtures/{case}/plan.json");
+        for (args, golden) in [
+            (&["-v"][..], "plan.txt"),
+            (&["--format", "json"][..], "plan.json"),
+            (&["--format", "markdown"][..], "plan.md"),
+        ] {
+            let mut all = vec!["show", file.as_str()];
+            all.extend_from_slice(args);
+            let out = backupctl(&all);
+            assert_eq!(out.status.code(), Some(0), "{case}: {}", stderr(&out));
+            let expected =
+                std::fs::read_to_string(root().join(format!("fixtures/{case}/{golden}"))).unwrap();
+            assert_eq!(stdout(&out), expected, "{case} {golden}");
+        }
+    }
+}
+
+#[test]
+fn plan_files_that_are_not_intact_backupctl_plans_are_refused() {
+    let dir = std::env::temp_dir().join(format!("backupctl-planfiles-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let demo = std::fs::read_to_string(root().join("fixtures/demo/plan.json")).unwrap();
+    let cases = [
+        (
+            "edited.json",
+            demo.replace("ami-0c0ffee000000104", "ami-0c0ffee000000001"),
+            "checksum does not match",
+        ),
+        (
+            "major.json",
+            demo.replace("\"format_version\": \"1.1\"", "\"format_version\": \"2.0\""),
+            "format_version 2.0",
+        ),
+        (
+            "truncated.json",
+            demo[..demo.len() / 2].to_string(),
+            "not a backupctl plan",
+        ),
+        (
+            "inventory.json",
+            std::fs::read_to_string(root().join("fixtures/demo/inventory.json")).unwrap(),
+            "not a backupctl plan",
+        ),
+        ("empty.json", String::new(), "not a backupctl plan"),
+        (
+            "extra.json",
+            demo.replacen("\"warnings\"", "\"surprise\": 1,\n  \"warnings\"", 1),
+            "damaged",
+        ),
+    ];
+    for (name, text, want) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        for cmd in ["show", "apply"] {
+            let out = backupctl(&[cmd, path.to_str().unwrap()]);
+            assert_eq!(out.status.code(), Some(1), "{cmd} {name}: {}", stderr(&out));
+            assert!(
+                stderr(&out).contains(want),
+                "{cmd} {name}: {}",
+                stderr(&out)
+            );
+            assert!(
+                stderr(&out).contains("cannot use plan file"),
+                "{}",
+                stderr(&out)
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -20,6 +20,7 @@ struct Plan {
     orphans: Vec<Orphan>,
     warnings: Vec<String>,
     summary: Summary,
+    checksum: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,7 +50,16 @@ struct Change {
     exclude_data_volume_ids: Option<Vec<String>>,
     tags: Option<BTreeMap<String, String>>,
     backups_left: Option<BackupsLeft>,
+    depends_on: DependsOn,
     reason: Reason,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DependsOn {
+    newest_backup_at: Option<String>,
+    state: Option<String>,
+    tags: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +126,7 @@ fn check(plan: &Plan, name: &str) {
     assert!(plan.generated_at.ends_with('Z'), "{name}: UTC RFC 3339");
     assert!(plan.policies_digest.starts_with("sha256:"), "{name}");
     assert!(plan.inventory_fingerprint.starts_with("sha256:"), "{name}");
+    assert!(plan.checksum.starts_with("sha256:"), "{name}");
     let creates = plan
         .changes
         .iter()
@@ -192,6 +203,30 @@ fn check(plan: &Plan, name: &str) {
             (Some(left), true) => assert!(left.after < left.before, "{name}: {}", c.address),
             (None, false) => {}
             _ => panic!("{name}: backups_left is for deletions only: {}", c.address),
+        }
+        let d = &c.depends_on;
+        if c.actions == ["create"] {
+            assert!(
+                d.state.is_none() && d.tags.is_none(),
+                "{name}: {}",
+                c.address
+            );
+            if let Some(t) = &d.newest_backup_at {
+                assert!(t.ends_with('Z') && t.as_str() < plan.generated_at.as_str());
+            }
+        } else {
+            assert!(d.newest_backup_at.is_none(), "{name}: {}", c.address);
+            assert!(d.state.is_some(), "{name}: {}", c.address);
+            let tags = d
+                .tags
+                .as_ref()
+                .expect("deletions record the tags they depend on");
+            assert_eq!(
+                tags.get("backupctl:policy"),
+                Some(&c.policy),
+                "{name}: {}",
+                c.address
+            );
         }
         if c.actions == ["create"] {
             let tags = c.tags.as_ref().expect("creations list their tags");

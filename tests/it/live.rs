@@ -679,3 +679,100 @@ fn mass_deletion_is_refused_until_allowed() {
     );
     assert_eq!(owned(&emu.dump("us-east-1"), "images", "web").len(), 6);
 }
+
+#[test]
+fn a_saved_plan_is_applied_exactly_or_refused_with_every_difference() {
+    let emu = Emulator::start();
+    let seeded = emu.seed(
+        json!({"region": "us-east-1", "instances": [{"count": 2, "tags": {"Backup": "daily"}}]}),
+    );
+    let ids = instance_ids(&seeded);
+    let policies = emu.dir.policies(&[("web", DAILY_AMI)]);
+    for d in 0..3 {
+        ok(&apply(&emu, &policies, &day(d)));
+    }
+    let plan_file = emu.dir.path().join("plan.json");
+    let plan_file = plan_file.to_str().unwrap();
+    let save = |now: &str| {
+        let out = emu.run(
+            &policies,
+            &["plan", "--out", plan_file],
+            &[("BACKUPCTL_NOW", now)],
+        );
+        ok(&out);
+    };
+    let apply_saved =
+        |now: &str| emu.run(&policies, &["apply", plan_file], &[("BACKUPCTL_NOW", now)]);
+
+    // Someone else ran in between: the creations are no longer due.
+    save(&day(3));
+    ok(&apply(&emu, &policies, &day(3)));
+    let before = mutating_calls(&emu.calls());
+    let stale = apply_saved(&day(3));
+    assert_eq!(stale.status.code(), Some(1), "{}", stderr(&stale));
+    let err = stderr(&stale);
+    assert!(err.contains("refusing to apply"), "{err}");
+    for id in &ids {
+        assert!(
+            err.contains(&format!("a newer backup of {id} appeared")),
+            "{err}"
+        );
+    }
+    assert!(
+        err.contains("is gone"),
+        "the planned deletions already happened: {err}"
+    );
+    assert_eq!(mutating_calls(&emu.calls()), before, "nothing was done");
+
+    // A deletion target re-tagged, and the policy files edited: both named.
+    save(&day(4));
+    let target = {
+        let p: Value = serde_json::from_str(&std::fs::read_to_string(plan_file).unwrap()).unwrap();
+        p["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["actions"] == json!(["delete"]))
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    emu.control(
+        "tag",
+        json!({"region": "us-east-1", "id": target, "tags": {"Legal": "hold"}}),
+    );
+    std::fs::write(
+        policies.join("web.toml"),
+        DAILY_AMI.replace("keep_last = 2", "keep_last = 3"),
+    )
+    .unwrap();
+    let err = stderr(&apply_saved(&day(4)));
+    assert!(err.contains(&format!("{target} was re-tagged")), "{err}");
+    assert!(err.contains("the policy files changed"), "{err}");
+    std::fs::write(policies.join("web.toml"), DAILY_AMI).unwrap();
+
+    // Too old a plan.
+    save(&day(5));
+    let late =
+        (chrono::DateTime::parse_from_rfc3339(&day(5)).unwrap() + Duration::hours(2)).to_rfc3339();
+    let err = stderr(&apply_saved(&late));
+    assert!(err.contains("longer than --max-plan-age"), "{err}");
+
+    // Nothing changed: applied exactly, without a question.
+    save(&day(6));
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(plan_file).unwrap()).unwrap();
+    let out = apply_saved(&day(6));
+    ok(&out);
+    let created = expected["summary"]["create"].as_u64().unwrap();
+    let deleted = expected["summary"]["delete"].as_u64().unwrap();
+    assert!(
+        stdout(&out).contains(&format!(
+            "Apply complete: {created} created, {deleted} deleted, 0 failed."
+        )),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(plan(&emu, &policies, &day(6))["summary"]["create"], 0);
+}

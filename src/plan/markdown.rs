@@ -1,0 +1,142 @@
+//! The plan as Markdown, for a pull-request comment: counts first, a warning
+//! when anything is deleted, then creations and deletions per policy and
+//! region in collapsible sections, and blocked deletions and orphans called
+//! out. Rendered from the plan alone, deterministic.
+
+use super::{Action, Change, Plan};
+use chrono::SecondsFormat;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+pub fn render(plan: &Plan) -> String {
+    let mut s = String::new();
+    let sum = plan.summary();
+    let at = plan.generated_at.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let _ = writeln!(s, "### backupctl plan\n");
+    if plan.has_changes() {
+        let _ = writeln!(
+            s,
+            "**{} to create, {} to delete**, {} blocked, {} orphaned (as of {at})\n",
+            sum.create, sum.delete, sum.blocked, sum.orphans
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "**No changes.** {} blocked, {} orphaned (as of {at})\n",
+            sum.blocked, sum.orphans
+        );
+    }
+    if sum.delete > 0 {
+        let _ = writeln!(
+            s,
+            "> **Warning:** this plan deletes {} backup{}. Check the deletions below before merging.\n",
+            sum.delete,
+            if sum.delete == 1 { "" } else { "s" }
+        );
+    }
+    let mut groups: BTreeMap<(&str, &str), Vec<&Change>> = BTreeMap::new();
+    for c in &plan.changes {
+        groups.entry((&c.policy, &c.region)).or_default().push(c);
+    }
+    for ((policy, region), changes) in groups {
+        let creates = changes.iter().filter(|c| c.action.is_create()).count();
+        let deletes = changes.len() - creates;
+        let _ = writeln!(
+            s,
+            "<details><summary><code>{policy}</code> in <code>{region}</code>: {creates} to create, {deletes} to delete</summary>\n"
+        );
+        let _ = writeln!(s, "| | what | source | why |\n|---|---|---|---|");
+        for c in changes {
+            let (sign, what) = describe(c);
+            let mut why = c.reason.message.clone();
+            if let Some(left) = c.backups_left {
+                why += &format!("; {} of {} left", left.after, left.before);
+            }
+            let _ = writeln!(s, "| {sign} | {what} | `{}` | {} |", c.source, cell(&why));
+        }
+        let _ = writeln!(s, "\n</details>\n");
+    }
+    if !plan.blocked.is_empty() {
+        let _ = writeln!(
+            s,
+            "**Blocked** (retention would delete these, but an image uses them):\n"
+        );
+        for b in &plan.blocked {
+            let _ = writeln!(
+                s,
+                "- snapshot `{}` of `{}` (`{}` in `{}`): used by {}",
+                b.snapshot_id,
+                b.source,
+                b.policy,
+                b.region,
+                b.image_ids
+                    .iter()
+                    .map(|i| format!("`{i}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        let _ = writeln!(s);
+    }
+    if !plan.orphans.is_empty() {
+        let _ = writeln!(
+            s,
+            "**Orphans** (their policy is not in the set; never deleted):\n"
+        );
+        for o in &plan.orphans {
+            let _ = writeln!(
+                s,
+                "- {} `{}` in `{}`, policy `{}`, created {}",
+                o.resource_type.as_str(),
+                o.id,
+                o.region,
+                o.policy,
+                o.created_at.format("%Y-%m-%d")
+            );
+        }
+        let _ = writeln!(s);
+    }
+    if !plan.warnings.is_empty() {
+        let _ = writeln!(s, "**Warnings:**\n");
+        for w in &plan.warnings {
+            let _ = writeln!(s, "- {w}");
+        }
+        let _ = writeln!(s);
+    }
+    s
+}
+
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|")
+}
+
+fn describe(c: &Change) -> (&'static str, String) {
+    match &c.action {
+        Action::CreateImage { name, reboot, .. } => (
+            "+ create",
+            format!("image `{name}`{}", if *reboot { " (reboots)" } else { "" }),
+        ),
+        Action::CreateSnapshots { volume_ids, .. } => (
+            "+ create",
+            format!(
+                "snapshots of {}",
+                volume_ids
+                    .iter()
+                    .map(|v| format!("`{v}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        Action::DeregisterImage {
+            image_id,
+            snapshot_ids,
+            ..
+        } => (
+            "- **delete**",
+            format!("image `{image_id}` and {} snapshot(s)", snapshot_ids.len()),
+        ),
+        Action::DeleteSnapshot { snapshot_id } => {
+            ("- **delete**", format!("snapshot `{snapshot_id}`"))
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Is a saved plan still the plan? Before `apply PLANFILE` acts, what the
+//! plan touches is observed again and compared with what the plan was made
+//! on; any difference refuses the whole plan. Pure: the re-observation comes
+//! in as an inventory.
+
+use crate::inventory::{Backup, Inventory};
+use crate::plan::{Action, Change, Plan, Precondition};
+use crate::policy::{human_age, PolicySet};
+use chrono::{DateTime, TimeDelta, Utc};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What to observe again, per region.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recheck {
+    pub instance_ids: BTreeSet<String>,
+    pub image_ids: BTreeSet<String>,
+    pub snapshot_ids: BTreeSet<String>,
+    /// Sources of creations: their backups tell whether someone else ran.
+    pub sources: BTreeSet<String>,
+}
+
+/// What each region of `plan` must be observed for.
+pub fn rechecks(plan: &Plan) -> BTreeMap<String, Recheck> {
+    let mut out: BTreeMap<String, Recheck> = BTreeMap::new();
+    for c in &plan.changes {
+        let r = out.entry(c.region.clone()).or_default();
+        match &c.action {
+            Action::CreateImage { instance_id, .. }
+            | Action::CreateSnapshots { instance_id, .. } => {
+                r.instance_ids.insert(instance_id.clone());
+                r.sources.insert(instance_id.clone());
+            }
+            Action::DeregisterImage { image_id, .. } => {
+                r.image_ids.insert(image_id.clone());
+            }
+            Action::DeleteSnapshot { snapshot_id } => {
+                r.snapshot_ids.insert(snapshot_id.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Every reason the plan may no longer be applied, worded for the operator;
+/// empty when it still holds.
+pub fn differences(
+    plan: &Plan,
+    policies: &PolicySet,
+    observed: &Inventory,
+    now: DateTime<Utc>,
+    max_age: TimeDelta,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if plan.policies_digest != policies.digest {
+        out.push("the policy files changed since the plan was made".to_string());
+    }
+    let made = plan.generated_at;
+    if now - made > max_age {
+        out.push(format!(
+            "the plan was made {} ago ({}), longer than --max-plan-age allows",
+            human_age(made, now),
+            made.to_rfc3339()
+        ));
+    } else if made - now > TimeDelta::minutes(5) {
+        out.push(format!(
+            "the plan was made for {}, in the future (with --at?); only a plan made for now can be applied",
+            made.to_rfc3339()
+        ));
+    }
+    for c in &plan.changes {
+        if let Some(d) = difference(c, policies, observed) {
+            out.push(format!("{}: {d}", c.address()));
+        }
+    }
+    out
+}
+
+fn difference(c: &Change, policies: &PolicySet, observed: &Inventory) -> Option<String> {
+    if policies.get(&c.policy).is_none_or(|p| !p.enabled) {
+        return Some(format!(
+            "policy {} is not in the (enabled) policy set",
+            c.policy
+        ));
+    }
+    let Some(region) = observed.regions.get(&c.region) else {
+        return Some(format!("region {} could not be observed again", c.region));
+    };
+    match (&c.precondition, &c.action) {
+        (Precondition::Create { newest_backup_at }, action) => {
+            let instance = region.instances.iter().find(|i| i.id == c.source);
+            if instance.is_none_or(|i| i.state.is_gone()) {
+                return Some(format!("instance {} is gone", c.source));
+            }
+            let newest = match action {
+                Action::CreateImage { .. } => region
+                    .images
+                    .iter()
+                    .filter(|i| {
+                        i.policy() == Some(c.policy.as_str())
+                            && i.source() == Some(c.source.as_str())
+                    })
+                    .filter(|i| i.is_good() || i.is_pending())
+                    .map(|i| i.effective_time())
+                    .max(),
+                Action::CreateSnapshots { volume_ids, .. } => region
+                    .snapshots
+                    .iter()
+                    .filter(|s| {
+                        s.policy() == Some(c.policy.as_str()) && volume_ids.contains(&s.volume_id)
+                    })
+                    .filter(|s| s.is_good() || s.is_pending())
+                    .map(|s| s.effective_time())
+                    .max(),
+                _ => None,
+            };
+            match (newest, newest_backup_at) {
+                (Some(now), Some(then)) if now > *then => Some(format!(
+                    "a newer backup of {} appeared ({}): someone else already ran",
+                    c.source,
+                    now.to_rfc3339()
+                )),
+                (Some(now), None) => Some(format!(
+                    "a backup of {} appeared ({}): someone else already ran",
+                    c.source,
+                    now.to_rfc3339()
+                )),
+                _ => None,
+            }
+        }
+        (Precondition::Delete { state, tags }, action) => {
+            let (id, found): (&str, Option<(String, &crate::inventory::Tags)>) = match action {
+                Action::DeregisterImage { image_id, .. } => (
+                    image_id,
+                    region
+                        .images
+                        .iter()
+                        .find(|i| &i.id == image_id)
+                        .map(|i| (i.state_name(), &i.tags)),
+                ),
+                Action::DeleteSnapshot { snapshot_id } => (
+                    snapshot_id,
+                    region
+                        .snapshots
+                        .iter()
+                        .find(|s| &s.id == snapshot_id)
+                        .map(|s| (s.state_name(), &s.tags)),
+                ),
+                _ => return Some("a deletion that deletes nothing".into()),
+            };
+            let Some((now_state, now_tags)) = found else {
+                return Some(format!("{id} is gone"));
+            };
+            if tags.get(crate::policy::tags::POLICY) != Some(&c.policy) {
+                return Some(format!("{id} was not planned as a backup of {}", c.policy));
+            }
+            if &now_state != state {
+                Some(format!("{id} is now {now_state} (was {state})"))
+            } else if now_tags != tags {
+                Some(format!("{id} was re-tagged since the plan was made"))
+            } else {
+                None
+            }
+        }
+    }
+}
