@@ -83,11 +83,33 @@ region could not be observed or an action failed."
     /// Work with observed state (inventory files).
     #[command(subcommand)]
     State(StateCommand),
+    /// Compare two saved plans made against the same inventory (e.g. main's
+    /// policies and a pull request's).
+    #[command(after_help = "Example (in CI, for a pull request):\n  \
+backupctl state pull -o state.json\n  \
+backupctl --policies base/policies plan --state state.json --out base.json\n  \
+backupctl --policies policies plan --state state.json --out head.json\n  \
+backupctl diff base.json head.json --detailed-exitcode")]
+    Diff(DiffArgs),
     /// Render a saved plan (from `plan --out`).
     #[command(
         after_help = "Examples:\n  backupctl show plan.json\n  backupctl show plan.json --format markdown > comment.md"
     )]
     Show(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[arg(value_name = "BASE")]
+    pub base: PathBuf,
+    #[arg(value_name = "HEAD")]
+    pub head: PathBuf,
+    /// `text` or `json`.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Exit 2 when the plans differ (0 when they do not).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
 }
 
 #[derive(Debug, Args)]

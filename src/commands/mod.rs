@@ -2,6 +2,7 @@
 //! logic lives in the modules they call.
 
 mod apply;
+mod diff;
 mod plan;
 mod show;
 mod state;
@@ -34,6 +35,7 @@ pub async fn dispatch(cli: Cli, env: &Env) -> Result<ExitCode, Error> {
             state::pull(&cli, out.as_deref(), &printer).await
         }
         Command::Show(args) => show::run(&cli, args, &printer),
+        Command::Diff(args) => diff::run(args, &printer),
     }
 }
 

@@ -5,6 +5,7 @@
 //! decision and must never be read by apply. Renderers (`text`, `json`) work
 //! from the plan alone, so a saved plan prints exactly like a fresh one.
 
+pub mod diff;
 pub mod json;
 pub mod markdown;
 pub mod text;

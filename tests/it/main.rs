@@ -9,5 +9,6 @@ mod golden;
 mod json_contract;
 mod live;
 mod properties;
+mod review;
 mod shipped_policies;
 mod support;

@@ -1,0 +1,167 @@
+//! Comparing two plans made against the same inventory, e.g. main's
+//! policies and a pull request's: what the change adds or removes, above all
+//! the deletions the pull request would cause that main would not.
+
+use super::text::{self, TextOptions};
+use super::{Change, Plan};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// Differences by change address.
+#[derive(Debug, Serialize)]
+pub struct PlanDiff {
+    pub format_version: String,
+    /// Both plans were made against the same observation.
+    pub same_inventory: bool,
+    pub added: Vec<DiffEntry>,
+    pub removed: Vec<DiffEntry>,
+    /// Same address, different action details.
+    pub changed: Vec<DiffEntry>,
+    pub summary: DiffSummary,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DiffEntry {
+    pub address: String,
+    pub actions: Vec<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct DiffSummary {
+    pub deletions_added: usize,
+    pub deletions_removed: usize,
+    pub creations_added: usize,
+    pub creations_removed: usize,
+    pub changed: usize,
+}
+
+fn entry(c: &Change) -> DiffEntry {
+    DiffEntry {
+        address: c.address(),
+        actions: vec![if c.action.is_create() {
+            "create"
+        } else {
+            "delete"
+        }
+        .to_string()],
+        reason: c.reason.message.clone(),
+    }
+}
+
+pub fn diff(base: &Plan, head: &Plan) -> PlanDiff {
+    let index = |p: &Plan| -> BTreeMap<String, Change> {
+        p.changes.iter().map(|c| (c.address(), c.clone())).collect()
+    };
+    let (b, h) = (index(base), index(head));
+    let mut out = PlanDiff {
+        format_version: "1.0".into(),
+        same_inventory: base.inventory_fingerprint == head.inventory_fingerprint,
+        added: Vec::new(),
+        removed: Vec::new(),
+        changed: Vec::new(),
+        summary: DiffSummary::default(),
+    };
+    for (address, c) in &h {
+        match b.get(address) {
+            None => {
+                if c.action.is_create() {
+                    out.summary.creations_added += 1;
+                } else {
+                    out.summary.deletions_added += 1;
+                }
+                out.added.push(entry(c));
+            }
+            Some(old) if old.action != c.action => {
+                out.summary.changed += 1;
+                out.changed.push(entry(c));
+            }
+            Some(_) => {}
+        }
+    }
+    for (address, c) in &b {
+        if !h.contains_key(address) {
+            if c.action.is_create() {
+                out.summary.creations_removed += 1;
+            } else {
+                out.summary.deletions_removed += 1;
+            }
+            out.removed.push(entry(c));
+        }
+    }
+    out
+}
+
+impl PlanDiff {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("diff serialises");
+        s.push('\n');
+        s
+    }
+}
+
+/// The diff for people: deletions first, then creations, then a unified
+/// diff of the two text plans.
+pub fn render(d: &PlanDiff, base: &Plan, head: &Plan) -> String {
+    let mut s = String::new();
+    if !d.same_inventory {
+        let _ = writeln!(
+            s,
+            "Note: the plans were made against different observations; some differences may come from AWS, not from the policies.\n"
+        );
+    }
+    let sections: [(&str, &Vec<DiffEntry>, &str); 5] = [
+        (
+            "Deletions HEAD adds (BASE would not delete these):",
+            &d.added,
+            "delete",
+        ),
+        ("Deletions HEAD no longer makes:", &d.removed, "delete"),
+        ("Creations HEAD adds:", &d.added, "create"),
+        ("Creations HEAD no longer makes:", &d.removed, "create"),
+        ("Changed (same backup, different action):", &d.changed, ""),
+    ];
+    for (title, entries, kind) in sections {
+        let list: Vec<&DiffEntry> = entries
+            .iter()
+            .filter(|e| kind.is_empty() || e.actions[0] == kind)
+            .collect();
+        if list.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "{title}");
+        for e in list {
+            let sign = if e.actions[0] == "create" { "+" } else { "-" };
+            let _ = writeln!(s, "  {sign} {}\n      {}", e.address, e.reason);
+        }
+        let _ = writeln!(s);
+    }
+    if !d.is_empty() {
+        let plain = TextOptions::default();
+        let (a, b) = (text::render(base, plain), text::render(head, plain));
+        let body = |t: &str| t.lines().skip(1).collect::<Vec<_>>().join("\n") + "\n";
+        let (a, b) = (body(&a), body(&b));
+        let unified = similar::TextDiff::from_lines(&a, &b)
+            .unified_diff()
+            .context_radius(2)
+            .header("BASE", "HEAD")
+            .to_string();
+        let _ = writeln!(s, "{unified}");
+    }
+    let sum = &d.summary;
+    let _ = writeln!(
+        s,
+        "Diff: {} deletions added, {} removed; {} creations added, {} removed; {} changed.",
+        sum.deletions_added,
+        sum.deletions_removed,
+        sum.creations_added,
+        sum.creations_removed,
+        sum.changed
+    );
+    s
+}
