@@ -83,6 +83,11 @@ region could not be observed or an action failed."
     /// Work with observed state (inventory files).
     #[command(subcommand)]
     State(StateCommand),
+    /// Print the least-privilege IAM policy (JSON) the loaded policies need.
+    #[command(
+        after_help = "Example:\n  backupctl --policies ./policies iam-policy > backupctl-iam.json"
+    )]
+    IamPolicy,
     /// Compare two saved plans made against the same inventory (e.g. main's
     /// policies and a pull request's).
     #[command(after_help = "Example (in CI, for a pull request):\n  \

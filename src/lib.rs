@@ -17,6 +17,7 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod guard;
+pub mod iam;
 pub mod inventory;
 pub mod output;
 pub mod plan;

@@ -36,6 +36,13 @@ pub async fn dispatch(cli: Cli, env: &Env) -> Result<ExitCode, Error> {
         }
         Command::Show(args) => show::run(&cli, args, &printer),
         Command::Diff(args) => diff::run(args, &printer),
+        Command::IamPolicy => {
+            let policies = crate::policy::load_dir(&cli.policies)?;
+            let doc = crate::iam::policy_document(&policies);
+            let text = serde_json::to_string_pretty(&doc).expect("policy serialises");
+            printer.result(&format!("{text}\n"));
+            Ok(ExitCode::Success)
+        }
     }
 }
 

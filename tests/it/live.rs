@@ -776,3 +776,83 @@ fn a_saved_plan_is_applied_exactly_or_refused_with_every_difference() {
     );
     assert_eq!(plan(&emu, &policies, &day(6))["summary"]["create"], 0);
 }
+
+#[test]
+fn the_iam_policy_allows_exactly_the_calls_backupctl_makes() {
+    let emu = Emulator::start();
+    emu.control("regions", json!({"regions": ["us-east-1", "eu-west-1"]}));
+    for region in ["us-east-1", "eu-west-1"] {
+        emu.seed(
+            json!({"region": region, "instances": [{"tags": {"Backup": "daily"},
+            "volumes": [{"device": "/dev/sdf", "tags": {"Snapshot": "yes"}}]}]}),
+        );
+    }
+    let ami =
+        "name = \"all\"\n[target]\nregions = [\"*\"]\ninstance_tags = { Backup = \"daily\" }\n\
+               [backup]\nkind = \"ami\"\n[retention]\nmax_age = \"1 day\"\nkeep_last = 1\n";
+    let snap = "name = \"data\"\n[target]\nregions = [\"us-east-1\"]\ninstance_tags = { Backup = \"daily\" }\n\
+                volume_tags = { Snapshot = \"yes\" }\n[backup]\nkind = \"snapshot\"\n[retention]\nmax_age = \"1 day\"\nkeep_last = 1\n";
+    let policies = emu.dir.policies(&[("all", ami), ("data", snap)]);
+    for d in 0..4 {
+        ok(&apply(&emu, &policies, &day(d)));
+    }
+    let mut used: BTreeSet<String> = BTreeSet::new();
+    for (_, actions) in emu.calls().as_object().unwrap() {
+        used.extend(
+            actions
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|a| format!("ec2:{a}")),
+        );
+    }
+    // Tags travel inside CreateImage/CreateSnapshots, but EC2 still checks
+    // ec2:CreateTags for them.
+    used.insert("ec2:CreateTags".into());
+
+    let out = emu.run(&policies, &["iam-policy"], &[]);
+    ok(&out);
+    let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let mut allowed: BTreeSet<String> = BTreeSet::new();
+    for s in doc["Statement"].as_array().unwrap() {
+        allowed.extend(
+            s["Action"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string()),
+        );
+    }
+    assert_eq!(
+        allowed, used,
+        "the IAM policy must allow what is called, and nothing more"
+    );
+    let deletes = doc["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == "DeleteOnlyBackupsOfThesePolicies")
+        .unwrap();
+    assert_eq!(
+        deletes["Condition"]["StringEquals"]["aws:ResourceTag/backupctl:policy"],
+        json!(["all", "data"])
+    );
+
+    // An AMI-only set in listed regions needs no snapshot sets, no volume or
+    // region listing, and is held to its regions.
+    let policies = emu.dir.policies(&[("web", DAILY_AMI)]);
+    let doc: Value =
+        serde_json::from_str(&stdout(&emu.run(&policies, &["iam-policy"], &[]))).unwrap();
+    let text = doc.to_string();
+    for absent in [
+        "ec2:CreateSnapshots",
+        "ec2:DescribeVolumes",
+        "ec2:DescribeRegions",
+    ] {
+        assert!(!text.contains(absent), "{absent} in {text}");
+    }
+    assert_eq!(
+        doc["Statement"][0]["Condition"]["StringEquals"]["aws:RequestedRegion"],
+        json!(["eu-west-1", "us-east-1"])
+    );
+}
