@@ -83,6 +83,19 @@ region could not be observed or an action failed."
     /// Work with observed state (inventory files).
     #[command(subcommand)]
     State(StateCommand),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  backupctl completions bash > /etc/bash_completion.d/backupctl\n  \
+backupctl completions zsh > \"${fpath[1]}/_backupctl\"\n  \
+backupctl completions fish > ~/.config/fish/completions/backupctl.fish"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), generated from these definitions.
+    #[command(after_help = "Example:\n  backupctl man > /usr/local/share/man/man1/backupctl.1")]
+    Man,
     /// Print the least-privilege IAM policy (JSON) the loaded policies need.
     #[command(
         after_help = "Example:\n  backupctl --policies ./policies iam-policy > backupctl-iam.json"

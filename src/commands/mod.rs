@@ -17,6 +17,7 @@ use crate::plan::{markdown, text, Plan};
 use crate::policy::PolicySet;
 use crate::provider::aws::{AwsOptions, AwsProvider};
 use crate::provider::{Observation, Provider, Scope};
+use clap::CommandFactory;
 use std::sync::Arc;
 
 /// What the commands read from the environment, read once in `run`.
@@ -36,6 +37,20 @@ pub async fn dispatch(cli: Cli, env: &Env) -> Result<ExitCode, Error> {
         }
         Command::Show(args) => show::run(&cli, args, &printer),
         Command::Diff(args) => diff::run(args, &printer),
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "backupctl", &mut out);
+            printer.result(&String::from_utf8_lossy(&out));
+            Ok(ExitCode::Success)
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut out)
+                .map_err(|e| Error::Usage(format!("cannot render the manual page: {e}")))?;
+            printer.result(&String::from_utf8_lossy(&out));
+            Ok(ExitCode::Success)
+        }
         Command::IamPolicy => {
             let policies = crate::policy::load_dir(&cli.policies)?;
             let doc = crate::iam::policy_document(&policies);

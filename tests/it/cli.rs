@@ -172,8 +172,15 @@ fn state_files_of_another_version_or_shape_are_refused() {
 fn help_and_version_exit_0_with_examples() {
     for args in [
         &["--help"][..],
-        &["plan", "--help"],
         &["validate", "--help"],
+        &["plan", "--help"],
+        &["apply", "--help"],
+        &["state", "pull", "--help"],
+        &["show", "--help"],
+        &["diff", "--help"],
+        &["iam-policy", "--help"],
+        &["completions", "--help"],
+        &["man", "--help"],
     ] {
         let out = backupctl(args);
         assert_eq!(out.status.code(), Some(0));
@@ -214,4 +221,33 @@ fn quiet_keeps_the_result_and_drops_notes() {
     assert_eq!(stderr(&quiet), "");
     assert_eq!(stdout(&quiet), stdout(&loud));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_command_definitions() {
+    for (shell, marker) in [
+        ("bash", "_backupctl()"),
+        ("zsh", "#compdef backupctl"),
+        ("fish", "complete -c backupctl"),
+    ] {
+        let out = backupctl(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let script = stdout(&out);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(
+            script.contains("iam-policy") && script.contains("max-plan-age"),
+            "{shell}"
+        );
+    }
+    let out = backupctl(&["man"]);
+    assert_eq!(out.status.code(), Some(0));
+    let page = stdout(&out);
+    assert!(
+        page.starts_with(".ie") && page.contains(".TH backupctl 1"),
+        "{page}"
+    );
+    assert!(
+        page.contains("apply") && page.contains("policies"),
+        "{page}"
+    );
 }
