@@ -40,12 +40,7 @@ pub struct DiffSummary {
 fn entry(c: &Change) -> DiffEntry {
     DiffEntry {
         address: c.address(),
-        actions: vec![if c.action.is_create() {
-            "create"
-        } else {
-            "delete"
-        }
-        .to_string()],
+        actions: vec![c.action.verb().to_string()],
         reason: c.reason.message.clone(),
     }
 }

@@ -465,12 +465,7 @@ fn change_from_json(
 fn change(c: &super::Change) -> JsonChange {
     let mut out = JsonChange {
         address: c.address(),
-        actions: vec![if c.action.is_create() {
-            "create"
-        } else {
-            "delete"
-        }
-        .to_string()],
+        actions: vec![c.action.verb().to_string()],
         operation: String::new(),
         policy: c.policy.clone(),
         region: c.region.clone(),

@@ -125,6 +125,15 @@ impl Action {
         )
     }
 
+    /// `create` or `delete`: the Terraform-style action word of the JSON forms.
+    pub fn verb(&self) -> &'static str {
+        if self.is_create() {
+            "create"
+        } else {
+            "delete"
+        }
+    }
+
     pub fn resource_type(&self) -> ResourceType {
         match self {
             Action::CreateImage { .. } | Action::DeregisterImage { .. } => ResourceType::Image,
