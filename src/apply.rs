@@ -12,6 +12,7 @@ use crate::output::Progress;
 use crate::plan::{Action, Change, Plan};
 use crate::provider::{Done, Provider, ProviderError};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -41,8 +42,14 @@ impl ApplyReport {
         self.count(|o| o.result.is_ok() && !o.change.action.is_create())
     }
 
+    /// Actions that were tried and failed.
     pub fn failed(&self) -> usize {
-        self.count(|o| o.result.is_err())
+        self.count(|o| o.result.as_ref().is_err_and(|e| e.code != NOT_STARTED))
+    }
+
+    /// Actions never started because the run was interrupted.
+    pub fn not_started(&self) -> usize {
+        self.count(|o| o.result.as_ref().is_err_and(|e| e.code == NOT_STARTED))
     }
 
     fn count(&self, f: impl Fn(&Outcome) -> bool) -> usize {
@@ -58,8 +65,18 @@ fn phase(action: &Action) -> u8 {
     }
 }
 
-/// Runs every change of `plan` and reports each outcome.
-pub async fn apply<P>(plan: &Plan, provider: Arc<P>, progress: Arc<dyn Progress>) -> ApplyReport
+/// The error code of a change that was never started because the run was
+/// interrupted.
+pub const NOT_STARTED: &str = "NotStarted";
+
+/// Runs every change of `plan` and reports each outcome. Once `stop` is set
+/// (Ctrl-C), no new call starts; calls in flight finish.
+pub async fn apply<P>(
+    plan: &Plan,
+    provider: Arc<P>,
+    progress: Arc<dyn Progress>,
+    stop: Arc<AtomicBool>,
+) -> ApplyReport
 where
     P: Provider + Send + Sync + 'static,
 {
@@ -72,7 +89,7 @@ where
     }
     let mut regions = JoinSet::new();
     for (region, mut changes) in by_region {
-        let (provider, progress) = (provider.clone(), progress.clone());
+        let (provider, progress, stop) = (provider.clone(), progress.clone(), stop.clone());
         changes.sort_by_key(|(i, c)| (phase(&c.action), *i));
         regions.spawn(async move {
             progress.start(&region, changes.len() as u64, "applying");
@@ -87,7 +104,7 @@ where
                     .count();
                 let (batch, tail) = rest.split_at(n);
                 rest = tail;
-                let mut outcomes = run_phase(&region, batch, &provider, &progress).await;
+                let mut outcomes = run_phase(&region, batch, &provider, &progress, &stop).await;
                 if p == 1 {
                     sweep(&region, &mut outcomes, &provider).await;
                 }
@@ -154,6 +171,7 @@ async fn run_phase<P>(
     batch: &[(usize, Change)],
     provider: &Arc<P>,
     progress: &Arc<dyn Progress>,
+    stop: &Arc<AtomicBool>,
 ) -> Vec<(usize, Outcome)>
 where
     P: Provider + Send + Sync + 'static,
@@ -162,9 +180,17 @@ where
     let mut calls = JoinSet::new();
     for (i, change) in batch.iter().cloned() {
         let (provider, progress, limit) = (provider.clone(), progress.clone(), limit.clone());
+        let stop = stop.clone();
         let region = region.to_string();
         calls.spawn(async move {
             let _permit = limit.acquire_owned().await;
+            if stop.load(Ordering::SeqCst) {
+                let result = Err(ProviderError {
+                    code: NOT_STARTED.into(),
+                    message: "not started: the run was interrupted".into(),
+                });
+                return (i, Outcome { change, result });
+            }
             let result = provider.execute(&region, &change.action).await;
             progress.advance(&region);
             (i, Outcome { change, result })

@@ -17,6 +17,8 @@ pub enum ExitCode {
     Changes = 2,
     /// An AWS or runtime failure.
     Failure = 3,
+    /// Stopped by Ctrl-C (128 + SIGINT, as shells report it).
+    Interrupted = 130,
 }
 
 #[derive(Debug)]
@@ -41,6 +43,11 @@ pub enum Error {
         path: PathBuf,
         message: String,
     },
+    /// Another apply of the same policy set holds the lock.
+    Locked {
+        pid: String,
+        path: PathBuf,
+    },
     /// A saved plan whose world changed since it was made.
     StalePlan {
         path: PathBuf,
@@ -56,7 +63,7 @@ impl Error {
             | Error::State { .. }
             | Error::PlanFile { .. }
             | Error::StalePlan { .. } => ExitCode::Invalid,
-            Error::Write { .. } | Error::Aws(_) => ExitCode::Failure,
+            Error::Write { .. } | Error::Aws(_) | Error::Locked { .. } => ExitCode::Failure,
         }
     }
 }
@@ -70,6 +77,11 @@ impl fmt::Display for Error {
                 write!(f, "cannot use state file {}: {message}", path.display())
             }
             Error::Aws(e) => write!(f, "AWS: {e}"),
+            Error::Locked { pid, path } => write!(
+                f,
+                "another backupctl apply (pid {pid}) is running for this policy set on this host; refusing to run alongside it (lock file {}). Let it finish; if that process is gone, the lock is released with it",
+                path.display()
+            ),
             Error::PlanFile { path, message } => {
                 write!(f, "cannot use plan file {}: {message}", path.display())
             }

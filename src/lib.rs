@@ -19,6 +19,7 @@ pub mod error;
 pub mod guard;
 pub mod iam;
 pub mod inventory;
+pub mod lock;
 pub mod output;
 pub mod plan;
 pub mod planner;

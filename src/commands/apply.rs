@@ -2,11 +2,12 @@
 //! apply, report; or apply a saved plan exactly, if it still holds.
 
 use super::Env;
-use crate::apply::apply;
+use crate::apply::{apply, NOT_STARTED};
 use crate::cli::{resolve_now, ApplyArgs, Cli};
 use crate::error::{Error, ExitCode};
 use crate::guard;
 use crate::inventory::Inventory;
+use crate::lock;
 use crate::output::Printer;
 use crate::plan::text::{self, TextOptions};
 use crate::plan::Plan;
@@ -18,7 +19,9 @@ use crate::stale;
 use chrono::{DateTime, TimeDelta, Utc};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 const QUESTION: &str = "Do you want to perform these actions? Only 'yes' will be accepted:";
 
@@ -30,6 +33,10 @@ pub async fn run(
 ) -> Result<ExitCode, Error> {
     let now = resolve_now(None, env.now.as_deref()).map_err(Error::Usage)?;
     let policies = load_dir(&cli.policies)?;
+    let _lock = lock::acquire(&cli.policies).map_err(|e| match e {
+        lock::LockError::Held { pid, path } => Error::Locked { pid, path },
+        lock::LockError::Io { path, error } => Error::Write { path, error },
+    })?;
     if let Some(path) = &args.plan_file {
         return saved(cli, args, path, &policies, now, printer).await;
     }
@@ -120,11 +127,26 @@ fn check_guard(plan: &Plan, args: &ApplyArgs) -> Result<(), Error> {
 }
 
 async fn execute(plan: &Plan, provider: Arc<AwsProvider>, printer: &Printer) -> ExitCode {
-    let report = apply(plan, provider, printer.progress(true)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = tokio::spawn(watch_interrupts(stop.clone()));
+    let report = apply(plan, provider, printer.progress(true), stop.clone()).await;
+    watcher.abort();
     for o in &report.outcomes {
-        if let Err(e) = &o.result {
-            eprintln!("error: {}: {e}", o.change.address());
+        match &o.result {
+            Err(e) if e.code == NOT_STARTED => eprintln!("not started: {}", o.change.address()),
+            Err(e) => eprintln!("error: {}: {e}", o.change.address()),
+            Ok(_) => {}
         }
+    }
+    if stop.load(Ordering::SeqCst) {
+        printer.result(&format!(
+            "Apply interrupted: {} created, {} deleted, {} failed, {} not started. Run apply again to finish.\n",
+            report.created(),
+            report.deleted(),
+            report.failed(),
+            report.not_started()
+        ));
+        return ExitCode::Interrupted;
     }
     printer.result(&format!(
         "Apply complete: {} created, {} deleted, {} failed.\n",
@@ -137,6 +159,32 @@ async fn execute(plan: &Plan, provider: Arc<AwsProvider>, printer: &Printer) -> 
     } else {
         ExitCode::Success
     }
+}
+
+/// How long calls in flight may take to finish after Ctrl-C.
+const DRAIN: Duration = Duration::from_secs(60);
+
+/// First Ctrl-C: start nothing new, let calls in flight finish (bounded).
+/// Second Ctrl-C: exit at once.
+async fn watch_interrupts(stop: Arc<AtomicBool>) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    stop.store(true, Ordering::SeqCst);
+    eprintln!(
+        "\nInterrupted: starting no new actions and waiting up to {} s for the calls in flight; press Ctrl-C again to exit at once.",
+        DRAIN.as_secs()
+    );
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => eprintln!(
+            "Interrupted again: exiting now. Calls in flight may still complete; run plan or apply again to see where things stand."
+        ),
+        _ = tokio::time::sleep(DRAIN) => eprintln!(
+            "The calls in flight did not finish within {} s: exiting. Run plan or apply again to see where things stand.",
+            DRAIN.as_secs()
+        ),
+    }
+    std::process::exit(ExitCode::Interrupted as i32);
 }
 
 /// Asks on the terminal (checked before anything was observed).

@@ -123,9 +123,16 @@ impl Emulator {
         self.control("faults", config);
     }
 
-    /// Runs backupctl against the emulator with `policies` (TOML texts)
-    /// written to a fresh directory.
+    /// Runs backupctl against the emulator with the policies in `policies`.
     pub fn run(&self, policies: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.command(policies, args, env)
+            .output()
+            .expect("backupctl runs")
+    }
+
+    /// backupctl, set up to talk to this emulator only, with credentials
+    /// that exist nowhere else and none of the caller's AWS settings.
+    pub fn command(&self, policies: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_backupctl"));
         cmd.current_dir(self.dir.path())
             .arg("--policies")
@@ -155,7 +162,25 @@ impl Emulator {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.output().expect("backupctl runs")
+        cmd
+    }
+
+    /// Waits until the emulator has received `n` calls of `action`.
+    pub fn wait_for_calls(&self, action: &str, n: u64) {
+        for _ in 0..300 {
+            let calls = self.calls();
+            let seen: u64 = calls
+                .as_object()
+                .unwrap()
+                .values()
+                .filter_map(|r| r[action].as_u64())
+                .sum();
+            if seen >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the emulator never saw {n} {action} calls");
     }
 }
 

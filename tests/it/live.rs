@@ -856,3 +856,159 @@ fn the_iam_policy_allows_exactly_the_calls_backupctl_makes() {
         json!(["eu-west-1", "us-east-1"])
     );
 }
+
+fn interrupt(child: &std::process::Child) {
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -INT works");
+}
+
+#[test]
+fn ctrl_c_finishes_calls_in_flight_starts_no_new_ones_and_a_rerun_completes() {
+    let emu = Emulator::start();
+    let seeded = emu.seed(
+        json!({"region": "us-east-1", "instances": [{"count": 10, "tags": {"Backup": "daily"}}]}),
+    );
+    let policies = emu.dir.policies(&[("web", DAILY_AMI)]);
+    emu.faults(json!({"latency": 1.0, "latency_seconds": 2, "actions": ["CreateImage"]}));
+    let child = emu
+        .command(
+            &policies,
+            &["apply", "--auto-approve"],
+            &[("BACKUPCTL_NOW", &day(0))],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    emu.wait_for_calls("CreateImage", 1);
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert!(
+        err.contains("Interrupted: starting no new actions"),
+        "{err}"
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Apply interrupted: "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let created: usize = line["Apply interrupted: ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let made = owned(&emu.dump("us-east-1"), "images", "web").len();
+    assert_eq!(
+        made, created,
+        "what it says it did is what happened: {line}"
+    );
+    assert!(created >= 1 && created < 10, "{line}");
+    assert!(
+        line.contains(&format!("{} not started", 10 - created)),
+        "{line}"
+    );
+    assert_eq!(
+        err.matches("not started: web/").count(),
+        10 - created,
+        "{err}"
+    );
+
+    emu.faults(json!({}));
+    ok(&apply(&emu, &policies, &day(0)));
+    let dump = emu.dump("us-east-1");
+    let sources: Vec<String> = owned(&dump, "images", "web")
+        .iter()
+        .map(|i| i["tags"]["backupctl:source"].as_str().unwrap().to_string())
+        .collect();
+    let unique: BTreeSet<&String> = sources.iter().collect();
+    assert_eq!(sources.len(), 10, "one image per instance, none duplicated");
+    assert_eq!(unique.len(), 10);
+    assert_eq!(unique.into_iter().cloned().collect::<Vec<_>>(), {
+        let mut v = instance_ids(&seeded);
+        v.sort();
+        v
+    });
+}
+
+#[test]
+fn a_second_ctrl_c_exits_at_once() {
+    let emu = Emulator::start();
+    emu.seed(
+        json!({"region": "us-east-1", "instances": [{"count": 4, "tags": {"Backup": "daily"}}]}),
+    );
+    let policies = emu.dir.policies(&[("web", DAILY_AMI)]);
+    emu.faults(json!({"latency": 1.0, "latency_seconds": 20, "actions": ["CreateImage"]}));
+    let child = emu
+        .command(
+            &policies,
+            &["apply", "--auto-approve"],
+            &[("BACKUPCTL_NOW", &day(0))],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    emu.wait_for_calls("CreateImage", 1);
+    let started = std::time::Instant::now();
+    interrupt(&child);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "did not wait for the 20 s calls"
+    );
+    assert!(
+        stderr(&out).contains("Interrupted again: exiting now"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn two_applies_of_one_policy_set_never_run_together() {
+    let emu = Emulator::start();
+    emu.seed(
+        json!({"region": "us-east-1", "instances": [{"count": 2, "tags": {"Backup": "daily"}}]}),
+    );
+    let policies = emu.dir.policies(&[("web", DAILY_AMI)]);
+    emu.faults(json!({"latency": 1.0, "latency_seconds": 3, "actions": ["CreateImage"]}));
+    let first = emu
+        .command(
+            &policies,
+            &["apply", "--auto-approve"],
+            &[("BACKUPCTL_NOW", &day(0))],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    emu.wait_for_calls("CreateImage", 1);
+    let second = apply(&emu, &policies, &day(0));
+    assert_eq!(second.status.code(), Some(3), "{}", stderr(&second));
+    let err = stderr(&second);
+    assert!(
+        err.contains(&format!(
+            "another backupctl apply (pid {}) is running",
+            first.id()
+        )),
+        "{err}"
+    );
+    let first = first.wait_with_output().unwrap();
+    ok(&first);
+    assert_eq!(
+        owned(&emu.dump("us-east-1"), "images", "web").len(),
+        2,
+        "only the first one created"
+    );
+    // Released with its holder: the next run goes ahead.
+    emu.faults(json!({}));
+    ok(&apply(&emu, &policies, &day(0)));
+}

@@ -390,7 +390,12 @@ fn run_case(seed: u64) -> Result<(), String> {
         .build()
         .unwrap();
     let provider = Arc::new(MemoryProvider::new(inv, now()));
-    let report = rt.block_on(apply(&first, provider.clone(), Arc::new(NoProgress)));
+    let report = rt.block_on(apply(
+        &first,
+        provider.clone(),
+        Arc::new(NoProgress),
+        Default::default(),
+    ));
     if report.failed() > 0 {
         return Err(format!("apply failed: {}", failures(&report)));
     }
@@ -421,7 +426,12 @@ fn run_case(seed: u64) -> Result<(), String> {
                 c.address()
             ));
         }
-        let report = rt.block_on(apply(&next, provider.clone(), Arc::new(NoProgress)));
+        let report = rt.block_on(apply(
+            &next,
+            provider.clone(),
+            Arc::new(NoProgress),
+            Default::default(),
+        ));
         if report.failed() > 0 {
             return Err(format!(
                 "round {round}: apply failed: {}",
