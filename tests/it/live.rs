@@ -908,7 +908,7 @@ fn ctrl_c_finishes_calls_in_flight_starts_no_new_ones_and_a_rerun_completes() {
         made, created,
         "what it says it did is what happened: {line}"
     );
-    assert!(created >= 1 && created < 10, "{line}");
+    assert!((1..10).contains(&created), "{line}");
     assert!(
         line.contains(&format!("{} not started", 10 - created)),
         "{line}"
