@@ -54,6 +54,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint_url: Option<String>,
 
+    /// Seconds one attempt of one AWS call may take before it is retried.
+    #[arg(long, global = true, env = "BACKUPCTL_CALL_TIMEOUT", value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub call_timeout: Option<u64>,
+
     #[command(subcommand)]
     pub command: Command,
 }

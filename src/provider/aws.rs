@@ -53,6 +53,9 @@ const FILTER_VALUES: usize = 200;
 /// How to reach AWS, from the command line.
 #[derive(Debug, Clone, Default)]
 pub struct AwsOptions {
+    /// Seconds one attempt of one call may take before it is abandoned and
+    /// retried (default 45): a call that never answers cannot stall a run.
+    pub call_timeout_secs: Option<u64>,
     pub region: Option<String>,
     pub profile: Option<String>,
     pub endpoint_url: Option<String>,
@@ -67,6 +70,7 @@ impl AwsProvider {
     /// Loads the configuration through the standard chain. Nothing is
     /// contacted yet: credential problems surface on the first call.
     pub async fn new(options: &AwsOptions) -> Self {
+        let attempt_timeout = Duration::from_secs(options.call_timeout_secs.unwrap_or(45));
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(
                 RetryConfig::standard()
@@ -77,8 +81,8 @@ impl AwsProvider {
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(5))
-                    .read_timeout(Duration::from_secs(30))
-                    .operation_attempt_timeout(Duration::from_secs(45))
+                    .read_timeout(attempt_timeout)
+                    .operation_attempt_timeout(attempt_timeout)
                     .operation_timeout(Duration::from_secs(300))
                     .build(),
             );

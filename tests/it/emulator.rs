@@ -142,6 +142,7 @@ impl Emulator {
         for var in [
             "BACKUPCTL_NOW",
             "BACKUPCTL_POLICIES",
+            "BACKUPCTL_CALL_TIMEOUT",
             "NO_COLOR",
             "AWS_PROFILE",
             "AWS_ENDPOINT_URL_EC2",

@@ -5,6 +5,7 @@ mod architecture;
 mod bad_policies;
 mod cli;
 mod emulator;
+mod faults;
 mod golden;
 mod json_contract;
 mod live;

@@ -20,7 +20,12 @@ pub fn backupctl(args: &[&str]) -> Output {
 pub fn backupctl_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_backupctl"));
     cmd.current_dir(root()).args(args);
-    for var in ["BACKUPCTL_NOW", "BACKUPCTL_POLICIES", "NO_COLOR"] {
+    for var in [
+        "BACKUPCTL_NOW",
+        "BACKUPCTL_POLICIES",
+        "BACKUPCTL_CALL_TIMEOUT",
+        "NO_COLOR",
+    ] {
         cmd.env_remove(var);
     }
     for (k, v) in env {

@@ -1,0 +1,148 @@
+//! The fault matrix: the same four days of backups with and without
+//! injected faults, alone and combined. Each faulted run must end in exactly
+//! the state of the fault-free run (per source: the same number of images and
+//! snapshots, every one tagged), exit 0, with at most twice the API calls.
+
+use crate::emulator::Emulator;
+use crate::support::{stderr, stdout};
+use chrono::{Duration, Utc};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const AMI: &str = "name = \"web\"\n[target]\nregions = [\"us-east-1\", \"eu-west-1\"]\ninstance_tags = { Backup = \"daily\" }\n\
+                   [backup]\nkind = \"ami\"\n[retention]\nmax_age = \"1 day\"\nkeep_last = 1\n";
+const SNAP: &str = "name = \"data\"\n[target]\nregions = [\"us-east-1\", \"eu-west-1\"]\ninstance_tags = { Backup = \"daily\" }\n\
+                    volume_tags = { Snapshot = \"yes\" }\n[backup]\nkind = \"snapshot\"\n[retention]\nmax_age = \"1 day\"\nkeep_last = 1\n";
+
+fn day(n: i64) -> String {
+    let base = (Utc::now() + Duration::days(2))
+        .date_naive()
+        .and_hms_opt(6, 0, 0)
+        .unwrap()
+        .and_utc();
+    (base + Duration::days(n)).to_rfc3339()
+}
+
+/// Per region and policy: the sorted list of (source, number of backups).
+type Shape = BTreeMap<String, Vec<(String, usize)>>;
+
+/// Seeds, runs four daily applies, returns the final shape and the calls.
+fn run(faults: Option<Value>, timeout: &str) -> (Shape, u64, Value) {
+    let emu = Emulator::start();
+    let mut order = Vec::new();
+    for region in ["us-east-1", "eu-west-1"] {
+        let seeded = emu.seed(
+            json!({"region": region, "instances": [{"count": 3, "tags": {"Backup": "daily"},
+            "volumes": [{"device": "/dev/sdf", "tags": {"Snapshot": "yes"}}]}]}),
+        );
+        for (k, i) in seeded["instances"].as_array().unwrap().iter().enumerate() {
+            order.push((
+                i["id"].as_str().unwrap().to_string(),
+                format!("{region}#{k}"),
+            ));
+        }
+    }
+    let policies = emu.dir.policies(&[("web", AMI), ("data", SNAP)]);
+    if let Some(f) = &faults {
+        emu.faults(f.clone());
+    }
+    for d in 0..4 {
+        let out = emu.run(
+            Path::new(&policies),
+            &["apply", "--auto-approve"],
+            &[
+                ("BACKUPCTL_NOW", &day(d)),
+                ("BACKUPCTL_CALL_TIMEOUT", timeout),
+            ],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{faults:?} day {d}:\n{}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+    let calls = emu.calls();
+    let total: u64 = calls
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|r| r.as_object().unwrap().values())
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    let injected = emu.control("calls", json!({}))["faults"].clone();
+    emu.faults(json!({}));
+    // Instance ids differ between emulators: name sources by seeding order.
+    let rename: BTreeMap<String, String> = order.into_iter().collect();
+    let mut shape = Shape::new();
+    for region in ["us-east-1", "eu-west-1"] {
+        let dump = emu.dump(region);
+        for kind in ["images", "snapshots"] {
+            let mut per: BTreeMap<String, usize> = BTreeMap::new();
+            for r in dump[kind].as_array().unwrap() {
+                let tags = &r["tags"];
+                let Some(policy) = tags["backupctl:policy"].as_str() else {
+                    continue;
+                };
+                for key in ["backupctl:source", "backupctl:created-at", "Name"] {
+                    assert!(tags[key].is_string(), "{key} missing on {r}");
+                }
+                let source = rename[tags["backupctl:source"].as_str().unwrap()].clone();
+                *per.entry(format!("{policy} {source}")).or_default() += 1;
+            }
+            shape.insert(format!("{region} {kind}"), per.into_iter().collect());
+        }
+    }
+    (shape, total, injected)
+}
+
+#[test]
+fn every_fault_alone_and_combined_ends_in_the_fault_free_state() {
+    let (expected, baseline, _) = run(None, "45");
+    assert!(!expected.is_empty());
+    let matrix = [
+        ("throttling 30%", json!({"seed": 1, "throttle": 0.3}), "45"),
+        (
+            "HTTP 500 on 10%",
+            json!({"seed": 2, "server_error": 0.1}),
+            "45",
+        ),
+        (
+            "connection resets on 10%",
+            json!({"seed": 3, "reset": 0.1}),
+            "45",
+        ),
+        (
+            "2 s latency spikes on 10%",
+            json!({"seed": 4, "latency": 0.1, "latency_seconds": 2}),
+            "45",
+        ),
+        (
+            "calls that never answer (2%)",
+            json!({"seed": 5, "hang": 0.02, "hang_seconds": 600}),
+            "2",
+        ),
+        (
+            "all combined",
+            json!({"seed": 6, "throttle": 0.3, "server_error": 0.1, "reset": 0.05, "latency": 0.05, "latency_seconds": 2, "hang": 0.01, "hang_seconds": 600}),
+            "3",
+        ),
+    ];
+    for (name, faults, timeout) in matrix {
+        let (shape, calls, injected) = run(Some(faults), timeout);
+        assert!(
+            injected.as_object().is_some_and(|o| !o.is_empty()),
+            "{name}: no fault was injected"
+        );
+        assert_eq!(
+            shape, expected,
+            "{name}: final state differs from the fault-free run"
+        );
+        assert!(
+            calls <= 2 * baseline,
+            "{name}: {calls} calls, more than twice the fault-free {baseline}"
+        );
+    }
+}
