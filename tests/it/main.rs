@@ -11,5 +11,6 @@ mod json_contract;
 mod live;
 mod properties;
 mod review;
+mod secrets;
 mod shipped_policies;
 mod support;
