@@ -6,6 +6,7 @@ mod bad_policies;
 mod cli;
 mod emulator;
 mod faults;
+mod fuzz;
 mod golden;
 mod json_contract;
 mod live;
