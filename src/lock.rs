@@ -1,21 +1,36 @@
-//! One apply at a time per policy set on a host.
+//! One apply at a time per policy set on a host, and a journal of the
+//! creations in flight, so that a run started after a crash does not
+//! duplicate a backup the crashed run was still making.
 //!
 //! Two applies of the same policies running together would each see the
 //! other's backups as missing and both create them. A lock file (an OS
 //! advisory lock, released even if the holder is killed) makes the second
-//! one refuse, naming the holder. Across hosts there is no lock: there the
-//! freshness check makes a second run's creations not due once the first
-//! run's backups exist, and deletions are idempotent; at worst two runs
-//! racing within the same seconds each make one backup.
+//! one refuse, naming the holder.
+//!
+//! A run killed while a CreateImage or CreateSnapshots call is in flight
+//! leaves that call to finish on EC2's side a little later. A new run that
+//! observes before then would find the backup missing and make it again
+//! (CreateSnapshots has no idempotency token; a duplicate AMI name would be
+//! caught). So the lock file also journals creations: "start" before the
+//! call, "done" after. A run that finds creations started but not done by a
+//! holder that is gone waits until a call timeout has passed since the
+//! journal was last written, then observes.
+//!
+//! Across hosts there is no lock: there the freshness check makes a second
+//! run's creations not due once the first run's backups exist, and deletions
+//! are idempotent; at worst two runs racing within the same seconds each
+//! make one backup.
 
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
 /// Held for as long as it lives.
 pub struct ApplyLock {
-    _file: File,
+    file: Mutex<File>,
 }
 
 /// Why the lock could not be taken.
@@ -30,6 +45,15 @@ pub enum LockError {
     },
 }
 
+/// What the previous holder left behind.
+pub struct Leftover {
+    pub pid: String,
+    /// Creations it started and never saw finish.
+    pub in_flight: usize,
+    /// How long to wait before observing, so those calls have landed.
+    pub wait: Duration,
+}
+
 /// Where the lock of a policy directory lives: the same file for every
 /// spelling of the directory's path.
 pub fn lock_path(policies: &Path) -> PathBuf {
@@ -41,7 +65,12 @@ pub fn lock_path(policies: &Path) -> PathBuf {
     std::env::temp_dir().join(format!("backupctl-apply-{short}.lock"))
 }
 
-pub fn acquire(policies: &Path) -> Result<ApplyLock, LockError> {
+/// Takes the lock; `call_timeout` bounds how long calls of a crashed holder
+/// can still be in flight.
+pub fn acquire(
+    policies: &Path,
+    call_timeout: Duration,
+) -> Result<(ApplyLock, Option<Leftover>), LockError> {
     let path = lock_path(policies);
     let io = |error| LockError::Io {
         path: path.clone(),
@@ -54,21 +83,65 @@ pub fn acquire(policies: &Path) -> Result<ApplyLock, LockError> {
         .truncate(false)
         .open(&path)
         .map_err(io)?;
-    match file.try_lock() {
+    let locked = file.try_lock();
+    let mut previous = String::new();
+    let _ = file.read_to_string(&mut previous);
+    let pid = previous.lines().next().unwrap_or("").trim().to_string();
+    match locked {
         Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            let mut pid = String::new();
-            let _ = file.read_to_string(&mut pid);
-            return Err(LockError::Held {
-                pid: pid.trim().to_string(),
-                path,
-            });
-        }
+        Err(TryLockError::WouldBlock) => return Err(LockError::Held { pid, path }),
         Err(TryLockError::Error(e)) => return Err(io(e)),
     }
+    let leftover = leftover(&previous, &file, pid, call_timeout);
     file.set_len(0).map_err(io)?;
     file.rewind().map_err(io)?;
-    write!(file, "{}", std::process::id()).map_err(io)?;
+    writeln!(file, "{}", std::process::id()).map_err(io)?;
     file.flush().map_err(io)?;
-    Ok(ApplyLock { _file: file })
+    Ok((
+        ApplyLock {
+            file: Mutex::new(file),
+        },
+        leftover,
+    ))
+}
+
+fn leftover(previous: &str, file: &File, pid: String, call_timeout: Duration) -> Option<Leftover> {
+    let mut open = std::collections::BTreeSet::new();
+    for line in previous.lines().skip(1) {
+        match line.split_once(' ') {
+            Some(("start", what)) => {
+                open.insert(what);
+            }
+            Some(("done", what)) => {
+                open.remove(what);
+            }
+            _ => {}
+        }
+    }
+    if open.is_empty() {
+        return None;
+    }
+    let since = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .unwrap_or_default();
+    Some(Leftover {
+        pid,
+        in_flight: open.len(),
+        wait: call_timeout.saturating_sub(since),
+    })
+}
+
+impl ApplyLock {
+    /// Records that a creation is about to be sent (`start`) or has been
+    /// answered (`done`). Best effort: a journal that cannot be written only
+    /// loses the crash protection, never the run.
+    pub fn journal(&self, event: &str, address: &str) {
+        if let Ok(mut f) = self.file.lock() {
+            let _ = writeln!(f, "{event} {address}");
+            let _ = f.flush();
+        }
+    }
 }

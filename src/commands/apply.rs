@@ -7,16 +7,21 @@ use crate::cli::{resolve_now, ApplyArgs, Cli};
 use crate::error::{Error, ExitCode};
 use crate::guard;
 use crate::inventory::Inventory;
-use crate::lock;
+use crate::inventory::RegionInventory;
+use crate::lock::{self, ApplyLock};
 use crate::output::Printer;
+use crate::output::Progress;
 use crate::plan::text::{self, TextOptions};
+use crate::plan::Action;
 use crate::plan::Plan;
 use crate::planner;
 use crate::policy::{load_dir, parse_duration, PolicySet};
 use crate::provider::aws::AwsProvider;
 use crate::provider::Provider;
+use crate::provider::{Done, Observation, ProviderError, Scope};
 use crate::stale;
 use chrono::{DateTime, TimeDelta, Utc};
+use std::future::Future;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,12 +38,23 @@ pub async fn run(
 ) -> Result<ExitCode, Error> {
     let now = resolve_now(None, env.now.as_deref()).map_err(Error::Usage)?;
     let policies = load_dir(&cli.policies)?;
-    let _lock = lock::acquire(&cli.policies).map_err(|e| match e {
+    let call_timeout = Duration::from_secs(cli.call_timeout.unwrap_or(45));
+    let (lock, leftover) = lock::acquire(&cli.policies, call_timeout).map_err(|e| match e {
         lock::LockError::Held { pid, path } => Error::Locked { pid, path },
         lock::LockError::Io { path, error } => Error::Write { path, error },
     })?;
+    if let Some(left) = leftover.filter(|l| !l.wait.is_zero()) {
+        printer.note(&format!(
+            "A previous apply (pid {}) stopped with {} backup creation(s) in flight; waiting {} s for them to land before observing, so they are not made twice.",
+            left.pid,
+            left.in_flight,
+            left.wait.as_secs_f32().ceil()
+        ));
+        tokio::time::sleep(left.wait).await;
+    }
+    let lock = Arc::new(lock);
     if let Some(path) = &args.plan_file {
-        return saved(cli, args, path, &policies, now, printer).await;
+        return saved(cli, args, path, &policies, now, printer, lock).await;
     }
     if !args.auto_approve && !std::io::stdin().is_terminal() {
         return Err(Error::Usage(
@@ -68,7 +84,9 @@ pub async fn run(
         printer.note("Apply cancelled; nothing was changed.");
         return Ok(ExitCode::Invalid);
     }
-    Ok(execute(&plan, provider, printer).await.max(failure_code))
+    Ok(execute(&plan, provider, lock, printer)
+        .await
+        .max(failure_code))
 }
 
 /// Applies a saved plan exactly, or nothing: what it touches is observed
@@ -80,6 +98,7 @@ async fn saved(
     policies: &PolicySet,
     now: DateTime<Utc>,
     printer: &Printer,
+    lock: Arc<ApplyLock>,
 ) -> Result<ExitCode, Error> {
     let plan = super::read_plan_file(path)?;
     let max_age = parse_duration(&args.max_plan_age)
@@ -112,7 +131,7 @@ async fn saved(
         sum.create,
         sum.delete
     ));
-    Ok(execute(&plan, provider, printer).await)
+    Ok(execute(&plan, provider, lock, printer).await)
 }
 
 fn check_guard(plan: &Plan, args: &ApplyArgs) -> Result<(), Error> {
@@ -126,10 +145,19 @@ fn check_guard(plan: &Plan, args: &ApplyArgs) -> Result<(), Error> {
     )))
 }
 
-async fn execute(plan: &Plan, provider: Arc<AwsProvider>, printer: &Printer) -> ExitCode {
+async fn execute(
+    plan: &Plan,
+    provider: Arc<AwsProvider>,
+    lock: Arc<ApplyLock>,
+    printer: &Printer,
+) -> ExitCode {
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = tokio::spawn(watch_interrupts(stop.clone()));
-    let report = apply(plan, provider, printer.progress(true), stop.clone()).await;
+    let journaled = Arc::new(Journaled {
+        inner: provider,
+        lock,
+    });
+    let report = apply(plan, journaled, printer.progress(true), stop.clone()).await;
     watcher.abort();
     for o in &report.outcomes {
         match &o.result {
@@ -158,6 +186,68 @@ async fn execute(plan: &Plan, provider: Arc<AwsProvider>, printer: &Printer) -> 
         ExitCode::Failure
     } else {
         ExitCode::Success
+    }
+}
+
+/// The AWS provider, journaling each creation in the lock file (see
+/// [`crate::lock`]) so that a run after a crash waits for it to land.
+struct Journaled {
+    inner: Arc<AwsProvider>,
+    lock: Arc<ApplyLock>,
+}
+
+impl Provider for Journaled {
+    fn observe(
+        &self,
+        scope: &Scope,
+        progress: Arc<dyn Progress>,
+    ) -> impl Future<Output = Result<Observation, ProviderError>> + Send {
+        self.inner.observe(scope, progress)
+    }
+
+    fn execute(
+        &self,
+        region: &str,
+        action: &Action,
+    ) -> impl Future<Output = Result<Done, ProviderError>> + Send {
+        let (inner, lock) = (self.inner.clone(), self.lock.clone());
+        let (region, action) = (region.to_string(), action.clone());
+        async move {
+            // The Name tag is unique per policy, source and run.
+            let key = match &action {
+                Action::CreateImage { tags, .. } | Action::CreateSnapshots { tags, .. } => {
+                    Some(format!(
+                        "{region}/{}",
+                        tags.get(crate::policy::tags::NAME).map_or("", |n| n)
+                    ))
+                }
+                _ => None,
+            };
+            if let Some(k) = &key {
+                lock.journal("start", k);
+            }
+            let result = inner.execute(&region, &action).await;
+            if let Some(k) = &key {
+                lock.journal("done", k);
+            }
+            result
+        }
+    }
+
+    fn recheck(
+        &self,
+        region: &str,
+        what: &stale::Recheck,
+    ) -> impl Future<Output = Result<RegionInventory, ProviderError>> + Send {
+        self.inner.recheck(region, what)
+    }
+
+    fn sweep(
+        &self,
+        region: &str,
+        snapshot_ids: &[String],
+    ) -> impl Future<Output = Result<(), ProviderError>> + Send {
+        self.inner.sweep(region, snapshot_ids)
     }
 }
 

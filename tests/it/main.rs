@@ -4,6 +4,7 @@
 mod architecture;
 mod bad_policies;
 mod cli;
+mod crash;
 mod emulator;
 mod faults;
 mod fuzz;
