@@ -40,7 +40,7 @@ fn read(path: &str) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 40_000, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 40_000, ..ProptestConfig::default() })]
 
     #[test]
     fn durations_never_panic_and_round_trip(text in "\\PC{0,12}|[0-9]{1,12} ?(min|h|d|w|mo|y|m|days?|months?|years?|weeks?|hours?|minutes?|never|x)") {
@@ -52,7 +52,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 25_000, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 25_000, ..ProptestConfig::default() })]
 
     #[test]
     fn policy_parser_never_panics_on_edited_policies(which in 0usize..4, e in edits()) {
@@ -74,7 +74,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 8_000, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 8_000, ..ProptestConfig::default() })]
 
     #[test]
     fn state_loader_never_panics(e in edits()) {
