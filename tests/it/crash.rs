@@ -5,29 +5,15 @@
 //! tagged, nothing the policies keep deleted. The kill points come from a
 //! seeded schedule, printed on failure, so a trial can be replayed.
 
-use crate::emulator::Emulator;
+use crate::emulator::{day, Emulator, ROLLING_AMI, ROLLING_SNAPSHOTS};
 use crate::support::{stderr, stdout};
-use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 
-const AMI: &str = "name = \"web\"\n[target]\nregions = [\"us-east-1\", \"eu-west-1\"]\ninstance_tags = { Backup = \"daily\" }\n\
-                   [backup]\nkind = \"ami\"\n[retention]\nmax_age = \"1 day\"\nkeep_last = 1\n";
-const SNAP: &str = "name = \"data\"\n[target]\nregions = [\"us-east-1\", \"eu-west-1\"]\ninstance_tags = { Backup = \"daily\" }\n\
-                    volume_tags = { Snapshot = \"yes\" }\n[backup]\nkind = \"snapshot\"\n[retention]\nmax_age = \"1 day\"\nkeep_last = 1\n";
 const TRIALS: u64 = 30;
 const SEED: u64 = 20261122;
-
-fn day(n: i64) -> String {
-    let base = (Utc::now() + Duration::days(2))
-        .date_naive()
-        .and_hms_opt(6, 0, 0)
-        .unwrap()
-        .and_utc();
-    (base + Duration::days(n)).to_rfc3339()
-}
 
 /// Per region and kind: (policy, source by seeding order) -> count.
 type Shape = BTreeMap<String, BTreeMap<String, usize>>;
@@ -55,7 +41,9 @@ impl<'a> Trial<'a> {
                 );
             }
         }
-        let policies = emu.dir.policies(&[("web", AMI), ("data", SNAP)]);
+        let policies = emu
+            .dir
+            .policies(&[("web", ROLLING_AMI), ("data", ROLLING_SNAPSHOTS)]);
         let trial = Trial {
             emu,
             policies,

@@ -185,6 +185,25 @@ impl Emulator {
     }
 }
 
+/// A simulated clock safely after the emulator's real clock: day `n` of a
+/// test, at 06:00 UTC (backups made "in the future" age as it advances).
+pub fn day(n: i64) -> String {
+    let base = (chrono::Utc::now() + chrono::Duration::days(2))
+        .date_naive()
+        .and_hms_opt(6, 0, 0)
+        .unwrap()
+        .and_utc();
+    (base + chrono::Duration::days(n)).to_rfc3339()
+}
+
+/// Daily AMIs in two regions, one kept: every run creates and deletes.
+pub const ROLLING_AMI: &str = "name = \"web\"\n[target]\nregions = [\"us-east-1\", \"eu-west-1\"]\ninstance_tags = { Backup = \"daily\" }\n\
+                   [backup]\nkind = \"ami\"\n[retention]\nmax_age = \"1 day\"\nkeep_last = 1\n";
+
+/// Daily snapshot sets of the tagged data volumes, the same way.
+pub const ROLLING_SNAPSHOTS: &str = "name = \"data\"\n[target]\nregions = [\"us-east-1\", \"eu-west-1\"]\ninstance_tags = { Backup = \"daily\" }\n\
+                    volume_tags = { Snapshot = \"yes\" }\n[backup]\nkind = \"snapshot\"\n[retention]\nmax_age = \"1 day\"\nkeep_last = 1\n";
+
 impl Drop for Emulator {
     fn drop(&mut self) {
         let _ = self.child.kill();

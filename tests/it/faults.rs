@@ -3,26 +3,11 @@
 //! the state of the fault-free run (per source: the same number of images and
 //! snapshots, every one tagged), exit 0, with at most twice the API calls.
 
-use crate::emulator::Emulator;
+use crate::emulator::{day, Emulator, ROLLING_AMI, ROLLING_SNAPSHOTS};
 use crate::support::{stderr, stdout};
-use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
-
-const AMI: &str = "name = \"web\"\n[target]\nregions = [\"us-east-1\", \"eu-west-1\"]\ninstance_tags = { Backup = \"daily\" }\n\
-                   [backup]\nkind = \"ami\"\n[retention]\nmax_age = \"1 day\"\nkeep_last = 1\n";
-const SNAP: &str = "name = \"data\"\n[target]\nregions = [\"us-east-1\", \"eu-west-1\"]\ninstance_tags = { Backup = \"daily\" }\n\
-                    volume_tags = { Snapshot = \"yes\" }\n[backup]\nkind = \"snapshot\"\n[retention]\nmax_age = \"1 day\"\nkeep_last = 1\n";
-
-fn day(n: i64) -> String {
-    let base = (Utc::now() + Duration::days(2))
-        .date_naive()
-        .and_hms_opt(6, 0, 0)
-        .unwrap()
-        .and_utc();
-    (base + Duration::days(n)).to_rfc3339()
-}
 
 /// Per region and policy: the sorted list of (source, number of backups).
 type Shape = BTreeMap<String, Vec<(String, usize)>>;
@@ -43,7 +28,9 @@ fn run(faults: Option<Value>, timeout: &str) -> (Shape, u64, Value) {
             ));
         }
     }
-    let policies = emu.dir.policies(&[("web", AMI), ("data", SNAP)]);
+    let policies = emu
+        .dir
+        .policies(&[("web", ROLLING_AMI), ("data", ROLLING_SNAPSHOTS)]);
     if let Some(f) = &faults {
         emu.faults(f.clone());
     }

@@ -5,9 +5,9 @@
 //! is the later of its native time and its `backupctl:created-at` tag, so
 //! backups made "in the future" age as the simulated clock advances.
 
-use crate::emulator::Emulator;
+use crate::emulator::{day, Emulator};
 use crate::support::{stderr, stdout};
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -19,16 +19,6 @@ const OWNERSHIP: [&str; 4] = [
     "backupctl:created-at",
     "Name",
 ];
-
-/// A simulated clock safely after the emulator's real clock.
-fn day(n: i64) -> String {
-    let base: DateTime<Utc> = (Utc::now() + Duration::days(2))
-        .date_naive()
-        .and_hms_opt(6, 0, 0)
-        .unwrap()
-        .and_utc();
-    (base + Duration::days(n)).to_rfc3339()
-}
 
 fn ok(out: &Output) {
     assert_eq!(
@@ -857,6 +847,19 @@ fn the_iam_policy_allows_exactly_the_calls_backupctl_makes() {
     );
 }
 
+/// Starts `apply --auto-approve` without waiting for it.
+fn spawn_apply(emu: &Emulator, policies: &Path, now: &str) -> std::process::Child {
+    emu.command(
+        policies,
+        &["apply", "--auto-approve"],
+        &[("BACKUPCTL_NOW", now)],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap()
+}
+
 fn interrupt(child: &std::process::Child) {
     let ok = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -874,16 +877,7 @@ fn ctrl_c_finishes_calls_in_flight_starts_no_new_ones_and_a_rerun_completes() {
     );
     let policies = emu.dir.policies(&[("web", DAILY_AMI)]);
     emu.faults(json!({"latency": 1.0, "latency_seconds": 2, "actions": ["CreateImage"]}));
-    let child = emu
-        .command(
-            &policies,
-            &["apply", "--auto-approve"],
-            &[("BACKUPCTL_NOW", &day(0))],
-        )
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_apply(&emu, &policies, &day(0));
     emu.wait_for_calls("CreateImage", 1);
     interrupt(&child);
     let out = child.wait_with_output().unwrap();
@@ -944,16 +938,7 @@ fn a_second_ctrl_c_exits_at_once() {
     );
     let policies = emu.dir.policies(&[("web", DAILY_AMI)]);
     emu.faults(json!({"latency": 1.0, "latency_seconds": 20, "actions": ["CreateImage"]}));
-    let child = emu
-        .command(
-            &policies,
-            &["apply", "--auto-approve"],
-            &[("BACKUPCTL_NOW", &day(0))],
-        )
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_apply(&emu, &policies, &day(0));
     emu.wait_for_calls("CreateImage", 1);
     let started = std::time::Instant::now();
     interrupt(&child);
@@ -980,16 +965,7 @@ fn two_applies_of_one_policy_set_never_run_together() {
     );
     let policies = emu.dir.policies(&[("web", DAILY_AMI)]);
     emu.faults(json!({"latency": 1.0, "latency_seconds": 3, "actions": ["CreateImage"]}));
-    let first = emu
-        .command(
-            &policies,
-            &["apply", "--auto-approve"],
-            &[("BACKUPCTL_NOW", &day(0))],
-        )
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let first = spawn_apply(&emu, &policies, &day(0));
     emu.wait_for_calls("CreateImage", 1);
     let second = apply(&emu, &policies, &day(0));
     assert_eq!(second.status.code(), Some(3), "{}", stderr(&second));
