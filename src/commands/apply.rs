@@ -6,19 +6,15 @@ use crate::apply::{apply, NOT_STARTED};
 use crate::cli::{resolve_now, ApplyArgs, Cli};
 use crate::error::{Error, ExitCode};
 use crate::guard;
-use crate::inventory::Inventory;
-use crate::inventory::RegionInventory;
+use crate::inventory::{Inventory, RegionInventory};
 use crate::lock::{self, ApplyLock};
-use crate::output::Printer;
-use crate::output::Progress;
+use crate::output::{Printer, Progress};
 use crate::plan::text::{self, TextOptions};
-use crate::plan::Action;
-use crate::plan::Plan;
+use crate::plan::{Action, Plan};
 use crate::planner;
 use crate::policy::{load_dir, parse_duration, PolicySet};
 use crate::provider::aws::AwsProvider;
-use crate::provider::Provider;
-use crate::provider::{Done, Observation, ProviderError, Scope};
+use crate::provider::{Done, Observation, Provider, ProviderError, Scope};
 use crate::stale;
 use chrono::{DateTime, TimeDelta, Utc};
 use std::future::Future;
@@ -38,6 +34,11 @@ pub async fn run(
 ) -> Result<ExitCode, Error> {
     let now = resolve_now(None, env.now.as_deref()).map_err(Error::Usage)?;
     let policies = load_dir(&cli.policies)?;
+    if args.plan_file.is_none() && !args.auto_approve && !std::io::stdin().is_terminal() {
+        return Err(Error::Usage(
+            "apply asks for confirmation, but stdin is not a terminal; review the plan (backupctl plan) and re-run with --auto-approve, as schedulers and CI should".into(),
+        ));
+    }
     let call_timeout = Duration::from_secs(cli.call_timeout.unwrap_or(45));
     let (lock, leftover) = lock::acquire(&cli.policies, call_timeout).map_err(|e| match e {
         lock::LockError::Held { pid, path } => Error::Locked { pid, path },
@@ -55,11 +56,6 @@ pub async fn run(
     let lock = Arc::new(lock);
     if let Some(path) = &args.plan_file {
         return saved(cli, args, path, &policies, now, printer, lock).await;
-    }
-    if !args.auto_approve && !std::io::stdin().is_terminal() {
-        return Err(Error::Usage(
-            "apply asks for confirmation, but stdin is not a terminal; review the plan (backupctl plan) and re-run with --auto-approve, as schedulers and CI should".into(),
-        ));
     }
     let (provider, observation) = super::observe(cli, &policies, printer, true).await?;
     let region_failed = super::report_failures(&observation);
