@@ -59,6 +59,7 @@ pub fn plan(policies: &PolicySet, inventory: &Inventory, now: DateTime<Utc>) -> 
                 selected_anywhere.insert(&policy.name);
             }
             ctx.retention(policy, backups);
+            ctx.warn_about_strays(policy);
         }
         ctx.finish_deletions();
         ctx.orphans(policies);
@@ -474,6 +475,42 @@ impl<'a> RegionPlan<'a> {
                 }
             }
         }
+    }
+
+    /// An AMI policy's snapshots that no image uses any more (left behind
+    /// by a deregistration that could not delete them) are never deleted by
+    /// retention; saying so keeps them from being forgotten.
+    fn warn_about_strays(&mut self, policy: &Policy) {
+        if policy.backup.kind != Kind::Ami {
+            return;
+        }
+        let strays: Vec<&str> = self
+            .index
+            .snapshots_by_policy
+            .get(policy.name.as_str())
+            .into_iter()
+            .flatten()
+            .filter(|s| !self.index.snapshot_users.contains_key(s.id.as_str()))
+            .map(|s| s.id.as_str())
+            .collect();
+        if strays.is_empty() {
+            return;
+        }
+        let mut shown = strays
+            .iter()
+            .take(3)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if strays.len() > 3 {
+            shown += ", …";
+        }
+        self.out.warnings.push(format!(
+            "policy {} in {}: {} snapshot(s) ({shown}) carry its tag but belong to no image (left behind by a deregistration?); backupctl does not delete them, check and delete them by hand",
+            policy.name,
+            self.region,
+            strays.len()
+        ));
     }
 
     fn keep(&mut self, policy: &Policy, source: &str, rt: ResourceType, id: &str, reason: Reason) {
