@@ -224,6 +224,19 @@ impl Backup for Snapshot {
     }
 }
 
+/// The effective time of the newest good-or-pending backup among
+/// `backups`: the one that decides whether a new backup is due (the planner)
+/// and whether someone else already made it (a saved plan's re-check).
+pub fn newest_live<'a, B: Backup + 'a>(
+    backups: impl IntoIterator<Item = &'a B>,
+) -> Option<DateTime<Utc>> {
+    backups
+        .into_iter()
+        .filter(|b| b.is_good() || b.is_pending())
+        .map(|b| b.effective_time())
+        .max()
+}
+
 /// The name serde gives a unit enum variant (the file format's name).
 fn serde_name<T: Serialize>(value: &T) -> String {
     match serde_json::to_value(value) {

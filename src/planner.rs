@@ -12,7 +12,7 @@
 //! mistagged.
 
 use crate::inventory::{
-    Backup, Image, ImageState, Instance, Inventory, RegionInventory, Snapshot, Tags,
+    newest_live, Backup, Image, ImageState, Instance, Inventory, RegionInventory, Snapshot, Tags,
 };
 use crate::plan::{
     Action, BackupsLeft, Blocked, Change, Kept, Orphan, Plan, Precondition, Reason, ReasonCode,
@@ -181,16 +181,6 @@ impl<'a> RegionIndex<'a> {
     }
 }
 
-/// The effective time of the newest good-or-pending backup of a group: the
-/// one that decides whether a new backup is due.
-fn newest_live<B: Backup>(group: Option<&Vec<&B>>) -> Option<DateTime<Utc>> {
-    group?
-        .iter()
-        .filter(|b| b.is_good() || b.is_pending())
-        .map(|b| b.effective_time())
-        .max()
-}
-
 /// Warnings for policies that would silently back up nothing.
 fn warn_about_selection(
     policies: &PolicySet,
@@ -284,7 +274,14 @@ impl<'a> RegionPlan<'a> {
         instance: &Instance,
         backups: &PolicyBackups<'a>,
     ) -> Option<Change> {
-        let newest = newest_live(backups.images.get(instance.id.as_str()));
+        let newest = newest_live(
+            backups
+                .images
+                .get(instance.id.as_str())
+                .into_iter()
+                .flatten()
+                .copied(),
+        );
         let mut reason = self.due(policy, newest, None)?;
         let precondition = Precondition::Create {
             newest_backup_at: newest,
@@ -347,7 +344,7 @@ impl<'a> RegionPlan<'a> {
         let mut reasons = Vec::new();
         let mut newest_of_due = None;
         for volume in selected {
-            let newest = newest_live(backups.snapshots.get(volume));
+            let newest = newest_live(backups.snapshots.get(volume).into_iter().flatten().copied());
             if let Some(reason) = self.due(policy, newest, Some(volume)) {
                 due.push(volume.to_string());
                 reasons.push(reason.message);

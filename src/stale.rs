@@ -3,7 +3,7 @@
 //! on; any difference refuses the whole plan. Pure: the re-observation comes
 //! in as an inventory.
 
-use crate::inventory::{Backup, Inventory};
+use crate::inventory::{newest_live, Backup, Inventory};
 use crate::plan::{Action, Change, Plan, Precondition};
 use crate::policy::{human_age, PolicySet};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -92,25 +92,14 @@ fn difference(c: &Change, policies: &PolicySet, observed: &Inventory) -> Option<
                 return Some(format!("instance {} is gone", c.source));
             }
             let newest = match action {
-                Action::CreateImage { .. } => region
-                    .images
-                    .iter()
-                    .filter(|i| {
-                        i.policy() == Some(c.policy.as_str())
-                            && i.source() == Some(c.source.as_str())
-                    })
-                    .filter(|i| i.is_good() || i.is_pending())
-                    .map(|i| i.effective_time())
-                    .max(),
-                Action::CreateSnapshots { volume_ids, .. } => region
-                    .snapshots
-                    .iter()
-                    .filter(|s| {
+                Action::CreateImage { .. } => newest_live(region.images.iter().filter(|i| {
+                    i.policy() == Some(c.policy.as_str()) && i.source() == Some(c.source.as_str())
+                })),
+                Action::CreateSnapshots { volume_ids, .. } => {
+                    newest_live(region.snapshots.iter().filter(|s| {
                         s.policy() == Some(c.policy.as_str()) && volume_ids.contains(&s.volume_id)
-                    })
-                    .filter(|s| s.is_good() || s.is_pending())
-                    .map(|s| s.effective_time())
-                    .max(),
+                    }))
+                }
                 _ => None,
             };
             match (newest, newest_backup_at) {

@@ -20,15 +20,14 @@
 //! DescribeSnapshots with `OwnerIds=self` and the ownership tag-key filter,
 //! and DescribeVolumes only when a policy filters volumes by tag.
 
-use super::{
-    Done, Observation, Provider, ProviderError, RegionFailure, RegionScope, Scope, OWNERSHIP_TAG,
-};
+use super::{Done, Observation, Provider, ProviderError, RegionFailure, RegionScope, Scope};
 use crate::inventory::{
     AttachedVolume, Image, ImageState, Instance, InstanceState, Inventory, LocalInstance,
     RegionInventory, Snapshot, SnapshotState, Tags, Volume,
 };
 use crate::output::Progress;
 use crate::plan::Action;
+use crate::policy::tags;
 use crate::stale::Recheck;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -318,7 +317,7 @@ async fn observe_region(
     let mut snapshots = BTreeMap::new();
     describe_snapshots(
         client,
-        vec![filter("tag-key", [OWNERSHIP_TAG])],
+        vec![filter("tag-key", [tags::POLICY])],
         &mut snapshots,
     )
     .await?;
@@ -602,7 +601,7 @@ async fn execute(client: &Client, action: &Action) -> Result<Done, ProviderError
                     let ids: Vec<String> = found
                         .images()
                         .iter()
-                        .filter(|i| tags_of(i.tags()).get(OWNERSHIP_TAG) == tags.get(OWNERSHIP_TAG))
+                        .filter(|i| tags_of(i.tags()).get(tags::POLICY) == tags.get(tags::POLICY))
                         .filter_map(|i| i.image_id().map(str::to_string))
                         .collect();
                     if ids.is_empty() {

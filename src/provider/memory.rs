@@ -47,10 +47,6 @@ impl MemoryProvider {
         }
     }
 
-    pub fn set_now(&self, now: DateTime<Utc>) {
-        self.state.lock().expect("memory provider lock").now = now;
-    }
-
     pub fn inventory(&self) -> Inventory {
         let mut inv = self
             .state

@@ -11,7 +11,7 @@ pub mod memory;
 use crate::inventory::Inventory;
 use crate::output::Progress;
 use crate::plan::Action;
-use crate::policy::{tags, InstanceRef, PolicySet, Regions};
+use crate::policy::{InstanceRef, PolicySet, Regions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
@@ -141,9 +141,6 @@ pub struct RegionFailure {
     pub region: String,
     pub error: ProviderError,
 }
-
-/// The tag key that marks backupctl's own backups; Describe calls filter on it.
-pub const OWNERSHIP_TAG: &str = tags::POLICY;
 
 pub trait Provider {
     /// Observes what `scope` needs, region by region. A region that fails is
