@@ -3,13 +3,12 @@
 
 use super::Env;
 use crate::apply::{apply, NOT_STARTED};
-use crate::cli::{resolve_now, ApplyArgs, Cli};
+use crate::cli::{resolve_now, ApplyArgs, Cli, Format};
 use crate::error::{Error, ExitCode};
 use crate::guard;
 use crate::inventory::{Inventory, RegionInventory};
 use crate::lock::{self, ApplyLock};
 use crate::output::{Printer, Progress};
-use crate::plan::text::{self, TextOptions};
 use crate::plan::{Action, Plan};
 use crate::planner;
 use crate::policy::{load_dir, parse_duration, PolicySet};
@@ -60,13 +59,7 @@ pub async fn run(
     let (provider, observation) = super::observe(cli, &policies, printer, true).await?;
     let region_failed = super::report_failures(&observation);
     let plan = planner::plan(&policies, &observation.inventory, now);
-    printer.result(&text::render(
-        &plan,
-        TextOptions {
-            color: printer.color,
-            verbose: cli.verbose > 0,
-        },
-    ));
+    printer.result(&super::render(&plan, Format::Text, cli, printer));
     let failure_code = if region_failed {
         ExitCode::Failure
     } else {
