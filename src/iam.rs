@@ -52,18 +52,24 @@ pub fn policy_document(policies: &PolicySet) -> Value {
         })
         .flatten()
         .collect();
-    let region_condition = (!every_region && !regions.is_empty())
-        .then(|| json!({ "aws:RequestedRegion": regions.iter().collect::<Vec<_>>() }));
-    let with_regions = |mut condition: serde_json::Map<String, Value>| -> Option<Value> {
-        if let Some(r) = &region_condition {
-            condition
-                .entry("StringEquals")
-                .or_insert_with(|| json!({}))
-                .as_object_mut()
-                .expect("an object")
-                .extend(r.as_object().expect("an object").clone());
+    let region_condition =
+        (!every_region && !regions.is_empty()).then(|| json!(regions.iter().collect::<Vec<_>>()));
+    // Takes its tests by reference and builds a fresh map on each call.
+    // The earlier form, a closure taking a `serde_json::Map` by value and
+    // called several times with `Map::new()`, was miscompiled by rustc
+    // 1.95/1.96 at opt-level >= 2 (MIR GVN merged the identical by-value
+    // argument temporaries, so the second call got the map the first had
+    // filled and dropped: a double free; rust-lang/rust#158830, fixed in
+    // 1.97). Keep arguments with drop glue out of repeated calls here.
+    let condition = |string_equals: &[(&str, Value)]| -> Option<Value> {
+        let mut tests = serde_json::Map::new();
+        for (key, value) in string_equals {
+            tests.insert((*key).to_string(), value.clone());
         }
-        (!condition.is_empty()).then_some(Value::Object(condition))
+        if let Some(regions) = &region_condition {
+            tests.insert("aws:RequestedRegion".into(), regions.clone());
+        }
+        (!tests.is_empty()).then(|| json!({ "StringEquals": tests }))
     };
     let statement = |sid: &str, actions: Vec<String>, condition: Option<Value>| {
         let mut s = json!({ "Sid": sid, "Effect": "Allow", "Action": actions, "Resource": "*" });
@@ -76,31 +82,86 @@ pub fn policy_document(policies: &PolicySet) -> Value {
     let mut statements = vec![statement(
         "ObserveInstancesAndBackups",
         observe.iter().map(|s| s.to_string()).collect(),
-        with_regions(serde_json::Map::new()),
+        condition(&[]),
     )];
     if !create.is_empty() {
         statements.push(statement(
             "CreateBackups",
             create.iter().map(|a| format!("ec2:{a}")).collect(),
-            with_regions(serde_json::Map::new()),
+            condition(&[]),
         ));
-        let mut tag_condition = serde_json::Map::new();
-        tag_condition.insert("StringEquals".into(), json!({ "ec2:CreateAction": create }));
         statements.push(statement(
             "TagOnlyInTheCreatingCall",
             vec!["ec2:CreateTags".into()],
-            with_regions(tag_condition),
+            condition(&[("ec2:CreateAction", json!(create))]),
         ));
-        let mut own = serde_json::Map::new();
-        own.insert(
-            "StringEquals".into(),
-            json!({ format!("aws:ResourceTag/{}", crate::policy::tags::POLICY): names }),
-        );
+        let own_tag = format!("aws:ResourceTag/{}", crate::policy::tags::POLICY);
         statements.push(statement(
             "DeleteOnlyBackupsOfThesePolicies",
             delete.iter().map(|s| s.to_string()).collect(),
-            with_regions(own),
+            condition(&[(&own_tag, json!(names))]),
         ));
     }
     json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::parse_policy;
+    use std::path::Path;
+
+    fn set(texts: &[&str]) -> PolicySet {
+        let policies = texts
+            .iter()
+            .map(|t| parse_policy(Path::new("p.toml"), t).expect("valid").0)
+            .collect();
+        PolicySet {
+            policies,
+            digest: String::new(),
+        }
+    }
+
+    const ONE_REGION: &str = "name = \"one\"\n[target]\nregions = [\"us-east-1\"]\n\
+        instance_tags = { B = \"y\" }\n[backup]\nkind = \"ami\"\n[retention]\nmax_age = \"7d\"\n";
+
+    /// Issue 15: with a region list, every statement gets its own region
+    /// condition. The optimized build used to hand the second statement the
+    /// first one's already-freed condition map (a double free).
+    #[test]
+    fn every_statement_of_a_single_region_set_is_limited_to_that_region() {
+        let doc = policy_document(&set(&[ONE_REGION]));
+        let statements = doc["Statement"].as_array().unwrap();
+        assert_eq!(statements.len(), 4, "{doc:#}");
+        for s in statements {
+            assert_eq!(
+                s["Condition"]["StringEquals"]["aws:RequestedRegion"],
+                json!(["us-east-1"]),
+                "{s:#}"
+            );
+        }
+        assert_eq!(
+            statements[2]["Condition"]["StringEquals"]["ec2:CreateAction"],
+            json!(["CreateImage"])
+        );
+        assert_eq!(
+            statements[3]["Condition"]["StringEquals"]["aws:ResourceTag/backupctl:policy"],
+            json!(["one"])
+        );
+    }
+
+    #[test]
+    fn every_region_means_no_region_condition() {
+        let all = ONE_REGION.replace("[\"us-east-1\"]", "[\"*\"]");
+        let doc = policy_document(&set(&[&all]));
+        let statements = doc["Statement"].as_array().unwrap();
+        assert!(statements[0].get("Condition").is_none(), "{doc:#}");
+        assert!(statements[0]["Action"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("ec2:DescribeRegions")));
+        assert!(statements[2]["Condition"]["StringEquals"]
+            .get("aws:RequestedRegion")
+            .is_none());
+    }
 }

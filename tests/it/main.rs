@@ -6,6 +6,7 @@ mod bad_policies;
 mod cli;
 mod crash;
 mod emulator;
+mod every_command;
 mod faults;
 mod fuzz;
 mod golden;
