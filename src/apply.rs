@@ -61,7 +61,7 @@ fn phase(action: &Action) -> u8 {
     match action {
         Action::CreateImage { .. } | Action::CreateSnapshots { .. } => 0,
         Action::DeregisterImage { .. } => 1,
-        Action::DeleteSnapshot { .. } => 2,
+        Action::DeleteSnapshot { .. } | Action::DeleteSnapshotSet { .. } => 2,
     }
 }
 

@@ -73,6 +73,7 @@ mod tests {
             kept: vec![],
             blocked: vec![],
             orphans: vec![],
+            out_of_scope: vec![],
             warnings: vec![],
         }
     }

@@ -169,16 +169,39 @@ pub trait Backup {
         self.tags().get(tags::SOURCE).map(String::as_str)
     }
 
-    /// The later of the native time and the `backupctl:created-at` tag, so a
-    /// wrong or forged tag can only make a backup look younger (kept longer),
-    /// never older.
-    fn effective_time(&self) -> DateTime<Utc> {
-        let native = self.native_time();
+    /// The `backupctl:created-at` tag, when present and readable: the clock
+    /// of the run that made the backup, read when that run started.
+    fn tagged_time(&self) -> Option<DateTime<Utc>> {
         self.tags()
             .get(tags::CREATED_AT)
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc))
+    }
+
+    /// When the backup was taken, for deciding whether the next one is due:
+    /// the earlier of EC2's time and the tag. The tag is the run's clock at
+    /// its start, a little before EC2 records the backup, so a scheduler
+    /// that runs once per `every` finds it a whole `every` old; and a tag
+    /// from a fast clock (or a forgotten `BACKUPCTL_NOW`) can never delay
+    /// the next backup.
+    fn taken_at(&self) -> DateTime<Utc> {
+        let native = self.native_time();
+        self.tagged_time()
+            .map_or(native, |tagged| tagged.min(native))
+    }
+
+    /// The time a backup's age is counted from for expiry: the later of
+    /// EC2's time and the tag, so a wrong tag can only make a backup look
+    /// younger (kept longer), never older.
+    fn effective_time(&self) -> DateTime<Utc> {
+        let native = self.native_time();
+        self.tagged_time()
             .map_or(native, |tagged| tagged.max(native))
+    }
+
+    /// The set a snapshot belongs to (`backupctl:set`), if any.
+    fn set_id(&self) -> Option<&str> {
+        self.tags().get(tags::SET).map(String::as_str)
     }
 }
 
@@ -224,18 +247,22 @@ impl Backup for Snapshot {
     }
 }
 
-/// The effective time of the newest good-or-pending backup among
-/// `backups`: the one that decides whether a new backup is due (the planner)
-/// and whether someone else already made it (a saved plan's re-check).
+/// When the newest good-or-pending backup among `backups` was taken: what
+/// decides whether a new backup is due (the planner) and whether someone
+/// else already made it (a saved plan's re-check).
 pub fn newest_live<'a, B: Backup + 'a>(
     backups: impl IntoIterator<Item = &'a B>,
 ) -> Option<DateTime<Utc>> {
     backups
         .into_iter()
         .filter(|b| b.is_good() || b.is_pending())
-        .map(|b| b.effective_time())
+        .map(|b| b.taken_at())
         .max()
 }
+
+/// The VolumeId EC2 reports for snapshots made by CopySnapshot (and some
+/// other paths): it names no volume, so it never identifies a source.
+pub const PLACEHOLDER_VOLUME: &str = "vol-ffffffff";
 
 /// The name serde gives a unit enum variant (the file format's name).
 fn serde_name<T: Serialize>(value: &T) -> String {

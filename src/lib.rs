@@ -25,7 +25,6 @@ pub mod plan;
 pub mod planner;
 pub mod policy;
 pub mod provider;
-pub mod retention;
 pub mod stale;
 
 use clap::Parser;

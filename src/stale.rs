@@ -5,6 +5,7 @@
 
 use crate::inventory::{newest_live, Backup, Inventory};
 use crate::plan::{Action, Change, Plan, Precondition};
+use crate::planner::sets::SnapshotSet;
 use crate::policy::{human_age, PolicySet};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,6 +36,9 @@ pub fn rechecks(plan: &Plan) -> BTreeMap<String, Recheck> {
             }
             Action::DeleteSnapshot { snapshot_id } => {
                 r.snapshot_ids.insert(snapshot_id.clone());
+            }
+            Action::DeleteSnapshotSet { snapshot_ids, .. } => {
+                r.snapshot_ids.extend(snapshot_ids.iter().cloned());
             }
         }
     }
@@ -95,11 +99,7 @@ fn difference(c: &Change, policies: &PolicySet, observed: &Inventory) -> Option<
                 Action::CreateImage { .. } => newest_live(region.images.iter().filter(|i| {
                     i.policy() == Some(c.policy.as_str()) && i.source() == Some(c.source.as_str())
                 })),
-                Action::CreateSnapshots { volume_ids, .. } => {
-                    newest_live(region.snapshots.iter().filter(|s| {
-                        s.policy() == Some(c.policy.as_str()) && volume_ids.contains(&s.volume_id)
-                    }))
-                }
+                Action::CreateSnapshots { .. } => newest_set(region, &c.policy, &c.source),
                 _ => None,
             };
             match (newest, newest_backup_at) {
@@ -134,6 +134,9 @@ fn difference(c: &Change, policies: &PolicySet, observed: &Inventory) -> Option<
                         .find(|s| &s.id == snapshot_id)
                         .map(|s| (s.state_name(), &s.tags)),
                 ),
+                Action::DeleteSnapshotSet { snapshot_ids, .. } => {
+                    return set_difference(region, snapshot_ids, tags);
+                }
                 _ => return Some("a deletion that deletes nothing".into()),
             };
             let Some((now_state, now_tags)) = found else {
@@ -151,4 +154,52 @@ fn difference(c: &Change, policies: &PolicySet, observed: &Inventory) -> Option<
             }
         }
     }
+}
+
+/// When the newest good-or-pending set of `source` was taken. Coverage is
+/// not judged here: any newer set means someone else ran.
+fn newest_set(
+    region: &crate::inventory::RegionInventory,
+    policy: &str,
+    source: &str,
+) -> Option<DateTime<Utc>> {
+    let mut sets: BTreeMap<&str, Vec<&crate::inventory::Snapshot>> = BTreeMap::new();
+    for s in &region.snapshots {
+        if s.policy() == Some(policy) && s.source() == Some(source) {
+            if let Some(set) = s.set_id() {
+                sets.entry(set).or_default().push(s);
+            }
+        }
+    }
+    let sets: Vec<SnapshotSet> = sets
+        .into_iter()
+        .map(|(id, snapshots)| SnapshotSet {
+            id,
+            snapshots,
+            covers: true,
+        })
+        .collect();
+    newest_live(sets.iter())
+}
+
+/// Every snapshot of a set to delete still exists, done, with its tags.
+fn set_difference(
+    region: &crate::inventory::RegionInventory,
+    snapshot_ids: &[String],
+    tags: &crate::inventory::Tags,
+) -> Option<String> {
+    for id in snapshot_ids {
+        let Some(s) = region.snapshots.iter().find(|s| &s.id == id) else {
+            return Some(format!("snapshot {id} of the set is gone"));
+        };
+        if &s.tags != tags {
+            return Some(format!(
+                "snapshot {id} of the set was re-tagged since the plan was made"
+            ));
+        }
+        if s.is_pending() {
+            return Some(format!("snapshot {id} of the set is now pending"));
+        }
+    }
+    None
 }

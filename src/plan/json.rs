@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// `major.minor`. Readers must refuse an unknown major version.
-pub const FORMAT_VERSION: &str = "1.1";
+pub const FORMAT_VERSION: &str = "1.2";
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +33,9 @@ pub struct JsonPlan {
     pub kept: Vec<JsonKept>,
     pub blocked: Vec<JsonBlocked>,
     pub orphans: Vec<JsonOrphan>,
+    /// Backups of loaded policies in regions they do not target (1.2).
+    #[serde(default)]
+    pub out_of_scope: Vec<JsonOrphan>,
     pub warnings: Vec<String>,
     pub summary: JsonSummary,
     /// `sha256:<hex>` of this document serialised with `checksum` empty.
@@ -52,17 +55,19 @@ pub struct JsonChange {
     pub address: String,
     /// `["create"]` or `["delete"]`, as in Terraform, so reviewers can grep.
     pub actions: Vec<String>,
-    /// `create_image`, `create_snapshots`, `deregister_image`, `delete_snapshot`.
+    /// `create_image`, `create_snapshots`, `deregister_image`,
+    /// `delete_snapshot`, `delete_snapshot_set` (1.2).
     pub operation: String,
     pub policy: String,
     pub region: String,
     /// `image` or `snapshot`.
     pub resource_type: String,
     pub source: String,
-    /// The image or snapshot deleted (deletions only).
+    /// The image, snapshot or snapshot set deleted (deletions only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// deregister_image: the image's snapshots, deleted with it.
+    /// deregister_image: the image's snapshots, deleted with it;
+    /// delete_snapshot_set: the set's snapshots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_ids: Option<Vec<String>>,
     /// deregister_image: the image's snapshots that survive it (not owned by
@@ -131,6 +136,9 @@ pub struct JsonKept {
     pub resource_type: String,
     pub source: String,
     pub id: String,
+    /// A snapshot set's snapshots (1.2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshot_ids: Vec<String>,
     pub reason: JsonReason,
 }
 
@@ -142,6 +150,9 @@ pub struct JsonBlocked {
     pub resource_type: String,
     pub source: String,
     pub id: String,
+    /// The set the snapshot belongs to; the whole set waits (1.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_id: Option<String>,
     pub image_ids: Vec<String>,
     pub reason: JsonReason,
 }
@@ -164,12 +175,25 @@ pub struct JsonSummary {
     pub delete: usize,
     pub blocked: usize,
     pub orphans: usize,
+    #[serde(default)]
+    pub out_of_scope: usize,
 }
 
 fn reason(r: &Reason) -> JsonReason {
     JsonReason {
         code: r.code.as_str().to_string(),
         message: r.message.clone(),
+    }
+}
+
+fn orphan(o: &Orphan) -> JsonOrphan {
+    JsonOrphan {
+        policy: o.policy.clone(),
+        region: o.region.clone(),
+        resource_type: o.resource_type.as_str().to_string(),
+        id: o.id.clone(),
+        source: o.source.clone(),
+        created_at: time(o.created_at),
     }
 }
 
@@ -199,6 +223,7 @@ impl JsonPlan {
                     resource_type: k.resource_type.as_str().to_string(),
                     source: k.source.clone(),
                     id: k.id.clone(),
+                    snapshot_ids: k.snapshot_ids.clone(),
                     reason: reason(&k.reason),
                 })
                 .collect(),
@@ -211,28 +236,20 @@ impl JsonPlan {
                     resource_type: "snapshot".to_string(),
                     source: b.source.clone(),
                     id: b.snapshot_id.clone(),
+                    set_id: b.set_id.clone(),
                     image_ids: b.image_ids.clone(),
                     reason: reason(&b.reason),
                 })
                 .collect(),
-            orphans: plan
-                .orphans
-                .iter()
-                .map(|o| JsonOrphan {
-                    policy: o.policy.clone(),
-                    region: o.region.clone(),
-                    resource_type: o.resource_type.as_str().to_string(),
-                    id: o.id.clone(),
-                    source: o.source.clone(),
-                    created_at: time(o.created_at),
-                })
-                .collect(),
+            orphans: plan.orphans.iter().map(orphan).collect(),
+            out_of_scope: plan.out_of_scope.iter().map(orphan).collect(),
             warnings: plan.warnings.clone(),
             summary: JsonSummary {
                 create: summary.create,
                 delete: summary.delete,
                 blocked: summary.blocked,
                 orphans: summary.orphans,
+                out_of_scope: summary.out_of_scope,
             },
             checksum: String::new(),
         }
@@ -337,6 +354,7 @@ impl JsonPlan {
                 region: k.region,
                 source: k.source,
                 id: k.id,
+                snapshot_ids: k.snapshot_ids,
             });
         }
         let mut blocked = Vec::new();
@@ -347,20 +365,30 @@ impl JsonPlan {
                 region: b.region,
                 source: b.source,
                 snapshot_id: b.id,
+                set_id: b.set_id,
                 image_ids: b.image_ids,
             });
         }
-        let mut orphans = Vec::new();
-        for o in self.orphans {
-            orphans.push(Orphan {
+        let orphan = |o: JsonOrphan| -> Result<Orphan, String> {
+            Ok(Orphan {
                 resource_type: resource(&o.resource_type)?,
                 created_at: time(&o.created_at)?,
                 region: o.region,
                 id: o.id,
                 policy: o.policy,
                 source: o.source,
-            });
-        }
+            })
+        };
+        let orphans = self
+            .orphans
+            .into_iter()
+            .map(orphan)
+            .collect::<Result<_, _>>()?;
+        let out_of_scope = self
+            .out_of_scope
+            .into_iter()
+            .map(orphan)
+            .collect::<Result<_, _>>()?;
         Ok(Plan {
             generated_at: time(&self.generated_at)?,
             policies_digest: self.policies_digest,
@@ -369,6 +397,7 @@ impl JsonPlan {
             kept,
             blocked,
             orphans,
+            out_of_scope,
             warnings: self.warnings,
         })
     }
@@ -422,6 +451,13 @@ fn change_from_json(
         },
         "delete_snapshot" => Action::DeleteSnapshot {
             snapshot_id: c.id.clone().ok_or_else(|| missing("id"))?,
+        },
+        "delete_snapshot_set" => Action::DeleteSnapshotSet {
+            set_id: c.id.clone().ok_or_else(|| missing("id"))?,
+            snapshot_ids: c
+                .snapshot_ids
+                .clone()
+                .ok_or_else(|| missing("snapshot_ids"))?,
         },
         other => return Err(format!("unknown operation {other:?}")),
     };
@@ -530,6 +566,10 @@ fn change(c: &super::Change) -> JsonChange {
             out.kept_snapshot_ids = Some(kept_snapshot_ids.clone());
         }
         Action::DeleteSnapshot { .. } => out.operation = "delete_snapshot".into(),
+        Action::DeleteSnapshotSet { snapshot_ids, .. } => {
+            out.operation = "delete_snapshot_set".into();
+            out.snapshot_ids = Some(snapshot_ids.clone());
+        }
     }
     out
 }

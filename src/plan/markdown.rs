@@ -138,5 +138,15 @@ fn describe(c: &Change) -> (&'static str, String) {
         Action::DeleteSnapshot { snapshot_id } => {
             ("- **delete**", format!("snapshot `{snapshot_id}`"))
         }
+        Action::DeleteSnapshotSet {
+            set_id,
+            snapshot_ids,
+        } => (
+            "- **delete**",
+            format!(
+                "snapshot set `{set_id}` ({} snapshot(s))",
+                snapshot_ids.len()
+            ),
+        ),
     }
 }

@@ -27,6 +27,9 @@ pub struct Plan {
     pub blocked: Vec<Blocked>,
     /// Backups of policies that are no longer in the set; never deleted.
     pub orphans: Vec<Orphan>,
+    /// Backups of a loaded policy in a region it does not target (any
+    /// more); never deleted there.
+    pub out_of_scope: Vec<Orphan>,
     /// Things an operator should look at that are not errors.
     pub warnings: Vec<String>,
 }
@@ -112,8 +115,13 @@ pub enum Action {
         /// not ask EC2 to delete every associated snapshot.
         kept_snapshot_ids: Vec<String>,
     },
-    DeleteSnapshot {
-        snapshot_id: String,
+    /// DeleteSnapshot of one snapshot made before snapshot sets.
+    DeleteSnapshot { snapshot_id: String },
+    /// DeleteSnapshot of every snapshot of one set (one CreateSnapshots
+    /// call), which is kept and deleted as a unit.
+    DeleteSnapshotSet {
+        set_id: String,
+        snapshot_ids: Vec<String>,
     },
 }
 
@@ -137,9 +145,9 @@ impl Action {
     pub fn resource_type(&self) -> ResourceType {
         match self {
             Action::CreateImage { .. } | Action::DeregisterImage { .. } => ResourceType::Image,
-            Action::CreateSnapshots { .. } | Action::DeleteSnapshot { .. } => {
-                ResourceType::Snapshot
-            }
+            Action::CreateSnapshots { .. }
+            | Action::DeleteSnapshot { .. }
+            | Action::DeleteSnapshotSet { .. } => ResourceType::Snapshot,
         }
     }
 
@@ -148,6 +156,7 @@ impl Action {
         match self {
             Action::DeregisterImage { image_id, .. } => Some(image_id),
             Action::DeleteSnapshot { snapshot_id } => Some(snapshot_id),
+            Action::DeleteSnapshotSet { set_id, .. } => Some(set_id),
             _ => None,
         }
     }
@@ -162,6 +171,7 @@ impl Change {
             Action::CreateSnapshots { .. } => "new-snapshots",
             Action::DeregisterImage { image_id, .. } => image_id,
             Action::DeleteSnapshot { snapshot_id } => snapshot_id,
+            Action::DeleteSnapshotSet { set_id, .. } => set_id,
         };
         format!("{}/{}/{}/{}", self.policy, self.region, self.source, what)
     }
@@ -185,10 +195,13 @@ pub enum ReasonCode {
     NotExpired,
     /// A snapshot that a registered image still uses.
     InUse,
+    /// Its source cannot be told (no source tag, or a copy's placeholder
+    /// VolumeId): kept, and reported.
+    UnknownSource,
 }
 
 impl ReasonCode {
-    const ALL: [ReasonCode; 8] = [
+    const ALL: [ReasonCode; 9] = [
         ReasonCode::Due,
         ReasonCode::Expired,
         ReasonCode::KeepLast,
@@ -197,6 +210,7 @@ impl ReasonCode {
         ReasonCode::Pending,
         ReasonCode::NotExpired,
         ReasonCode::InUse,
+        ReasonCode::UnknownSource,
     ];
 
     pub fn parse(code: &str) -> Option<ReasonCode> {
@@ -213,6 +227,7 @@ impl ReasonCode {
             ReasonCode::Pending => "pending",
             ReasonCode::NotExpired => "not_expired",
             ReasonCode::InUse => "in_use",
+            ReasonCode::UnknownSource => "unknown_source",
         }
     }
 }
@@ -230,7 +245,10 @@ pub struct Kept {
     pub region: String,
     pub source: String,
     pub resource_type: ResourceType,
+    /// The image, snapshot or snapshot set id.
     pub id: String,
+    /// A snapshot set's snapshots (empty otherwise).
+    pub snapshot_ids: Vec<String>,
     pub reason: Reason,
 }
 
@@ -240,6 +258,8 @@ pub struct Blocked {
     pub region: String,
     pub source: String,
     pub snapshot_id: String,
+    /// The set the snapshot belongs to: the whole set waits.
+    pub set_id: Option<String>,
     /// Registered images that use the snapshot.
     pub image_ids: Vec<String>,
     pub reason: Reason,
@@ -263,6 +283,7 @@ pub struct Summary {
     pub delete: usize,
     pub blocked: usize,
     pub orphans: usize,
+    pub out_of_scope: usize,
 }
 
 impl Plan {
@@ -273,6 +294,7 @@ impl Plan {
             delete: self.changes.len() - create,
             blocked: self.blocked.len(),
             orphans: self.orphans.len(),
+            out_of_scope: self.out_of_scope.len(),
         }
     }
 

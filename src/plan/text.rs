@@ -2,7 +2,7 @@
 //! creations, `-` for deletions, then blocked deletions, orphans and warnings,
 //! ending with one summary line. Rendered from the plan alone, deterministic.
 
-use super::{Action, Change, Plan};
+use super::{Action, Change, Orphan, Plan};
 use chrono::SecondsFormat;
 use std::fmt::Write;
 
@@ -97,25 +97,27 @@ pub fn render(plan: &Plan, opts: TextOptions) -> String {
         }
     }
 
-    if !plan.orphans.is_empty() {
-        let _ = writeln!(
-            s,
-            "\n{}",
-            p.yellow("Orphans (their policy is not in the set; never deleted):")
-        );
-        for o in &plan.orphans {
-            let created = o.created_at.format("%Y-%m-%d");
-            let source = o.source.as_deref().unwrap_or("unknown source");
-            let _ = writeln!(
-                s,
-                "  ? {} {} in {}: policy \"{}\", source {source}, created {created}",
-                o.resource_type.as_str(),
-                o.id,
-                o.region,
-                o.policy
-            );
+    if !plan.warnings.is_empty() {
+        let _ = writeln!(s, "\n{}", p.yellow("Warnings:"));
+        for w in &plan.warnings {
+            let _ = writeln!(s, "  {} {w}", p.yellow("!"));
         }
     }
+
+    orphan_list(
+        &mut s,
+        &p,
+        &plan.orphans,
+        "Orphans (their policy is not in the set; never deleted):",
+        opts.verbose,
+    );
+    orphan_list(
+        &mut s,
+        &p,
+        &plan.out_of_scope,
+        "Out of scope (their policy does not target this region; never deleted there):",
+        opts.verbose,
+    );
 
     if opts.verbose && !plan.kept.is_empty() {
         let _ = writeln!(s, "\nKept:");
@@ -125,21 +127,12 @@ pub fn render(plan: &Plan, opts: TextOptions) -> String {
                 group = Some((&k.policy, &k.region));
                 let _ = writeln!(s, "  {} / {}", k.policy, k.region);
             }
-            let _ = writeln!(
-                s,
-                "    = {} {} of {}: {}",
-                k.resource_type.as_str(),
-                k.id,
-                k.source,
-                k.reason.message
-            );
-        }
-    }
-
-    if !plan.warnings.is_empty() {
-        let _ = writeln!(s, "\n{}", p.yellow("Warnings:"));
-        for w in &plan.warnings {
-            let _ = writeln!(s, "  {} {w}", p.yellow("!"));
+            let what = match k.snapshot_ids.len() {
+                0 => format!("{} {}", k.resource_type.as_str(), k.id),
+                1 => format!("snapshot set {} (1 snapshot)", k.id),
+                n => format!("snapshot set {} ({n} snapshots)", k.id),
+            };
+            let _ = writeln!(s, "    = {what} of {}: {}", k.source, k.reason.message);
         }
     }
 
@@ -158,6 +151,37 @@ pub fn render(plan: &Plan, opts: TextOptions) -> String {
         let _ = writeln!(s, "{}", p.bold("No changes."));
     }
     s
+}
+
+/// Lists shown in full only with `-v` (the JSON plan always has them all):
+/// a long orphan list must not bury the warnings and the summary.
+pub const LIST_LIMIT: usize = 5;
+
+fn orphan_list(s: &mut String, p: &Paint, list: &[Orphan], title: &str, verbose: bool) {
+    if list.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "\n{}", p.yellow(title));
+    let shown = if verbose { list.len() } else { LIST_LIMIT };
+    for o in list.iter().take(shown) {
+        let created = o.created_at.format("%Y-%m-%d");
+        let source = o.source.as_deref().unwrap_or("unknown source");
+        let _ = writeln!(
+            s,
+            "  ? {} {} in {}: policy \"{}\", source {source}, created {created}",
+            o.resource_type.as_str(),
+            o.id,
+            o.region,
+            o.policy
+        );
+    }
+    if list.len() > shown {
+        let _ = writeln!(
+            s,
+            "  … and {} more (all of them with -v, or in the JSON plan)",
+            list.len() - shown
+        );
+    }
 }
 
 /// The sign and one-line description of a change.
@@ -207,6 +231,17 @@ fn describe(c: &Change) -> (&'static str, String) {
             "-",
             format!("delete snapshot {snapshot_id} of {}", c.source),
         ),
+        Action::DeleteSnapshotSet {
+            set_id,
+            snapshot_ids,
+        } => (
+            "-",
+            format!(
+                "delete snapshot set {set_id} of {}: {}",
+                c.source,
+                snapshot_ids.join(", ")
+            ),
+        ),
     }
 }
 
@@ -244,6 +279,7 @@ mod tests {
             kept: vec![],
             blocked: vec![],
             orphans: vec![],
+            out_of_scope: vec![],
             warnings: vec![],
         }
     }

@@ -25,6 +25,9 @@ pub mod tags {
     pub const SOURCE: &str = "backupctl:source";
     /// RFC 3339 time of the run that made the backup.
     pub const CREATED_AT: &str = "backupctl:created-at";
+    /// Snapshot policies: the set (one CreateSnapshots call) a snapshot
+    /// belongs to, unique per policy and region.
+    pub const SET: &str = "backupctl:set";
     pub const NAME: &str = "Name";
     /// Instance tag consulted by `reboot = "tag"`, as in backupViaTag.
     pub const REBOOT: &str = "BackupReboot";

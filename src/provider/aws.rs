@@ -667,6 +667,30 @@ async fn execute(client: &Client, action: &Action) -> Result<Done, ProviderError
             delete_snapshot(client, snapshot_id).await?;
             Ok(Done::Deleted(vec![snapshot_id.clone()]))
         }
+        Action::DeleteSnapshotSet { snapshot_ids, .. } => {
+            // Every snapshot is tried, whatever happens to the others; a set
+            // left part-deleted is incomplete, never good, and the next run
+            // deletes the rest.
+            let mut failed = Vec::new();
+            for id in snapshot_ids {
+                if let Err(e) = delete_snapshot(client, id).await {
+                    failed.push(format!("{id}: {e}"));
+                }
+            }
+            if failed.is_empty() {
+                Ok(Done::Deleted(snapshot_ids.clone()))
+            } else {
+                Err(ProviderError {
+                    code: "DeleteSnapshot".into(),
+                    message: format!(
+                        "{} of the set's {} snapshots could not be deleted: {}",
+                        failed.len(),
+                        snapshot_ids.len(),
+                        failed.join("; ")
+                    ),
+                })
+            }
+        }
     }
 }
 

@@ -47,6 +47,11 @@ impl MemoryProvider {
         }
     }
 
+    /// Sets the clock that stamps new backups (EC2's own time).
+    pub fn set_now(&self, now: DateTime<Utc>) {
+        self.state.lock().expect("memory provider lock").now = now;
+    }
+
     pub fn inventory(&self) -> Inventory {
         let mut inv = self
             .state
@@ -178,28 +183,49 @@ impl MemoryProvider {
                 Ok(Done::Deleted(gone))
             }
             Action::DeleteSnapshot { snapshot_id } => {
-                if let Some(image) = reg
-                    .images
-                    .iter()
-                    .find(|i| i.snapshot_ids.contains(snapshot_id))
-                {
-                    return Err(err(
-                        "InvalidSnapshot.InUse",
-                        format!("snapshot {snapshot_id} is in use by {}", image.id),
-                    ));
-                }
-                let before = reg.snapshots.len();
-                reg.snapshots.retain(|s| &s.id != snapshot_id);
-                if reg.snapshots.len() == before {
-                    return Err(err(
-                        "InvalidSnapshot.NotFound",
-                        format!("snapshot {snapshot_id} does not exist"),
-                    ));
-                }
+                delete_snapshot(reg, snapshot_id)?;
                 Ok(Done::Deleted(vec![snapshot_id.clone()]))
+            }
+            Action::DeleteSnapshotSet { snapshot_ids, .. } => {
+                // One DeleteSnapshot per snapshot, as in EC2: one refusal
+                // does not stop the others; a missing one is already gone.
+                let mut failures = Vec::new();
+                for id in snapshot_ids {
+                    match delete_snapshot(reg, id) {
+                        Ok(()) => {}
+                        Err(e) if e.code == "InvalidSnapshot.NotFound" => {}
+                        Err(e) => failures.push(e),
+                    }
+                }
+                match failures.into_iter().next() {
+                    None => Ok(Done::Deleted(snapshot_ids.clone())),
+                    Some(e) => Err(e),
+                }
             }
         }
     }
+}
+
+fn delete_snapshot(reg: &mut RegionInventory, snapshot_id: &str) -> Result<(), ProviderError> {
+    if let Some(image) = reg
+        .images
+        .iter()
+        .find(|i| i.snapshot_ids.iter().any(|s| s == snapshot_id))
+    {
+        return Err(err(
+            "InvalidSnapshot.InUse",
+            format!("snapshot {snapshot_id} is in use by {}", image.id),
+        ));
+    }
+    let before = reg.snapshots.len();
+    reg.snapshots.retain(|s| s.id != snapshot_id);
+    if reg.snapshots.len() == before {
+        return Err(err(
+            "InvalidSnapshot.NotFound",
+            format!("snapshot {snapshot_id} does not exist"),
+        ));
+    }
+    Ok(())
 }
 
 fn find_instance(reg: &RegionInventory, id: &str) -> Result<Instance, ProviderError> {

@@ -206,6 +206,25 @@ def describe_regions(self, region_names=None):
     return [r for r in regions if r.name in ENABLED_REGIONS]
 
 
+# The emulator's clock: the creation times it records (CreationDate,
+# StartTime) follow a settable offset from the real clock, so tests that
+# simulate days of runs with BACKUPCTL_NOW see EC2's own times move with
+# them, and a lag models a run whose calls land minutes after its start.
+import datetime as _dt  # noqa: E402
+import moto.ec2.models.amis as _amis_module  # noqa: E402
+import moto.ec2.models.elastic_block_store as _ebs_module  # noqa: E402
+from moto.core.utils import utcnow as _real_utcnow  # noqa: E402
+
+CLOCK_OFFSET = [_dt.timedelta(0)]
+
+
+def emulator_utcnow():
+    return _real_utcnow() + CLOCK_OFFSET[0]
+
+
+_amis_module.utcnow = emulator_utcnow
+_ebs_module.utcnow = emulator_utcnow
+
 AmiBackend.create_image = create_image
 Ami.block_device_mappings = property(block_device_mappings)
 AmisResponse.deregister_image = deregister_image
@@ -414,6 +433,19 @@ class Emulator:
             STATE.reset()
         ENABLED_REGIONS = None
         return {"ok": True}
+
+    def ctl_clock(self, body):
+        """{"now": RFC 3339 or null (the real clock), "lag_seconds": N}:
+        from now on, new images and snapshots are stamped with that clock
+        (advancing in real time) plus the lag."""
+        lag = _dt.timedelta(seconds=float(body.get("lag_seconds", 0)))
+        offset = _dt.timedelta(0)
+        if body.get("now"):
+            wanted = _dt.datetime.fromisoformat(body["now"].replace("Z", "+00:00"))
+            wanted = wanted.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+            offset = wanted - _real_utcnow()
+        CLOCK_OFFSET[0] = offset + lag
+        return {"now": emulator_utcnow().isoformat() + "Z"}
 
     def ctl_calls(self, _):
         with STATE.lock:

@@ -13,6 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub struct Emulator {
+    /// Seconds after backupctl's clock at which EC2 records new backups
+    /// (a run's observe, queue and call time); see [`Emulator::command`].
+    pub lag_seconds: std::cell::Cell<u64>,
     child: Child,
     _stdin: ChildStdin,
     pub port: u16,
@@ -72,6 +75,7 @@ impl Emulator {
                 panic!("the emulator did not start (said {line:?}):\n{log}")
             });
         Emulator {
+            lag_seconds: std::cell::Cell::new(0),
             child,
             _stdin: stdin,
             port,
@@ -132,7 +136,20 @@ impl Emulator {
 
     /// backupctl, set up to talk to this emulator only, with credentials
     /// that exist nowhere else and none of the caller's AWS settings.
+    ///
+    /// EC2's clock follows backupctl's: it is set to `BACKUPCTL_NOW` from
+    /// `env` (or the real time) plus [`Emulator::lag_seconds`], so the
+    /// creation times EC2 records move with a simulated clock as real ones
+    /// move with a real one.
     pub fn command(&self, policies: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let now = env
+            .iter()
+            .find(|(k, _)| *k == "BACKUPCTL_NOW")
+            .map(|(_, v)| *v);
+        self.control(
+            "clock",
+            json!({ "now": now, "lag_seconds": self.lag_seconds.get() }),
+        );
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_backupctl"));
         cmd.current_dir(self.dir.path())
             .arg("--policies")

@@ -18,6 +18,7 @@ struct Plan {
     kept: Vec<Kept>,
     blocked: Vec<Blocked>,
     orphans: Vec<Orphan>,
+    out_of_scope: Vec<Orphan>,
     warnings: Vec<String>,
     summary: Summary,
     checksum: String,
@@ -84,6 +85,8 @@ struct Kept {
     resource_type: String,
     source: String,
     id: String,
+    #[serde(default)]
+    snapshot_ids: Vec<String>,
     reason: Reason,
 }
 
@@ -95,6 +98,7 @@ struct Blocked {
     resource_type: String,
     source: String,
     id: String,
+    set_id: Option<String>,
     image_ids: Vec<String>,
     reason: Reason,
 }
@@ -117,10 +121,11 @@ struct Summary {
     delete: usize,
     blocked: usize,
     orphans: usize,
+    out_of_scope: usize,
 }
 
 fn check(plan: &Plan, name: &str) {
-    assert_eq!(plan.format_version, "1.1", "{name}");
+    assert_eq!(plan.format_version, "1.2", "{name}");
     assert_eq!(plan.tool.name, "backupctl", "{name}");
     assert!(!plan.tool.version.is_empty(), "{name}");
     assert!(plan.generated_at.ends_with('Z'), "{name}: UTC RFC 3339");
@@ -149,6 +154,7 @@ fn check(plan: &Plan, name: &str) {
     );
     assert_eq!(plan.summary.blocked, plan.blocked.len(), "{name}");
     assert_eq!(plan.summary.orphans, plan.orphans.len(), "{name}");
+    assert_eq!(plan.summary.out_of_scope, plan.out_of_scope.len(), "{name}");
     let mut addresses: Vec<&str> = plan.changes.iter().map(|c| c.address.as_str()).collect();
     addresses.sort();
     addresses.dedup();
@@ -197,6 +203,18 @@ fn check(plan: &Plan, name: &str) {
                 assert_eq!(c.resource_type, "snapshot");
                 assert!(c.id.as_deref().unwrap().starts_with("snap-"));
             }
+            "delete_snapshot_set" => {
+                assert_eq!(c.resource_type, "snapshot");
+                assert!(!c.id.as_deref().unwrap().is_empty());
+                let ids = c.snapshot_ids.as_ref().unwrap();
+                assert!(!ids.is_empty() && ids.iter().all(|s| s.starts_with("snap-")));
+                let set = c
+                    .depends_on
+                    .tags
+                    .as_ref()
+                    .and_then(|t| t.get("backupctl:set"));
+                assert_eq!(set, c.id.as_ref(), "{name}: a set is named by its tag");
+            }
             other => panic!("{name}: unknown operation {other}"),
         }
         match (&c.backups_left, c.actions == ["delete"]) {
@@ -240,12 +258,16 @@ fn check(plan: &Plan, name: &str) {
             }
             assert_eq!(tags["backupctl:policy"], c.policy);
             assert_eq!(tags["backupctl:source"], c.source);
+            if c.operation == "create_snapshots" {
+                assert!(tags.contains_key("backupctl:set"), "{name}: {}", c.address);
+            }
         }
     }
     for k in &plan.kept {
         assert!(!k.policy.is_empty() && !k.region.is_empty() && !k.source.is_empty());
         assert!(["image", "snapshot"].contains(&k.resource_type.as_str()));
         assert!(!k.id.is_empty() && !k.reason.code.is_empty());
+        assert!(k.snapshot_ids.iter().all(|s| s.starts_with("snap-")));
     }
     for b in &plan.blocked {
         assert_eq!(b.resource_type, "snapshot");
@@ -258,7 +280,10 @@ fn check(plan: &Plan, name: &str) {
                 && !b.id.is_empty()
         );
     }
-    for o in &plan.orphans {
+    if let Some(set) = plan.blocked.iter().find_map(|b| b.set_id.as_ref()) {
+        assert!(!set.is_empty());
+    }
+    for o in plan.orphans.iter().chain(&plan.out_of_scope) {
         assert!(!o.policy.is_empty() && !o.region.is_empty() && !o.id.is_empty());
         assert!(["image", "snapshot"].contains(&o.resource_type.as_str()));
         assert!(o.created_at.ends_with('Z'));

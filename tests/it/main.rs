@@ -14,6 +14,7 @@ mod json_contract;
 mod live;
 mod properties;
 mod review;
+mod schedule;
 mod secrets;
 mod shipped_policies;
 mod support;

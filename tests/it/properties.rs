@@ -155,23 +155,39 @@ fn inventory(g: &mut Gen) -> Inventory {
         sources.push(id("i")); // a source that no longer exists
         let mut volume_ids: Vec<String> = reg.volumes.iter().map(|v| v.id.clone()).collect();
         volume_ids.push(id("vol"));
-        for _ in 0..g.below(16) {
+        // Snapshot backups: sets of one to three snapshots sharing their
+        // tags (one CreateSnapshots call), legacy single snapshots without
+        // a set tag, and now and then a copy with EC2's placeholder VolumeId.
+        for n in 0..g.below(10) {
             let t = now() - TimeDelta::hours(g.below(24 * 60) as i64);
-            let tags = backup_tags(g, &sources, t, false);
-            let state = *g.pick(&[
-                SnapshotState::Completed,
-                SnapshotState::Completed,
-                SnapshotState::Pending,
-                SnapshotState::Error,
-            ]);
-            let volume_id = g.pick(&volume_ids).clone();
-            reg.snapshots.push(Snapshot {
-                id: id("snap"),
-                volume_id,
-                state,
-                started_at: t,
-                tags,
-            });
+            let mut tags = backup_tags(g, &sources, t, false);
+            let members = if g.chance(70) {
+                tags.insert("backupctl:set".into(), format!("set-{n}"));
+                1 + g.below(3)
+            } else {
+                1
+            };
+            for _ in 0..members {
+                let state = *g.pick(&[
+                    SnapshotState::Completed,
+                    SnapshotState::Completed,
+                    SnapshotState::Completed,
+                    SnapshotState::Pending,
+                    SnapshotState::Error,
+                ]);
+                let volume_id = if g.chance(5) {
+                    "vol-ffffffff".to_string()
+                } else {
+                    g.pick(&volume_ids).clone()
+                };
+                reg.snapshots.push(Snapshot {
+                    id: id("snap"),
+                    volume_id,
+                    state,
+                    started_at: t,
+                    tags: tags.clone(),
+                });
+            }
         }
         for _ in 0..g.below(12) {
             let t = now() - TimeDelta::hours(g.below(24 * 60) as i64);
@@ -222,17 +238,53 @@ fn inventory(g: &mut Gen) -> Inventory {
     inv
 }
 
-/// (policy, "image" or "snapshot", source or volume).
+/// (policy, "image" or "snapshot", source instance).
 type Group = (String, String, String);
 
-/// A managed backup as the invariants see it, independent of planner code.
+/// A managed backup as the invariants see it, independent of planner code:
+/// an image, a snapshot set (every snapshot sharing policy, source and set
+/// tag) or a legacy snapshot.
 struct Seen {
     region: String,
     id: String,
-    group: Group,
+    /// The snapshots of a set (or the one legacy snapshot).
+    members: Vec<String>,
+    /// None: the source cannot be told, so it must never be deleted.
+    group: Option<Group>,
+    /// EC2's time: the order of backups.
     time: DateTime<Utc>,
     good: bool,
     pending: bool,
+}
+
+/// The volumes `policy` selects on `source` now, if it selects the instance.
+fn selected_volumes(
+    reg: &RegionInventory,
+    policy: &backupctl::policy::Policy,
+    source: &str,
+) -> Option<Vec<String>> {
+    let i = reg.instances.iter().find(|i| i.id == source)?;
+    let wanted = match policy.target.instance_tags.get("Backup")? {
+        backupctl::policy::TagMatch::Exactly(v) => Some(v.as_str()),
+        backupctl::policy::TagMatch::Any => None,
+    };
+    let has = i.tags.get("Backup").map(String::as_str);
+    if i.state.is_gone() || has.is_none() || (wanted.is_some() && has != wanted) {
+        return None;
+    }
+    let tagged = |v: &str| {
+        reg.volumes
+            .iter()
+            .any(|x| x.id == v && x.tags.get("Snapshot").is_some_and(|t| t == "yes"))
+    };
+    Some(
+        i.volumes
+            .iter()
+            .filter(|v| !(v.root && policy.target.exclude_boot_volume))
+            .filter(|v| policy.target.volume_tags.is_empty() || tagged(&v.volume_id))
+            .map(|v| v.volume_id.clone())
+            .collect(),
+    )
 }
 
 fn managed(inv: &Inventory, set: &PolicySet) -> Vec<Seen> {
@@ -240,21 +292,20 @@ fn managed(inv: &Inventory, set: &PolicySet) -> Vec<Seen> {
     for (region, reg) in &inv.regions {
         for i in &reg.images {
             if let Some(p) = i.policy().filter(|p| set.get(p).is_some()) {
-                let group = (
-                    p.to_string(),
-                    "image".into(),
-                    i.source().unwrap_or("").into(),
-                );
                 out.push(Seen {
                     region: region.clone(),
                     id: i.id.clone(),
-                    group,
-                    time: i.effective_time(),
+                    members: Vec::new(),
+                    group: i
+                        .source()
+                        .map(|s| (p.to_string(), "backup".into(), s.to_string())),
+                    time: i.native_time(),
                     good: i.is_good(),
                     pending: i.is_pending(),
                 });
             }
         }
+        let mut sets: BTreeMap<(String, String, String), Vec<&Snapshot>> = BTreeMap::new();
         for s in &reg.snapshots {
             let p = match s.policy().filter(|p| set.get(p).is_some()) {
                 Some(p) => p,
@@ -264,17 +315,44 @@ fn managed(inv: &Inventory, set: &PolicySet) -> Vec<Seen> {
                 .images
                 .iter()
                 .any(|i| i.policy() == Some(p) && i.snapshot_ids.contains(&s.id));
-            if !in_own_image {
-                let group = (p.to_string(), "snapshot".into(), s.volume_id.clone());
-                out.push(Seen {
+            if in_own_image {
+                continue;
+            }
+            let source = s.source().filter(|_| s.volume_id != "vol-ffffffff");
+            match (source, s.tags.get("backupctl:set")) {
+                (Some(source), Some(set_id)) => sets
+                    .entry((p.to_string(), source.to_string(), set_id.clone()))
+                    .or_default()
+                    .push(s),
+                (source, _) => out.push(Seen {
                     region: region.clone(),
                     id: s.id.clone(),
-                    group,
-                    time: s.effective_time(),
-                    good: s.is_good(),
+                    members: vec![s.id.clone()],
+                    group: source.map(|src| (p.to_string(), "backup".into(), src.to_string())),
+                    time: s.native_time(),
+                    good: false,
                     pending: s.is_pending(),
-                });
+                }),
             }
+        }
+        for ((p, source, set_id), members) in sets {
+            let policy = set.get(&p).unwrap();
+            let covers = selected_volumes(reg, policy, &source).is_none_or(|vols| {
+                vols.iter()
+                    .all(|v| members.iter().any(|m| &m.volume_id == v))
+            });
+            let snapshot_policy = policy.backup.kind == backupctl::policy::Kind::Snapshot;
+            out.push(Seen {
+                region: region.clone(),
+                id: set_id,
+                members: members.iter().map(|m| m.id.clone()).collect(),
+                group: Some((p, "backup".into(), source)),
+                time: members.iter().map(|m| m.started_at).min().unwrap(),
+                good: snapshot_policy
+                    && covers
+                    && members.iter().all(|m| m.state == SnapshotState::Completed),
+                pending: members.iter().any(|m| m.state == SnapshotState::Pending),
+            });
         }
     }
     out
@@ -282,52 +360,84 @@ fn managed(inv: &Inventory, set: &PolicySet) -> Vec<Seen> {
 
 fn check_invariants(set: &PolicySet, inv: &Inventory, plan: &Plan) -> Result<(), String> {
     let seen = managed(inv, set);
-    let mut deleted: HashSet<(&str, &str)> = plan
-        .changes
-        .iter()
-        .filter_map(|c| c.action.target_id().map(|id| (c.region.as_str(), id)))
-        .collect();
-    for c in &plan.changes {
-        if let Action::DeregisterImage { snapshot_ids, .. } = &c.action {
-            deleted.extend(snapshot_ids.iter().map(|s| (c.region.as_str(), s.as_str())));
-        }
-    }
+    // Units deleted, as (region, policy, source, id); and every image and
+    // snapshot id that goes, by region.
+    let mut gone_units: HashSet<(&str, &str, &str, &str)> = HashSet::new();
+    let mut gone: HashSet<(&str, &str)> = HashSet::new();
     for c in &plan.changes {
         let Some(id) = c.action.target_id() else {
             continue;
         };
-        // 2. Only backups owned by a loaded, enabled policy are deleted.
-        let owned = seen.iter().find(|s| s.region == c.region && s.id == id);
-        let Some(b) = owned else {
-            return Err(format!("deletes {id}, which no loaded policy owns"));
+        gone_units.insert((&c.region, &c.policy, &c.source, id));
+        let r = c.region.as_str();
+        match &c.action {
+            Action::DeregisterImage { snapshot_ids, .. } => {
+                gone.insert((r, id));
+                gone.extend(snapshot_ids.iter().map(|s| (r, s.as_str())));
+            }
+            Action::DeleteSnapshotSet { snapshot_ids, .. } => {
+                gone.extend(snapshot_ids.iter().map(|s| (r, s.as_str())));
+            }
+            _ => {
+                gone.insert((r, id));
+            }
+        }
+    }
+    let unit_gone = |o: &Seen| {
+        o.group.as_ref().is_some_and(|g| {
+            gone_units.contains(&(o.region.as_str(), g.0.as_str(), g.2.as_str(), o.id.as_str()))
+        })
+    };
+    for c in &plan.changes {
+        let Some(id) = c.action.target_id() else {
+            continue;
         };
-        if b.group.0 != c.policy {
+        // 2. Only backups owned by a loaded, enabled policy are deleted,
+        // and a set only as a whole.
+        let owned = seen.iter().find(|s| {
+            s.region == c.region
+                && s.id == id
+                && s.group
+                    .as_ref()
+                    .is_some_and(|g| g.0 == c.policy && g.2 == c.source)
+        });
+        let Some(b) = owned else {
             return Err(format!(
-                "{id} deleted under {} but owned by {}",
-                c.policy, b.group.0
+                "deletes {id}, which no loaded policy owns with a known source"
             ));
+        };
+        if let Action::DeleteSnapshotSet { snapshot_ids, .. } = &c.action {
+            let mut want = b.members.clone();
+            want.sort();
+            let mut got = snapshot_ids.clone();
+            got.sort();
+            if want != got {
+                return Err(format!("deletes part of set {id}: {got:?} of {want:?}"));
+            }
+        }
+        if matches!(c.action, Action::DeleteSnapshot { .. }) && b.members.len() != 1 {
+            return Err(format!("deletes {id} one snapshot at a time"));
         }
         if b.pending {
             return Err(format!("deletes pending backup {id}"));
         }
-        // 3. A newer good backup of the same group survives the plan.
+        // 3. A newer good backup of the same source survives the plan.
         let newer_good_survivor = seen.iter().any(|o| {
             o.region == b.region
                 && o.group == b.group
                 && o.good
-                && o.id != b.id
                 && (o.time, &o.id) > (b.time, &b.id)
-                && !deleted.contains(&(o.region.as_str(), o.id.as_str()))
+                && !unit_gone(o)
         });
         if !newer_good_survivor {
             return Err(format!(
                 "deletes {id} without a newer good backup surviving"
             ));
         }
+        let reg = &inv.regions[&c.region];
         // An image takes only snapshots of its own policy that no staying
         // image uses.
         if let Action::DeregisterImage { snapshot_ids, .. } = &c.action {
-            let reg = &inv.regions[&c.region];
             for sid in snapshot_ids {
                 let snap = reg.snapshots.iter().find(|s| &s.id == sid);
                 if snap.and_then(|s| s.policy()) != Some(c.policy.as_str()) {
@@ -335,40 +445,42 @@ fn check_invariants(set: &PolicySet, inv: &Inventory, plan: &Plan) -> Result<(),
                 }
                 if reg.images.iter().any(|i| {
                     i.snapshot_ids.contains(sid)
-                        && !deleted.contains(&(c.region.as_str(), i.id.as_str()))
+                        && !gone.contains(&(c.region.as_str(), i.id.as_str()))
                 }) {
                     return Err(format!("{id} takes {sid}, which a staying image uses"));
                 }
             }
         }
         // 4. No snapshot still used by an image that stays.
-        if let Action::DeleteSnapshot { snapshot_id } = &c.action {
-            let reg = &inv.regions[&c.region];
+        for sid in b.members.iter() {
             if let Some(user) = reg.images.iter().find(|i| {
-                i.snapshot_ids.contains(snapshot_id)
-                    && !deleted.contains(&(c.region.as_str(), i.id.as_str()))
+                i.snapshot_ids.contains(sid) && !gone.contains(&(c.region.as_str(), i.id.as_str()))
             }) {
-                return Err(format!(
-                    "deletes {snapshot_id}, used by {} which stays",
-                    user.id
-                ));
+                return Err(format!("deletes {sid}, used by {} which stays", user.id));
             }
         }
     }
-    // 3. The newest keep_last good backups of every group are kept.
+    // 2. A backup whose source cannot be told is never deleted.
+    for s in seen.iter().filter(|s| s.group.is_none()) {
+        for m in s.members.iter().chain([&s.id]) {
+            if gone.contains(&(s.region.as_str(), m.as_str())) {
+                return Err(format!("deletes {m}, whose source cannot be told"));
+            }
+        }
+    }
+    // 3. The newest keep_last good backups of every source are kept.
     let mut groups: BTreeMap<(&str, &Group), Vec<&Seen>> = BTreeMap::new();
     for s in &seen {
-        groups
-            .entry((s.region.as_str(), &s.group))
-            .or_default()
-            .push(s);
+        if let Some(g) = &s.group {
+            groups.entry((s.region.as_str(), g)).or_default().push(s);
+        }
     }
-    for ((region, group), mut members) in groups {
+    for ((_, group), mut members) in groups {
         let keep_last = set.get(&group.0).unwrap().retention.keep_last as usize;
         members.retain(|s| s.good);
         members.sort_by(|a, b| (b.time, &b.id).cmp(&(a.time, &a.id)));
         for s in members.iter().take(keep_last.max(1)) {
-            if deleted.contains(&(region, s.id.as_str())) {
+            if unit_gone(s) {
                 return Err(format!(
                     "deletes {}, one of the newest {keep_last} good backups of {group:?}",
                     s.id
@@ -422,8 +534,9 @@ fn run_case(seed: u64) -> Result<(), String> {
         }
         if let Some(c) = next.changes.iter().find(|c| c.action.is_create()) {
             return Err(format!(
-                "round {round}: creates again at the same time: {}",
-                c.address()
+                "round {round}: creates again at the same time: {} ({})",
+                c.address(),
+                c.reason.message
             ));
         }
         let report = rt.block_on(apply(

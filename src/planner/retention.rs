@@ -9,6 +9,12 @@
 //!   working, retention must not wipe the history);
 //! - a pending backup is never deleted;
 //! - otherwise a backup older than `max_age` is deleted.
+//!
+//! Backups are ranked newest first by EC2's own time, which no tag can
+//! change; age for `max_age` counts from the later of EC2's time and the
+//! `backupctl:created-at` tag, so a wrong tag can only keep a backup longer.
+//! The rules work on [`Backup`]s: images, snapshot sets and legacy snapshots
+//! alike (see `sets`).
 
 use crate::inventory::Backup;
 use crate::plan::{Reason, ReasonCode};
@@ -37,8 +43,8 @@ pub fn evaluate<'a, B: Backup>(
 ) -> Vec<(&'a B, Verdict)> {
     let mut sorted: Vec<&B> = backups.to_vec();
     sorted.sort_by(|a, b| {
-        b.effective_time()
-            .cmp(&a.effective_time())
+        b.native_time()
+            .cmp(&a.native_time())
             .then_with(|| b.id().cmp(a.id()))
     });
     let mut newer_good = 0u32;
@@ -232,9 +238,30 @@ mod tests {
             .tags
             .insert(tags::CREATED_AT.into(), "2020-01-01T00:00:00Z".into());
         let images = vec![image("a", 0, A), young_tag, old_tag];
+        // Ranked by EC2's time (a tie here, broken by id), aged by the later.
         assert_eq!(
             run(&images, &rules("30 days", 1)),
-            vec!["a:keep:keep_last", "b:keep:not_expired", "c:delete:expired"]
+            vec!["a:keep:keep_last", "c:delete:expired", "b:keep:not_expired"]
+        );
+    }
+
+    /// Issue 8: a tag in the future (a fast clock) must not take a
+    /// `keep_last` slot from the real newest backups.
+    #[test]
+    fn a_future_tag_never_shortens_retention() {
+        let mut future = image("f", 10, A);
+        future
+            .tags
+            .insert(tags::CREATED_AT.into(), "2030-01-01T00:00:00Z".into());
+        let images = vec![future, image("a", 1, A), image("b", 2, A), image("c", 3, A)];
+        assert_eq!(
+            run(&images, &rules("1 day", 3)),
+            vec![
+                "a:keep:keep_last",
+                "b:keep:keep_last",
+                "c:keep:keep_last",
+                "f:keep:not_expired"
+            ]
         );
     }
 }

@@ -1,0 +1,365 @@
+//! The planner: `(policies, inventory, now) -> Plan`.
+//!
+//! Pure and synchronous: no IO, no clock, no AWS types. Everything it needs is
+//! in its arguments, so `plan --at`, saved inventories and tests all exercise
+//! exactly the code that runs in production.
+//!
+//! Per region, and per enabled policy that targets it, it selects instances,
+//! decides which backups are due, and applies the retention rules to the
+//! policy's backups of each source. Each rule lives in one file:
+//!
+//! - [`selection`]: which instances, and which of their volumes;
+//! - [`due`]: when a new backup is due (one per scheduled run);
+//! - [`sets`]: snapshot sets, the unit of snapshot policies;
+//! - [`index`]: a policy's backups grouped by the source written on them;
+//! - [`retention`]: which backups of one source to keep or delete;
+//! - [`deletions`]: retention's verdicts as changes, or blocked;
+//! - [`scope`]: a policy acts only in the regions it targets;
+//! - [`warnings`]: what would otherwise go wrong without a word.
+
+mod deletions;
+pub mod due;
+mod index;
+pub mod retention;
+mod scope;
+mod selection;
+pub mod sets;
+pub mod warnings;
+
+#[cfg(test)]
+mod tests;
+
+use crate::inventory::{newest_live, Backup, Instance, Inventory, RegionInventory, Tags};
+use crate::plan::{Action, Change, Kept, Plan, Precondition, Reason, ReasonCode, ResourceType};
+use crate::policy::{tags, Kind, Policy, PolicySet, Reboot};
+use chrono::{DateTime, SecondsFormat, Utc};
+use deletions::{display_source, Deletions};
+use index::{PolicyBackups, RegionIndex};
+use retention::Verdict;
+use selection::Selected;
+use sets::Unit;
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// Computes the plan. See the module docs for the rules.
+pub fn plan(policies: &PolicySet, inventory: &Inventory, now: DateTime<Utc>) -> Plan {
+    let mut out = Plan {
+        generated_at: now,
+        policies_digest: policies.digest.clone(),
+        inventory_fingerprint: inventory.fingerprint(),
+        changes: Vec::new(),
+        kept: Vec::new(),
+        blocked: Vec::new(),
+        orphans: Vec::new(),
+        out_of_scope: Vec::new(),
+        warnings: Vec::new(),
+    };
+    warnings::clock(inventory, now, &mut out.warnings);
+    let mut selected_anywhere: BTreeSet<&str> = BTreeSet::new();
+    let mut region_warnings = Vec::new();
+    for (region, inv) in &inventory.regions {
+        let local = inventory
+            .local_instance
+            .as_ref()
+            .filter(|l| l.region == *region)
+            .map(|l| l.instance_id.as_str());
+        let mut ctx = RegionPlan {
+            region,
+            inv,
+            index: RegionIndex::new(inv),
+            local,
+            now,
+            out: &mut out,
+            deletions: Deletions::default(),
+            warnings: &mut region_warnings,
+        };
+        for policy in policies.enabled() {
+            if !policy.target.regions.includes(region) {
+                let found = scope::out_of_scope(policy, region, &ctx.index);
+                ctx.out.out_of_scope.extend(found);
+                continue;
+            }
+            if ctx.plan_policy(policy) > 0 {
+                selected_anywhere.insert(&policy.name);
+            }
+        }
+        let RegionPlan {
+            deletions, index, ..
+        } = ctx;
+        deletions.finish(region, &index, &mut out);
+        orphans(region, inv, policies, &mut out.orphans);
+    }
+    warnings::selection(policies, inventory, &selected_anywhere, &mut out.warnings);
+    out.warnings.extend(region_warnings);
+    out.changes
+        .sort_by(|a, b| change_key(a).cmp(&change_key(b)));
+    out.kept.sort_by(|a, b| {
+        (&a.policy, &a.region, &a.source, &a.id).cmp(&(&b.policy, &b.region, &b.source, &b.id))
+    });
+    out.blocked.sort_by(|a, b| {
+        (&a.policy, &a.region, &a.snapshot_id).cmp(&(&b.policy, &b.region, &b.snapshot_id))
+    });
+    for list in [&mut out.orphans, &mut out.out_of_scope] {
+        list.sort_by(|a, b| (&a.policy, &a.region, &a.id).cmp(&(&b.policy, &b.region, &b.id)));
+    }
+    out
+}
+
+fn change_key(c: &Change) -> (&str, &str, bool, &str, &str) {
+    (
+        &c.policy,
+        &c.region,
+        !c.action.is_create(),
+        &c.source,
+        c.action.target_id().unwrap_or(""),
+    )
+}
+
+/// Planning state for one region.
+struct RegionPlan<'a, 'p> {
+    region: &'a str,
+    inv: &'a RegionInventory,
+    index: RegionIndex<'a>,
+    /// The instance backupctl runs on, if it is in this region.
+    local: Option<&'a str>,
+    now: DateTime<Utc>,
+    out: &'p mut Plan,
+    deletions: Deletions<'a>,
+    warnings: &'p mut Vec<String>,
+}
+
+impl<'a> RegionPlan<'a, '_> {
+    /// Plans `policy` in this region (which it targets); returns how many
+    /// instances it selects here.
+    fn plan_policy(&mut self, policy: &'a Policy) -> usize {
+        let inv = self.inv;
+        let selection =
+            selection::select(policy, &inv.instances, &self.index.volume_tags, self.local);
+        let volumes: HashMap<&str, Vec<&str>> = selection
+            .iter()
+            .map(|s| (s.instance.id.as_str(), s.volumes.clone()))
+            .collect();
+        let backups = self.index.backups_of(policy, &volumes);
+        for selected in &selection {
+            if let Some(change) = self.creation(policy, selected, &backups) {
+                self.out.changes.push(change);
+            }
+        }
+        let all_units = backups
+            .groups
+            .values()
+            .flatten()
+            .chain(backups.unknown.iter());
+        warnings::future_tags(policy, self.region, all_units, self.warnings);
+        warnings::unknown_sources(policy, self.region, &backups.unknown, self.warnings);
+        warnings::strays(policy, self.region, &self.index, self.warnings);
+        self.retention(policy, backups);
+        selection.len()
+    }
+
+    fn creation(
+        &mut self,
+        policy: &Policy,
+        selected: &Selected,
+        backups: &PolicyBackups<'a>,
+    ) -> Option<Change> {
+        let instance = selected.instance;
+        let counting: Vec<&Unit> = backups.counting(&instance.id, policy.backup.kind).collect();
+        let newest = newest_live(counting.iter().copied());
+        let group = backups.groups.get(instance.id.as_str());
+        let any = |f: fn(&Unit) -> bool| group.is_some_and(|g| g.iter().any(f));
+        let legacy = any(|u| matches!(u, Unit::Legacy(_)));
+        let none = match policy.backup.kind {
+            Kind::Snapshot if any(|u| matches!(u, Unit::Set(_))) => format!(
+                "no complete set of all {} selected volume(s) yet",
+                selected.volumes.len()
+            ),
+            Kind::Snapshot if legacy => {
+                "no snapshot set yet (its older snapshots were taken volume by volume)".to_string()
+            }
+            _ => "no backup yet".to_string(),
+        };
+        if policy.backup.kind == Kind::Snapshot && selected.volumes.is_empty() {
+            warnings::no_volumes(policy, self.region, instance, self.warnings);
+            return None;
+        }
+        let why = due::due(policy.backup.every, newest, self.now, &none)?;
+        let action = match policy.backup.kind {
+            Kind::Ami => self.image_creation(policy, instance),
+            Kind::Snapshot => self.snapshot_creation(policy, instance, &selected.volumes),
+        };
+        Some(Change {
+            policy: policy.name.clone(),
+            region: self.region.to_string(),
+            source: instance.id.clone(),
+            action,
+            reason: Reason {
+                code: ReasonCode::Due,
+                message: format!("due: {why}"),
+            },
+            backups_left: None,
+            precondition: Precondition::Create {
+                newest_backup_at: newest,
+            },
+        })
+    }
+
+    fn image_creation(&self, policy: &Policy, instance: &Instance) -> Action {
+        let name = self.unique_name(policy, &instance.id, &self.index.image_names);
+        let reboot = match policy.backup.reboot {
+            Reboot::Never => false,
+            Reboot::Always => true,
+            Reboot::Tag => instance
+                .tags
+                .get(tags::REBOOT)
+                .is_some_and(|v| v.eq_ignore_ascii_case("yes") || v.eq_ignore_ascii_case("true")),
+        };
+        Action::CreateImage {
+            instance_id: instance.id.clone(),
+            tags: self.backup_tags(policy, &instance.id, &name),
+            name,
+            reboot,
+        }
+    }
+
+    /// One CreateSnapshots of every selected volume: a whole new set.
+    fn snapshot_creation(&self, policy: &Policy, instance: &Instance, volumes: &[&str]) -> Action {
+        let chosen: HashSet<&str> = volumes.iter().copied().collect();
+        let exclude_boot_volume = instance
+            .volumes
+            .iter()
+            .any(|v| v.root && !chosen.contains(v.volume_id.as_str()));
+        let exclude_data_volume_ids = instance
+            .volumes
+            .iter()
+            .filter(|v| !v.root && !chosen.contains(v.volume_id.as_str()))
+            .map(|v| v.volume_id.clone())
+            .collect();
+        let set = self.unique_name(policy, &instance.id, &self.index.set_ids);
+        let name = backup_name(policy, &instance.id, self.now);
+        let mut tags = self.backup_tags(policy, &instance.id, &name);
+        tags.insert(tags::SET.into(), set);
+        Action::CreateSnapshots {
+            instance_id: instance.id.clone(),
+            volume_ids: volumes.iter().map(|v| v.to_string()).collect(),
+            exclude_boot_volume,
+            exclude_data_volume_ids,
+            tags,
+        }
+    }
+
+    fn backup_tags(&self, policy: &Policy, source: &str, name: &str) -> Tags {
+        let mut t = policy.backup.tags.clone();
+        t.insert(tags::POLICY.into(), policy.name.clone());
+        t.insert(tags::SOURCE.into(), source.into());
+        t.insert(
+            tags::CREATED_AT.into(),
+            self.now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        );
+        t.insert(tags::NAME.into(), name.into());
+        t
+    }
+
+    /// The backup name, made unique among `taken` (AMI names are unique per
+    /// region and account; set ids must identify one set): `-2`, `-3`… when
+    /// two runs fall in one minute.
+    fn unique_name(&self, policy: &Policy, source: &str, taken: &HashSet<&str>) -> String {
+        let base = backup_name(policy, source, self.now);
+        if !taken.contains(base.as_str()) {
+            return base;
+        }
+        (2..)
+            .map(|k| format!("{base}-{k}"))
+            .find(|n| !taken.contains(n.as_str()))
+            .expect("some suffix is free")
+    }
+
+    /// Applies retention to every backup the policy owns in this region,
+    /// whether or not its source is still selected.
+    fn retention(&mut self, policy: &'a Policy, backups: PolicyBackups<'a>) {
+        for (source, group) in &backups.groups {
+            let gid = self.deletions.group(group.len());
+            let refs: Vec<&Unit<'a>> = group.iter().collect();
+            for (unit, verdict) in retention::evaluate(&refs, &policy.retention, self.now) {
+                match verdict {
+                    Verdict::Delete(reason) => {
+                        self.deletions.want(&policy.name, unit.clone(), reason, gid)
+                    }
+                    Verdict::Keep(mut reason) => {
+                        if matches!(unit, Unit::Legacy(_)) && reason.code == ReasonCode::NoNewerGood
+                        {
+                            reason.message = "taken before snapshot sets: kept until a newer complete set of its instance exists".into();
+                        }
+                        self.keep(policy, source, unit, reason)
+                    }
+                }
+            }
+        }
+        for unit in &backups.unknown {
+            let reason = Reason {
+                code: ReasonCode::UnknownSource,
+                message: "source unknown: kept, never deleted by retention".into(),
+            };
+            self.keep(policy, "", unit, reason);
+        }
+    }
+
+    fn keep(&mut self, policy: &Policy, source: &str, unit: &Unit, reason: Reason) {
+        let resource_type = match unit {
+            Unit::Image(_) => ResourceType::Image,
+            Unit::Set(_) | Unit::Legacy(_) => ResourceType::Snapshot,
+        };
+        self.out.kept.push(Kept {
+            policy: policy.name.clone(),
+            region: self.region.to_string(),
+            source: display_source(source),
+            resource_type,
+            id: unit.id().to_string(),
+            snapshot_ids: match unit {
+                Unit::Set(_) => unit.snapshot_ids(),
+                _ => Vec::new(),
+            },
+            reason,
+        });
+    }
+}
+
+/// Backups tagged with a policy that is not in the set: reported, never
+/// deleted (the policy may have been removed by mistake).
+fn orphans(
+    region: &str,
+    inv: &RegionInventory,
+    policies: &PolicySet,
+    out: &mut Vec<crate::plan::Orphan>,
+) {
+    let orphan_policy = |tags: &Tags| {
+        tags.get(tags::POLICY)
+            .filter(|p| policies.get(p).is_none())
+            .cloned()
+    };
+    let mut in_orphan_image = HashSet::new();
+    for image in &inv.images {
+        if let Some(policy) = orphan_policy(&image.tags) {
+            in_orphan_image.extend(image.snapshot_ids.iter().map(String::as_str));
+            out.push(scope::entry(region, ResourceType::Image, image, &policy));
+        }
+    }
+    for snapshot in &inv.snapshots {
+        if in_orphan_image.contains(snapshot.id.as_str()) {
+            continue;
+        }
+        if let Some(policy) = orphan_policy(&snapshot.tags) {
+            out.push(scope::entry(
+                region,
+                ResourceType::Snapshot,
+                snapshot,
+                &policy,
+            ));
+        }
+    }
+}
+
+/// `<policy>-<source>-<YYYYMMDDTHHMMZ>`: a valid AMI name (no colons, at most
+/// 64 + 1 + 19 + 1 + 14 characters) that sorts by time.
+pub fn backup_name(policy: &Policy, source: &str, now: DateTime<Utc>) -> String {
+    format!("{}-{}-{}", policy.name, source, now.format("%Y%m%dT%H%MZ"))
+}

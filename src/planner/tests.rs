@@ -1,0 +1,286 @@
+//! Table-like tests of the planner's rules on small inventories (issue 8).
+
+use super::plan;
+use crate::inventory::{
+    AttachedVolume, Image, ImageState, Instance, InstanceState, Inventory, RegionInventory,
+    Snapshot, SnapshotState, Tags, Volume,
+};
+use crate::plan::{Action, Plan};
+use crate::policy::{parse_policy, PolicySet};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use std::path::Path;
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 6, 0, 0).unwrap()
+}
+
+fn set(texts: &[&str]) -> PolicySet {
+    PolicySet {
+        policies: texts
+            .iter()
+            .map(|t| parse_policy(Path::new("p.toml"), t).expect("valid").0)
+            .collect(),
+        digest: "sha256:t".into(),
+    }
+}
+
+const AMI: &str =
+    "name = \"web\"\n[target]\nregions = [\"us-east-1\"]\ninstance_tags = { B = \"y\" }\n\
+    [backup]\nkind = \"ami\"\n[retention]\nmax_age = \"2 days\"\nkeep_last = 1\n";
+const SNAP: &str = "name = \"db\"\n[target]\nregions = [\"us-east-1\"]\ninstance_tags = { B = \"y\" }\n\
+    volume_tags = { S = \"yes\" }\n[backup]\nkind = \"snapshot\"\n[retention]\nmax_age = \"2 days\"\nkeep_last = 1\n";
+
+fn instance(id: &str, volumes: &[(&str, bool)]) -> Instance {
+    Instance {
+        id: id.into(),
+        state: InstanceState::Running,
+        tags: [("B".to_string(), "y".to_string())].into(),
+        volumes: volumes
+            .iter()
+            .map(|(v, root)| AttachedVolume {
+                volume_id: v.to_string(),
+                device: "/dev/sdf".into(),
+                root: *root,
+            })
+            .collect(),
+    }
+}
+
+fn tags(policy: &str, source: &str, created: DateTime<Utc>, set: Option<&str>) -> Tags {
+    let mut t: Tags = [
+        ("backupctl:policy".to_string(), policy.to_string()),
+        ("backupctl:source".to_string(), source.to_string()),
+        ("backupctl:created-at".to_string(), created.to_rfc3339()),
+    ]
+    .into();
+    if let Some(s) = set {
+        t.insert("backupctl:set".into(), s.into());
+    }
+    t
+}
+
+fn snapshot(id: &str, volume: &str, days: i64, tags: Tags) -> Snapshot {
+    Snapshot {
+        id: id.into(),
+        volume_id: volume.into(),
+        state: SnapshotState::Completed,
+        started_at: now() - TimeDelta::days(days),
+        tags,
+    }
+}
+
+fn inventory(reg: RegionInventory) -> Inventory {
+    let mut inv = Inventory::empty();
+    inv.regions.insert("us-east-1".into(), reg);
+    inv
+}
+
+fn creates(p: &Plan) -> Vec<&Action> {
+    p.changes
+        .iter()
+        .filter(|c| c.action.is_create())
+        .map(|c| &c.action)
+        .collect()
+}
+
+#[test]
+fn a_created_at_tag_in_the_future_never_delays_a_backup_and_is_reported() {
+    let native = now() - TimeDelta::days(2);
+    let future = Utc.with_ymd_and_hms(2027, 6, 1, 0, 0, 0).unwrap();
+    let reg = RegionInventory {
+        instances: vec![instance("i-0000000a", &[("vol-1", true)])],
+        images: vec![Image {
+            id: "ami-1".into(),
+            name: "n".into(),
+            state: ImageState::Available,
+            created_at: native,
+            tags: tags("web", "i-0000000a", future, None),
+            snapshot_ids: vec![],
+        }],
+        ..Default::default()
+    };
+    let p = plan(&set(&[AMI]), &inventory(reg), now());
+    assert_eq!(creates(&p).len(), 1, "{p:#?}");
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("ami-1") && w.contains("later than EC2's own time")),
+        "{:?}",
+        p.warnings
+    );
+}
+
+#[test]
+fn a_new_set_covers_every_selected_volume_even_when_one_is_fresh() {
+    // vol-3 was tagged for backup after yesterday's set of vol-2 alone.
+    let reg = RegionInventory {
+        instances: vec![instance(
+            "i-0000000a",
+            &[("vol-1", true), ("vol-2", false), ("vol-3", false)],
+        )],
+        volumes: ["vol-2", "vol-3"]
+            .iter()
+            .map(|v| Volume {
+                id: v.to_string(),
+                tags: [("S".to_string(), "yes".to_string())].into(),
+            })
+            .collect(),
+        snapshots: vec![snapshot(
+            "snap-1",
+            "vol-2",
+            0,
+            tags("db", "i-0000000a", now(), Some("s1")),
+        )],
+        ..Default::default()
+    };
+    let p = plan(&set(&[SNAP]), &inventory(reg), now());
+    match creates(&p).as_slice() {
+        [Action::CreateSnapshots {
+            volume_ids,
+            exclude_boot_volume,
+            exclude_data_volume_ids,
+            tags,
+            ..
+        }] => {
+            assert_eq!(volume_ids, &["vol-2", "vol-3"]);
+            assert!(*exclude_boot_volume && exclude_data_volume_ids.is_empty());
+            assert!(tags.contains_key("backupctl:set"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn copies_with_a_placeholder_volume_never_cost_another_instance_its_backup() {
+    // i-a's only backup is a copy; i-b has a newer one. Grouped by the
+    // placeholder VolumeId, i-a's copy would be deleted.
+    let old = now() - TimeDelta::days(10);
+    let reg = RegionInventory {
+        snapshots: vec![
+            snapshot("snap-a", "vol-ffffffff", 10, tags("db", "i-a", old, None)),
+            snapshot("snap-b", "vol-ffffffff", 0, tags("db", "i-b", now(), None)),
+        ],
+        ..Default::default()
+    };
+    let p = plan(&set(&[SNAP]), &inventory(reg), now());
+    assert!(p.changes.is_empty(), "{:#?}", p.changes);
+    assert!(p.warnings.iter().any(|w| w.contains("snap-a")));
+}
+
+#[test]
+fn retention_deletes_whole_sets_and_counts_sets() {
+    let reg = RegionInventory {
+        instances: vec![instance(
+            "i-0000000a",
+            &[("vol-2", false), ("vol-3", false)],
+        )],
+        volumes: ["vol-2", "vol-3"]
+            .iter()
+            .map(|v| Volume {
+                id: v.to_string(),
+                tags: [("S".to_string(), "yes".to_string())].into(),
+            })
+            .collect(),
+        snapshots: vec![
+            snapshot(
+                "snap-1",
+                "vol-2",
+                0,
+                tags("db", "i-0000000a", now(), Some("new")),
+            ),
+            snapshot(
+                "snap-2",
+                "vol-3",
+                0,
+                tags("db", "i-0000000a", now(), Some("new")),
+            ),
+            snapshot(
+                "snap-3",
+                "vol-2",
+                5,
+                tags("db", "i-0000000a", now() - TimeDelta::days(5), Some("old")),
+            ),
+            snapshot(
+                "snap-4",
+                "vol-3",
+                5,
+                tags("db", "i-0000000a", now() - TimeDelta::days(5), Some("old")),
+            ),
+        ],
+        ..Default::default()
+    };
+    let p = plan(&set(&[SNAP]), &inventory(reg), now());
+    assert_eq!(p.changes.len(), 1, "{:#?}", p.changes);
+    let c = &p.changes[0];
+    match &c.action {
+        Action::DeleteSnapshotSet {
+            set_id,
+            snapshot_ids,
+        } => {
+            assert_eq!(set_id, "old");
+            assert_eq!(snapshot_ids, &["snap-3", "snap-4"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let left = c.backups_left.unwrap();
+    assert_eq!((left.before, left.after), (2, 1));
+}
+
+#[test]
+fn an_instance_with_no_selected_volume_is_a_warning_not_silence() {
+    let reg = RegionInventory {
+        instances: vec![instance("i-0000000a", &[("vol-1", true), ("vol-2", false)])],
+        volumes: vec![Volume {
+            id: "vol-2".into(),
+            tags: [("S".to_string(), "typo".to_string())].into(),
+        }],
+        ..Default::default()
+    };
+    let p = plan(&set(&[SNAP]), &inventory(reg), now());
+    assert!(p.changes.is_empty());
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("policy db in us-east-1") && w.contains("i-0000000a")),
+        "{:?}",
+        p.warnings
+    );
+}
+
+#[test]
+fn a_policy_acts_only_in_the_regions_it_targets() {
+    // An old, expired backup of `web` in eu-west-1, a region the policy no
+    // longer targets: listed as out of scope, never deleted.
+    let image = |id: &str, days: i64| Image {
+        id: id.into(),
+        name: id.into(),
+        state: ImageState::Available,
+        created_at: now() - TimeDelta::days(days),
+        tags: tags("web", "i-0000000e", now() - TimeDelta::days(days), None),
+        snapshot_ids: vec![],
+    };
+    let mut inv = inventory(RegionInventory::default());
+    inv.regions.insert(
+        "eu-west-1".into(),
+        RegionInventory {
+            instances: vec![instance("i-0000000e", &[("vol-9", true)])],
+            images: vec![image("ami-new", 0), image("ami-old", 30)],
+            ..Default::default()
+        },
+    );
+    let p = plan(&set(&[AMI]), &inv, now());
+    assert!(p.changes.is_empty(), "{:#?}", p.changes);
+    let ids: Vec<&str> = p.out_of_scope.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(ids, ["ami-new", "ami-old"]);
+}
+
+#[test]
+fn planning_before_the_observation_is_a_warning() {
+    let mut inv = inventory(RegionInventory::default());
+    inv.observed_at = Some(now() + TimeDelta::hours(1));
+    let p = plan(&set(&[AMI]), &inv, now());
+    assert!(p
+        .warnings
+        .iter()
+        .any(|w| w.contains("before the inventory was observed")));
+}
