@@ -167,6 +167,11 @@ pub struct ApplyArgs {
     /// more than half of any one source's backups.
     #[arg(long)]
     pub allow_mass_delete: bool,
+
+    /// Exit 4 when the plan had warnings (after applying it); AWS failures
+    /// (3) come first.
+    #[arg(long)]
+    pub fail_on_warning: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +183,11 @@ backupctl --policies base/policies plan --state inventory.json")]
         /// Write to FILE instead of stdout.
         #[arg(short, long, value_name = "FILE")]
         out: Option<PathBuf>,
+
+        /// Also observe backupctl's backups in every region enabled for the
+        /// account (for audits: backups left in regions no policy targets).
+        #[arg(long)]
+        all_regions: bool,
     },
 }
 
@@ -203,6 +213,18 @@ pub struct PlanArgs {
     /// Exit 2 when the plan has changes (0 when it has none).
     #[arg(long)]
     pub detailed_exitcode: bool,
+
+    /// Exit 4 when the plan has warnings (a policy or instance that backs
+    /// up nothing, a backup with a wrong tag…), after doing everything else;
+    /// AWS failures (3) still come first.
+    #[arg(long)]
+    pub fail_on_warning: bool,
+
+    /// Also look for backupctl's backups in every region enabled for the
+    /// account, not only the targeted ones: backups of a policy in a region
+    /// it no longer targets are listed as out of scope, never deleted.
+    #[arg(long)]
+    pub all_regions: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -17,6 +17,10 @@ pub enum ExitCode {
     Changes = 2,
     /// An AWS or runtime failure.
     Failure = 3,
+    /// Everything ran, but the plan carried warnings (a policy that backs up
+    /// nothing, an instance with no selected volume…), under
+    /// `--fail-on-warning` only.
+    Warnings = 4,
     /// Stopped by Ctrl-C (128 + SIGINT, as shells report it).
     Interrupted = 130,
 }

@@ -56,15 +56,16 @@ pub async fn run(
     if let Some(path) = &args.plan_file {
         return saved(cli, args, path, &policies, now, printer, lock).await;
     }
-    let (provider, observation) = super::observe(cli, &policies, printer, true).await?;
+    let (provider, observation) = super::observe(cli, &policies, printer, true, false).await?;
     let region_failed = super::report_failures(&observation);
     let plan = planner::plan(&policies, &observation.inventory, now);
     printer.result(&super::render(&plan, Format::Text, cli, printer));
-    let failure_code = if region_failed {
-        ExitCode::Failure
-    } else {
-        ExitCode::Success
-    };
+    let failure_code = super::outcome(
+        region_failed,
+        args.fail_on_warning,
+        !plan.warnings.is_empty(),
+        false,
+    );
     if !plan.has_changes() {
         return Ok(failure_code);
     }
@@ -73,9 +74,11 @@ pub async fn run(
         printer.note("Apply cancelled; nothing was changed.");
         return Ok(ExitCode::Invalid);
     }
-    Ok(execute(&plan, provider, lock, printer)
-        .await
-        .max(failure_code))
+    // A failed or interrupted apply says so, whatever the observation said.
+    Ok(match execute(&plan, provider, lock, printer).await {
+        ExitCode::Success => failure_code,
+        other => other,
+    })
 }
 
 /// Applies a saved plan exactly, or nothing: what it touches is observed

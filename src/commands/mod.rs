@@ -32,8 +32,8 @@ pub async fn dispatch(cli: Cli, env: &Env) -> Result<ExitCode, Error> {
         Command::Validate => validate::run(&cli, &printer),
         Command::Plan(args) => plan::run(&cli, args, env, &printer).await,
         Command::Apply(args) => apply::run(&cli, args, env, &printer).await,
-        Command::State(StateCommand::Pull { out }) => {
-            state::pull(&cli, out.as_deref(), &printer).await
+        Command::State(StateCommand::Pull { out, all_regions }) => {
+            state::pull(&cli, out.as_deref(), *all_regions, &printer).await
         }
         Command::Show(args) => show::run(&cli, args, &printer),
         Command::Diff(args) => diff::run(args, &printer),
@@ -70,22 +70,27 @@ fn aws_options(cli: &Cli) -> AwsOptions {
     }
 }
 
-/// Observes what the policies need through AWS, with progress on stderr.
+/// Observes what the policies need through AWS, with progress on stderr;
+/// with `all_regions`, backups in every enabled region too.
 async fn observe(
     cli: &Cli,
     policies: &PolicySet,
     printer: &Printer,
     show_progress: bool,
+    all_regions: bool,
 ) -> Result<(Arc<AwsProvider>, Observation), Error> {
     let provider = Arc::new(AwsProvider::new(&aws_options(cli)).await);
+    let mut scope = Scope::of(policies);
+    scope.all_regions = all_regions;
     let observation = provider
-        .observe(&Scope::of(policies), printer.progress(show_progress))
+        .observe(&scope, printer.progress(show_progress))
         .await
         .map_err(Error::Aws)?;
     Ok((provider, observation))
 }
 
-/// Reports regions that could not be observed; true if there were any.
+/// Reports what could not be observed (regions, the local instance); true
+/// if anything could not.
 fn report_failures(observation: &Observation) -> bool {
     for f in &observation.failures {
         eprintln!(
@@ -93,7 +98,27 @@ fn report_failures(observation: &Observation) -> bool {
             f.region, f.error
         );
     }
-    !observation.failures.is_empty()
+    if let Some(e) = &observation.local_failure {
+        eprintln!(
+            "error: could not tell which instance is the local one: {e}; the policies with instance_ids = [\"local\"] back up nothing this run, the others are planned as usual"
+        );
+    }
+    !observation.failures.is_empty() || observation.local_failure.is_some()
+}
+
+/// The exit code of a finished plan or apply: failures first, then
+/// warnings (with `--fail-on-warning`), then changes (with
+/// `--detailed-exitcode`).
+fn outcome(failed: bool, fail_on_warning: bool, warnings: bool, changes: bool) -> ExitCode {
+    if failed {
+        ExitCode::Failure
+    } else if fail_on_warning && warnings {
+        ExitCode::Warnings
+    } else if changes {
+        ExitCode::Changes
+    } else {
+        ExitCode::Success
+    }
 }
 
 /// A plan in the requested format.

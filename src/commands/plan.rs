@@ -22,7 +22,8 @@ pub async fn run(
         Some(path) => (read_state(path)?, false),
         None => {
             let show = args.format == Format::Text;
-            let (_, observation) = super::observe(cli, &policies, printer, show).await?;
+            let (_, observation) =
+                super::observe(cli, &policies, printer, show, args.all_regions).await?;
             let failed = super::report_failures(&observation);
             (observation.inventory, failed)
         }
@@ -38,13 +39,12 @@ pub async fn run(
         printer.note(&format!("Saved the plan to {}.", path.display()));
     }
     printer.result(&super::render(&plan, args.format, cli, printer));
-    Ok(if region_failed {
-        ExitCode::Failure
-    } else if args.detailed_exitcode && plan.has_changes() {
-        ExitCode::Changes
-    } else {
-        ExitCode::Success
-    })
+    Ok(super::outcome(
+        region_failed,
+        args.fail_on_warning,
+        !plan.warnings.is_empty(),
+        args.detailed_exitcode && plan.has_changes(),
+    ))
 }
 
 fn read_state(path: &std::path::Path) -> Result<Inventory, Error> {

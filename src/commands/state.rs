@@ -7,9 +7,14 @@ use crate::output::Printer;
 use crate::policy::load_dir;
 use std::path::Path;
 
-pub async fn pull(cli: &Cli, out: Option<&Path>, printer: &Printer) -> Result<ExitCode, Error> {
+pub async fn pull(
+    cli: &Cli,
+    out: Option<&Path>,
+    all_regions: bool,
+    printer: &Printer,
+) -> Result<ExitCode, Error> {
     let policies = load_dir(&cli.policies)?;
-    let (_, observation) = super::observe(cli, &policies, printer, true).await?;
+    let (_, observation) = super::observe(cli, &policies, printer, true, all_regions).await?;
     let failed = super::report_failures(&observation);
     let json = observation.inventory.to_json();
     match out {

@@ -182,15 +182,21 @@ impl Provider for AwsProvider {
         let mut scope = scope.clone();
         async move {
             this.check_credentials().await?;
-            let local = if scope.local {
-                let local = this.local_instance().await?;
-                scope.add_local(&local);
-                Some(local)
+            // A metadata failure costs only the policies that select the
+            // local instance; everything else is still observed.
+            let (local, local_failure) = if scope.local {
+                match this.local_instance().await {
+                    Ok(local) => {
+                        scope.add_local(&local);
+                        (Some(local), None)
+                    }
+                    Err(e) => (None, Some(e)),
+                }
             } else {
-                None
+                (None, None)
             };
             let mut regions: BTreeSet<String> = scope.regions.keys().cloned().collect();
-            if scope.every_region.is_some() {
+            if scope.every_region.is_some() || scope.all_regions {
                 regions.extend(this.enabled_regions().await?);
             }
             let scope = Arc::new(scope);
@@ -240,6 +246,7 @@ impl Provider for AwsProvider {
             Ok(Observation {
                 inventory,
                 failures,
+                local_failure,
             })
         }
     }

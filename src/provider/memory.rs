@@ -275,6 +275,7 @@ impl Provider for MemoryProvider {
             Ok(Observation {
                 inventory,
                 failures: Vec::new(),
+                local_failure: None,
             })
         }
     }

@@ -51,6 +51,8 @@ pub struct Scope {
     pub regions: BTreeMap<String, RegionScope>,
     /// Some policy selects the local instance (resolved through IMDS).
     pub local: bool,
+    /// Observe backups in every enabled region, not only targeted ones.
+    pub all_regions: bool,
 }
 
 /// What to ask one region for.
@@ -134,6 +136,9 @@ impl Scope {
 pub struct Observation {
     pub inventory: Inventory,
     pub failures: Vec<RegionFailure>,
+    /// Instance metadata did not say which instance is the local one: only
+    /// the policies that select it are affected.
+    pub local_failure: Option<ProviderError>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
