@@ -46,6 +46,16 @@ fn instance(id: &str, volumes: &[(&str, bool)]) -> Instance {
     }
 }
 
+/// Volumes tagged for the snapshot policy (`S = "yes"`).
+fn backed_up_volumes(ids: &[&str]) -> Vec<Volume> {
+    ids.iter()
+        .map(|v| Volume {
+            id: v.to_string(),
+            tags: [("S".to_string(), "yes".to_string())].into(),
+        })
+        .collect()
+}
+
 fn tags(policy: &str, source: &str, created: DateTime<Utc>, set: Option<&str>) -> Tags {
     let mut t: Tags = [
         ("backupctl:policy".to_string(), policy.to_string()),
@@ -118,13 +128,7 @@ fn a_new_set_covers_every_selected_volume_even_when_one_is_fresh() {
             "i-0000000a",
             &[("vol-1", true), ("vol-2", false), ("vol-3", false)],
         )],
-        volumes: ["vol-2", "vol-3"]
-            .iter()
-            .map(|v| Volume {
-                id: v.to_string(),
-                tags: [("S".to_string(), "yes".to_string())].into(),
-            })
-            .collect(),
+        volumes: backed_up_volumes(&["vol-2", "vol-3"]),
         snapshots: vec![snapshot(
             "snap-1",
             "vol-2",
@@ -174,13 +178,7 @@ fn retention_deletes_whole_sets_and_counts_sets() {
             "i-0000000a",
             &[("vol-2", false), ("vol-3", false)],
         )],
-        volumes: ["vol-2", "vol-3"]
-            .iter()
-            .map(|v| Volume {
-                id: v.to_string(),
-                tags: [("S".to_string(), "yes".to_string())].into(),
-            })
-            .collect(),
+        volumes: backed_up_volumes(&["vol-2", "vol-3"]),
         snapshots: vec![
             snapshot(
                 "snap-1",
