@@ -99,13 +99,14 @@ pub enum Unit<'a> {
 
 impl Unit<'_> {
     /// Counts for "is a new backup due": an image of an AMI policy; a set
-    /// of a snapshot policy that covers the selected volumes (one still in
-    /// progress that does not would never become good).
+    /// of a snapshot policy that covers the selected volumes and has no
+    /// snapshot in error (a set still in progress without both would never
+    /// become good).
     pub fn counts_for(&self, kind: crate::policy::Kind) -> bool {
         use crate::policy::Kind;
         match (self, kind) {
             (Unit::Image(_), Kind::Ami) => true,
-            (Unit::Set(set), Kind::Snapshot) => set.covers,
+            (Unit::Set(set), Kind::Snapshot) => set.covers && !set.any(SnapshotState::Error),
             _ => false,
         }
     }
