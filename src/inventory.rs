@@ -6,7 +6,7 @@
 //! once and planned against many times (CI, audits, tests).
 
 use crate::policy::tags;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -149,6 +149,11 @@ pub enum SnapshotState {
     Recovering,
 }
 
+/// How long after its start a run may still be creating backups: the most
+/// by which a `backupctl:created-at` tag may predate EC2's own time and still
+/// count for expiry (see [`Backup::aged_from`]).
+pub const RUN_LENGTH_LIMIT_MINUTES: i64 = 60;
+
 /// The parts of an image or snapshot that ownership and retention look at.
 pub trait Backup {
     fn id(&self) -> &str;
@@ -190,13 +195,24 @@ pub trait Backup {
             .map_or(native, |tagged| tagged.min(native))
     }
 
-    /// The time a backup's age is counted from for expiry: the later of
-    /// EC2's time and the tag, so a wrong tag can only make a backup look
-    /// younger (kept longer), never older.
-    fn effective_time(&self) -> DateTime<Utc> {
+    /// The time a backup's age is counted from for expiry. Normally the
+    /// tag: the start of the run that made it, so that the backup of
+    /// yesterday's daily run is a whole day old at today's run although EC2
+    /// recorded it minutes after that run started (counting from EC2's time
+    /// would keep every backup one run longer than `max_age` says). The tag
+    /// may make a backup older than EC2's time by at most
+    /// [`RUN_LENGTH_LIMIT_MINUTES`], so a slow clock cannot expire backups
+    /// early; a tag later than EC2's time (a fast clock) makes it younger,
+    /// kept longer, never older.
+    fn aged_from(&self) -> DateTime<Utc> {
         let native = self.native_time();
-        self.tagged_time()
-            .map_or(native, |tagged| tagged.max(native))
+        let Some(tagged) = self.tagged_time() else {
+            return native;
+        };
+        let earliest = native
+            .checked_sub_signed(TimeDelta::minutes(RUN_LENGTH_LIMIT_MINUTES))
+            .unwrap_or(native);
+        tagged.max(earliest)
     }
 
     /// The set a snapshot belongs to (`backupctl:set`), if any.

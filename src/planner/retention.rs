@@ -11,8 +11,11 @@
 //! - otherwise a backup older than `max_age` is deleted.
 //!
 //! Backups are ranked newest first by EC2's own time, which no tag can
-//! change; age for `max_age` counts from the later of EC2's time and the
-//! `backupctl:created-at` tag, so a wrong tag can only keep a backup longer.
+//! change; age for `max_age` counts from the start of the run that made the
+//! backup (its `backupctl:created-at` tag, trusted up to an hour before EC2's
+//! time and without limit after it: [`Backup::aged_from`]), so a daily job
+//! with `max_age = "7 days"` keeps seven backups, not eight, and a wrong tag
+//! can make a backup older by an hour at most.
 //! The rules work on [`Backup`]s: images, snapshot sets and legacy snapshots
 //! alike (see `sets`).
 
@@ -61,7 +64,7 @@ pub fn evaluate<'a, B: Backup>(
 
 fn decide<B: Backup>(b: &B, newer_good: u32, rules: &Retention, now: DateTime<Utc>) -> Verdict {
     let keep = |code, message: String| Verdict::Keep(Reason { code, message });
-    let created = b.effective_time();
+    let created = b.aged_from();
     let age = human_age(created, now);
     if b.is_good() && newer_good < rules.keep_last {
         return keep(
@@ -228,7 +231,7 @@ mod tests {
     }
 
     #[test]
-    fn a_created_at_tag_can_make_a_backup_younger_but_never_older() {
+    fn a_created_at_tag_can_make_a_backup_younger_but_older_by_an_hour_at_most() {
         let mut young_tag = image("b", 40, A);
         young_tag
             .tags
@@ -238,10 +241,37 @@ mod tests {
             .tags
             .insert(tags::CREATED_AT.into(), "2020-01-01T00:00:00Z".into());
         let images = vec![image("a", 0, A), young_tag, old_tag];
-        // Ranked by EC2's time (a tie here, broken by id), aged by the later.
+        // Ranked by EC2's time (a tie here, broken by id), aged by the tag.
         assert_eq!(
             run(&images, &rules("30 days", 1)),
             vec!["a:keep:keep_last", "c:delete:expired", "b:keep:not_expired"]
+        );
+        // 29 days by EC2's time; the tag says 31: aged 29 days and an hour.
+        let mut slow_clock = image("d", 29, A);
+        slow_clock.tags.insert(
+            tags::CREATED_AT.into(),
+            (now() - chrono::TimeDelta::days(31)).to_rfc3339(),
+        );
+        assert_eq!(
+            run(&[image("a", 0, A), slow_clock], &rules("30 days", 1)),
+            vec!["a:keep:keep_last", "d:keep:not_expired"]
+        );
+    }
+
+    /// The crash campaign found it: yesterday's daily backup, recorded by EC2
+    /// a few seconds after that run started, was 23h59m old at today's run
+    /// and kept one more day than `max_age = "1 day"` says.
+    #[test]
+    fn a_backup_is_aged_from_the_start_of_the_run_that_made_it() {
+        let run_start = now() - chrono::TimeDelta::days(1);
+        let mut yesterday = image("y", 1, A);
+        yesterday.created_at = run_start + chrono::TimeDelta::seconds(40);
+        yesterday
+            .tags
+            .insert(tags::CREATED_AT.into(), run_start.to_rfc3339());
+        assert_eq!(
+            run(&[image("a", 0, A), yesterday], &rules("1 day", 1)),
+            vec!["a:keep:keep_last", "y:delete:expired"]
         );
     }
 

@@ -51,6 +51,6 @@ pub fn entry<B: Backup>(region: &str, rt: ResourceType, b: &B, policy: &str) -> 
         id: b.id().to_string(),
         policy: policy.to_string(),
         source: b.source().map(str::to_string),
-        created_at: b.effective_time(),
+        created_at: b.aged_from(),
     }
 }
