@@ -57,7 +57,7 @@ pub async fn run(
         return saved(cli, args, path, &policies, now, printer, lock).await;
     }
     let (provider, observation) = super::observe(cli, &policies, printer, true, false).await?;
-    let region_failed = super::report_failures(&observation);
+    let region_failed = super::report_failures(&observation, &policies);
     let plan = planner::plan(&policies, &observation.inventory, now);
     printer.result(&super::render(&plan, Format::Text, cli, printer));
     let failure_code = super::outcome(

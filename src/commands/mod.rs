@@ -91,7 +91,7 @@ async fn observe(
 
 /// Reports what could not be observed (regions, the local instance); true
 /// if anything could not.
-fn report_failures(observation: &Observation) -> bool {
+fn report_failures(observation: &Observation, policies: &PolicySet) -> bool {
     for f in &observation.failures {
         eprintln!(
             "error: could not observe {}: {}; nothing was planned there",
@@ -99,8 +99,14 @@ fn report_failures(observation: &Observation) -> bool {
         );
     }
     if let Some(e) = &observation.local_failure {
+        let local: Vec<&str> = policies
+            .enabled()
+            .filter(|p| p.target.uses_local())
+            .map(|p| p.name.as_str())
+            .collect();
         eprintln!(
-            "error: could not tell which instance is the local one: {e}; the policies with instance_ids = [\"local\"] back up nothing this run, the others are planned as usual"
+            "error: could not tell which instance is the local one: {e}; policy {} (instance_ids = [\"local\"]) backs up nothing this run, the others are planned as usual",
+            local.join(", ")
         );
     }
     !observation.failures.is_empty() || observation.local_failure.is_some()

@@ -24,7 +24,7 @@ pub async fn run(
             let show = args.format == Format::Text;
             let (_, observation) =
                 super::observe(cli, &policies, printer, show, args.all_regions).await?;
-            let failed = super::report_failures(&observation);
+            let failed = super::report_failures(&observation, &policies);
             (observation.inventory, failed)
         }
     };

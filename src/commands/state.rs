@@ -15,7 +15,7 @@ pub async fn pull(
 ) -> Result<ExitCode, Error> {
     let policies = load_dir(&cli.policies)?;
     let (_, observation) = super::observe(cli, &policies, printer, true, all_regions).await?;
-    let failed = super::report_failures(&observation);
+    let failed = super::report_failures(&observation, &policies);
     let json = observation.inventory.to_json();
     match out {
         Some(path) => {

@@ -1,9 +1,9 @@
 //! End to end against the EC2 emulator: observe, plan and apply through the
 //! real AWS SDK, checking the result in the emulator's own state.
 //!
-//! Old backups are simulated with `BACKUPCTL_NOW`: a backup's effective time
-//! is the later of its native time and its `backupctl:created-at` tag, so
-//! backups made "in the future" age as the simulated clock advances.
+//! Old backups are simulated with `BACKUPCTL_NOW`, which the emulator's
+//! clock follows (see `Emulator::command`), so EC2's own times and the
+//! `backupctl:created-at` tags move together as the simulated days pass.
 
 use crate::emulator::{day, Emulator};
 use crate::support::{stderr, stdout};
@@ -20,7 +20,7 @@ const OWNERSHIP: [&str; 4] = [
     "Name",
 ];
 
-fn ok(out: &Output) {
+pub fn ok(out: &Output) {
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -30,7 +30,7 @@ fn ok(out: &Output) {
     );
 }
 
-fn plan(emu: &Emulator, policies: &Path, now: &str) -> Value {
+pub fn plan(emu: &Emulator, policies: &Path, now: &str) -> Value {
     let out = emu.run(
         policies,
         &["plan", "--format", "json"],
@@ -40,7 +40,7 @@ fn plan(emu: &Emulator, policies: &Path, now: &str) -> Value {
     serde_json::from_str(&stdout(&out)).unwrap()
 }
 
-fn apply(emu: &Emulator, policies: &Path, now: &str) -> Output {
+pub fn apply(emu: &Emulator, policies: &Path, now: &str) -> Output {
     emu.run(
         policies,
         &["apply", "--auto-approve"],
@@ -68,7 +68,7 @@ fn sources_of_creates(plan: &Value, region: &str) -> BTreeSet<String> {
 }
 
 /// Images (or snapshots) of the dump carrying `backupctl:policy = policy`.
-fn owned<'a>(dump: &'a Value, kind: &str, policy: &str) -> Vec<&'a Value> {
+pub fn owned<'a>(dump: &'a Value, kind: &str, policy: &str) -> Vec<&'a Value> {
     dump[kind]
         .as_array()
         .unwrap()

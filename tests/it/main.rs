@@ -12,6 +12,7 @@ mod fuzz;
 mod golden;
 mod json_contract;
 mod live;
+mod promises;
 mod properties;
 mod review;
 mod schedule;
