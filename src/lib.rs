@@ -52,6 +52,7 @@ where
     let env = commands::Env {
         now: std::env::var("BACKUPCTL_NOW").ok(),
         no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+        timings: std::env::var_os("BACKUPCTL_TIMINGS").is_some_and(|v| !v.is_empty()),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -24,6 +24,43 @@ use std::sync::Arc;
 pub struct Env {
     pub now: Option<String>,
     pub no_color: bool,
+    /// `BACKUPCTL_TIMINGS`: print how long each phase took, on stderr (for
+    /// the benchmark scripts).
+    pub timings: bool,
+}
+
+/// Phase timings for `BACKUPCTL_TIMINGS`, printed as one line on stderr.
+pub struct Timings {
+    on: bool,
+    last: std::time::Instant,
+    phases: Vec<String>,
+}
+
+impl Timings {
+    pub fn new(on: bool) -> Timings {
+        Timings {
+            on,
+            last: std::time::Instant::now(),
+            phases: Vec::new(),
+        }
+    }
+
+    /// Ends the phase `name` (started when the previous one ended).
+    pub fn lap(&mut self, name: &str) {
+        let now = std::time::Instant::now();
+        if self.on {
+            let took = now - self.last;
+            self.phases
+                .push(format!("{name} {:.3} s", took.as_secs_f64()));
+        }
+        self.last = now;
+    }
+
+    pub fn print(&self) {
+        if self.on {
+            eprintln!("timings: {}", self.phases.join(", "));
+        }
+    }
 }
 
 pub async fn dispatch(cli: Cli, env: &Env) -> Result<ExitCode, Error> {

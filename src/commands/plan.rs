@@ -17,7 +17,9 @@ pub async fn run(
     printer: &Printer,
 ) -> Result<ExitCode, Error> {
     let now = resolve_now(args.at.as_deref(), env.now.as_deref()).map_err(Error::Usage)?;
+    let mut timings = super::Timings::new(env.timings);
     let policies = load_dir(&cli.policies)?;
+    timings.lap("policies");
     let (inventory, region_failed) = match &args.state {
         Some(path) => (read_state(path)?, false),
         None => {
@@ -28,7 +30,13 @@ pub async fn run(
             (observation.inventory, failed)
         }
     };
+    timings.lap(if args.state.is_some() {
+        "read"
+    } else {
+        "observe"
+    });
     let plan = planner::plan(&policies, &inventory, now);
+    timings.lap("plan");
 
     if let Some(path) = &args.out {
         let json = JsonPlan::from_plan(&plan).to_string_pretty();
@@ -39,12 +47,20 @@ pub async fn run(
         printer.note(&format!("Saved the plan to {}.", path.display()));
     }
     printer.result(&super::render(&plan, args.format, cli, printer));
-    Ok(super::outcome(
+    timings.lap("render");
+    let code = super::outcome(
         region_failed,
         args.fail_on_warning,
         !plan.warnings.is_empty(),
         args.detailed_exitcode && plan.has_changes(),
-    ))
+    );
+    // Freeing a large inventory and plan, allocation by allocation, took a
+    // third of a second at 160,000 backups; the process ends here, and the
+    // operating system takes the memory back at once.
+    std::mem::forget(inventory);
+    std::mem::forget(plan);
+    timings.print();
+    Ok(code)
 }
 
 fn read_state(path: &std::path::Path) -> Result<Inventory, Error> {

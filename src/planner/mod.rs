@@ -41,67 +41,139 @@ use sets::Unit;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Computes the plan. See the module docs for the rules.
+///
+/// Regions are independent, so each is planned on its own thread, and the
+/// inventory's fingerprint on another: with 160,000 backups, planning them
+/// one after the other took a second on two cores. The result does not
+/// depend on the threads: it is merged in region order and sorted.
 pub fn plan(policies: &PolicySet, inventory: &Inventory, now: DateTime<Utc>) -> Plan {
-    let mut out = Plan {
+    let (inventory_fingerprint, regions) = std::thread::scope(|s| {
+        let fingerprint = s.spawn(|| inventory.fingerprint());
+        let regions: Vec<_> = inventory
+            .regions
+            .iter()
+            .map(|(region, inv)| {
+                s.spawn(move || plan_region(policies, inventory, region, inv, now))
+            })
+            .collect();
+        let regions: Vec<RegionResult> = regions
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(rethrow))
+            .collect();
+        (fingerprint.join().unwrap_or_else(rethrow), regions)
+    });
+    let mut out = empty_plan(now);
+    out.policies_digest = policies.digest.clone();
+    out.inventory_fingerprint = inventory_fingerprint;
+    warnings::clock(inventory, now, &mut out.warnings);
+    let mut selected_anywhere: BTreeSet<&str> = BTreeSet::new();
+    let mut region_warnings = Vec::new();
+    for r in regions {
+        out.changes.extend(r.plan.changes);
+        out.kept.extend(r.plan.kept);
+        out.blocked.extend(r.plan.blocked);
+        out.orphans.extend(r.plan.orphans);
+        out.out_of_scope.extend(r.plan.out_of_scope);
+        region_warnings.extend(r.warnings);
+        selected_anywhere.extend(r.selected);
+    }
+    warnings::selection(policies, inventory, &selected_anywhere, &mut out.warnings);
+    out.warnings.extend(region_warnings);
+    // Each region's lists arrive sorted (see `plan_region`), so this sort
+    // only merges a few sorted runs.
+    sort_lists(&mut out);
+    out
+}
+
+/// Sorts every list of the plan into its documented order.
+fn sort_lists(plan: &mut Plan) {
+    plan.changes
+        .sort_by(|a, b| change_key(a).cmp(&change_key(b)));
+    plan.kept.sort_by(|a, b| {
+        (&a.policy, &a.region, &a.source, &a.id).cmp(&(&b.policy, &b.region, &b.source, &b.id))
+    });
+    plan.blocked.sort_by(|a, b| {
+        (&a.policy, &a.region, &a.snapshot_id).cmp(&(&b.policy, &b.region, &b.snapshot_id))
+    });
+    for list in [&mut plan.orphans, &mut plan.out_of_scope] {
+        list.sort_by(|a, b| (&a.policy, &a.region, &a.id).cmp(&(&b.policy, &b.region, &b.id)));
+    }
+}
+
+/// A panic on a planning thread is a panic of the planner.
+fn rethrow<T>(panic: Box<dyn std::any::Any + Send>) -> T {
+    std::panic::resume_unwind(panic)
+}
+
+fn empty_plan(now: DateTime<Utc>) -> Plan {
+    Plan {
         generated_at: now,
-        policies_digest: policies.digest.clone(),
-        inventory_fingerprint: inventory.fingerprint(),
+        policies_digest: String::new(),
+        inventory_fingerprint: String::new(),
         changes: Vec::new(),
         kept: Vec::new(),
         blocked: Vec::new(),
         orphans: Vec::new(),
         out_of_scope: Vec::new(),
         warnings: Vec::new(),
+    }
+}
+
+/// What planning one region found, merged into the plan by [`plan`].
+struct RegionResult<'p> {
+    /// Its changes, kept, blocked, orphans and out-of-scope backups.
+    plan: Plan,
+    warnings: Vec<String>,
+    /// The policies that selected some instance here.
+    selected: BTreeSet<&'p str>,
+}
+
+fn plan_region<'p>(
+    policies: &'p PolicySet,
+    inventory: &'p Inventory,
+    region: &'p str,
+    inv: &'p RegionInventory,
+    now: DateTime<Utc>,
+) -> RegionResult<'p> {
+    let mut out = empty_plan(now);
+    let mut warnings = Vec::new();
+    let mut selected = BTreeSet::new();
+    let local = inventory
+        .local_instance
+        .as_ref()
+        .filter(|l| l.region == region)
+        .map(|l| l.instance_id.as_str());
+    let mut ctx = RegionPlan {
+        region,
+        inv,
+        index: RegionIndex::new(inv),
+        local,
+        now,
+        out: &mut out,
+        deletions: Deletions::default(),
+        warnings: &mut warnings,
     };
-    warnings::clock(inventory, now, &mut out.warnings);
-    let mut selected_anywhere: BTreeSet<&str> = BTreeSet::new();
-    let mut region_warnings = Vec::new();
-    for (region, inv) in &inventory.regions {
-        let local = inventory
-            .local_instance
-            .as_ref()
-            .filter(|l| l.region == *region)
-            .map(|l| l.instance_id.as_str());
-        let mut ctx = RegionPlan {
-            region,
-            inv,
-            index: RegionIndex::new(inv),
-            local,
-            now,
-            out: &mut out,
-            deletions: Deletions::default(),
-            warnings: &mut region_warnings,
-        };
-        for policy in policies.enabled() {
-            if !policy.target.regions.includes(region) {
-                let found = scope::out_of_scope(policy, region, &ctx.index);
-                ctx.out.out_of_scope.extend(found);
-                continue;
-            }
-            if ctx.plan_policy(policy) > 0 {
-                selected_anywhere.insert(&policy.name);
-            }
+    for policy in policies.enabled() {
+        if !policy.target.regions.includes(region) {
+            let found = scope::out_of_scope(policy, region, &ctx.index);
+            ctx.out.out_of_scope.extend(found);
+            continue;
         }
-        let RegionPlan {
-            deletions, index, ..
-        } = ctx;
-        deletions.finish(region, &index, &mut out);
-        orphans(region, inv, policies, &mut out.orphans);
+        if ctx.plan_policy(policy) > 0 {
+            selected.insert(policy.name.as_str());
+        }
     }
-    warnings::selection(policies, inventory, &selected_anywhere, &mut out.warnings);
-    out.warnings.extend(region_warnings);
-    out.changes
-        .sort_by(|a, b| change_key(a).cmp(&change_key(b)));
-    out.kept.sort_by(|a, b| {
-        (&a.policy, &a.region, &a.source, &a.id).cmp(&(&b.policy, &b.region, &b.source, &b.id))
-    });
-    out.blocked.sort_by(|a, b| {
-        (&a.policy, &a.region, &a.snapshot_id).cmp(&(&b.policy, &b.region, &b.snapshot_id))
-    });
-    for list in [&mut out.orphans, &mut out.out_of_scope] {
-        list.sort_by(|a, b| (&a.policy, &a.region, &a.id).cmp(&(&b.policy, &b.region, &b.id)));
+    let RegionPlan {
+        deletions, index, ..
+    } = ctx;
+    deletions.finish(region, &index, &mut out);
+    orphans(region, inv, policies, &mut out.orphans);
+    sort_lists(&mut out);
+    RegionResult {
+        plan: out,
+        warnings,
+        selected,
     }
-    out
 }
 
 fn change_key(c: &Change) -> (&str, &str, bool, &str, &str) {
