@@ -1,64 +1,40 @@
-//! Is a saved plan still the plan? Before `apply PLANFILE` acts, what the
-//! plan touches is observed again and compared with what the plan was made
-//! on; any difference refuses the whole plan. Pure: the re-observation comes
-//! in as an inventory.
+//! Is a saved plan still the plan? `apply PLANFILE` observes again, plans
+//! again at the saved plan's own time on what it just observed, and applies
+//! the saved plan only if every one of its changes is in that fresh plan,
+//! with the same action, the same ids (snapshot ids included) and the same
+//! preconditions. Anything else refuses the whole plan, with every
+//! difference listed.
+//!
+//! Checking only the deletion targets themselves was not enough: a deletion
+//! is justified by other backups too (the newer good one that lets it go,
+//! the images that use its snapshots), and a hand-edited plan with its
+//! checksum recomputed could list any id. Re-planning judges all of that
+//! with the planner's own rules, so a saved plan never deletes more than a
+//! fresh plan would, and only what a loaded policy owns. Pure: the
+//! re-observation comes in as an inventory.
 
-use crate::inventory::{newest_live, Backup, Inventory};
+use crate::inventory::{Backup, Inventory, RegionInventory};
 use crate::plan::{Action, Change, Plan, Precondition};
-use crate::planner::sets::SnapshotSet;
-use crate::policy::{human_age, PolicySet};
+use crate::planner;
+use crate::policy::{human_age, tags, PolicySet};
 use chrono::{DateTime, TimeDelta, Utc};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::HashMap;
 
-/// What to observe again, per region.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Recheck {
-    pub instance_ids: BTreeSet<String>,
-    pub image_ids: BTreeSet<String>,
-    pub snapshot_ids: BTreeSet<String>,
-    /// Sources of creations: their backups tell whether someone else ran.
-    pub sources: BTreeSet<String>,
-}
-
-/// What each region of `plan` must be observed for.
-pub fn rechecks(plan: &Plan) -> BTreeMap<String, Recheck> {
-    let mut out: BTreeMap<String, Recheck> = BTreeMap::new();
-    for c in &plan.changes {
-        let r = out.entry(c.region.clone()).or_default();
-        match &c.action {
-            Action::CreateImage { instance_id, .. }
-            | Action::CreateSnapshots { instance_id, .. } => {
-                r.instance_ids.insert(instance_id.clone());
-                r.sources.insert(instance_id.clone());
-            }
-            Action::DeregisterImage { image_id, .. } => {
-                r.image_ids.insert(image_id.clone());
-            }
-            Action::DeleteSnapshot { snapshot_id } => {
-                r.snapshot_ids.insert(snapshot_id.clone());
-            }
-            Action::DeleteSnapshotSet { snapshot_ids, .. } => {
-                r.snapshot_ids.extend(snapshot_ids.iter().cloned());
-            }
-        }
-    }
-    out
-}
-
-/// Every reason the plan may no longer be applied, worded for the operator;
-/// empty when it still holds.
+/// Every reason the saved plan may no longer be applied, worded for the
+/// operator; empty when it still holds. `observed` is what was observed just
+/// now, `now` the clock of the apply.
 pub fn differences(
-    plan: &Plan,
+    saved: &Plan,
     policies: &PolicySet,
     observed: &Inventory,
     now: DateTime<Utc>,
     max_age: TimeDelta,
 ) -> Vec<String> {
     let mut out = Vec::new();
-    if plan.policies_digest != policies.digest {
+    if saved.policies_digest != policies.digest {
         out.push("the policy files changed since the plan was made".to_string());
     }
-    let made = plan.generated_at;
+    let made = saved.generated_at;
     if now - made > max_age {
         out.push(format!(
             "the plan was made {} ago ({}), longer than --max-plan-age allows",
@@ -71,135 +47,324 @@ pub fn differences(
             made.to_rfc3339()
         ));
     }
-    for c in &plan.changes {
-        if let Some(d) = difference(c, policies, observed) {
-            out.push(format!("{}: {d}", c.address()));
+    let fresh = planner::plan(policies, observed, made);
+    let by_address: HashMap<String, &Change> =
+        fresh.changes.iter().map(|c| (c.address(), c)).collect();
+    for c in &saved.changes {
+        let address = c.address();
+        let why = match by_address.get(&address) {
+            Some(now) => changed(c, now),
+            None => Some(missing(c, &fresh, policies, observed)),
+        };
+        if let Some(why) = why {
+            out.push(format!("{address}: {why}"));
         }
     }
     out
 }
 
-fn difference(c: &Change, policies: &PolicySet, observed: &Inventory) -> Option<String> {
+/// How the fresh plan's version of a change differs from the saved one.
+fn changed(saved: &Change, fresh: &Change) -> Option<String> {
+    if saved.action != fresh.action {
+        return Some(match (&saved.action, &fresh.action) {
+            (
+                Action::DeregisterImage {
+                    snapshot_ids: was, ..
+                },
+                Action::DeregisterImage { snapshot_ids, .. },
+            ) => format!(
+                "a fresh plan deletes snapshots [{}] with the image, the saved plan [{}]",
+                snapshot_ids.join(", "),
+                was.join(", ")
+            ),
+            (
+                Action::DeleteSnapshotSet {
+                    snapshot_ids: was, ..
+                },
+                Action::DeleteSnapshotSet { snapshot_ids, .. },
+            ) => format!(
+                "the set now holds [{}], the saved plan deletes [{}]",
+                snapshot_ids.join(", "),
+                was.join(", ")
+            ),
+            _ => "a fresh plan makes a different change here".to_string(),
+        });
+    }
+    match (&saved.precondition, &fresh.precondition) {
+        (a, b) if a == b => None,
+        (
+            Precondition::Delete { state, tags },
+            Precondition::Delete {
+                state: now_state,
+                tags: now_tags,
+            },
+        ) => {
+            let id = saved.action.target_id().unwrap_or("");
+            Some(if now_state != state {
+                format!("{id} is now {now_state} (was {state})")
+            } else if now_tags != tags {
+                format!("{id} was re-tagged since the plan was made")
+            } else {
+                format!("{id} changed since the plan was made")
+            })
+        }
+        _ => Some(format!(
+            "the backups of {} changed since the plan was made",
+            saved.source
+        )),
+    }
+}
+
+/// Why a fresh plan does not make the saved change at all.
+fn missing(c: &Change, fresh: &Plan, policies: &PolicySet, observed: &Inventory) -> String {
     if policies.get(&c.policy).is_none_or(|p| !p.enabled) {
-        return Some(format!(
-            "policy {} is not in the (enabled) policy set",
-            c.policy
-        ));
+        return format!("policy {} is not in the (enabled) policy set", c.policy);
     }
     let Some(region) = observed.regions.get(&c.region) else {
-        return Some(format!("region {} could not be observed again", c.region));
+        return format!("region {} could not be observed again", c.region);
     };
-    match (&c.precondition, &c.action) {
-        (Precondition::Create { newest_backup_at }, action) => {
-            let instance = region.instances.iter().find(|i| i.id == c.source);
+    match &c.action {
+        Action::CreateImage { instance_id, .. } | Action::CreateSnapshots { instance_id, .. } => {
+            let instance = region.instances.iter().find(|i| &i.id == instance_id);
             if instance.is_none_or(|i| i.state.is_gone()) {
-                return Some(format!("instance {} is gone", c.source));
-            }
-            let newest = match action {
-                Action::CreateImage { .. } => newest_live(region.images.iter().filter(|i| {
-                    i.policy() == Some(c.policy.as_str()) && i.source() == Some(c.source.as_str())
-                })),
-                Action::CreateSnapshots { .. } => newest_set(region, &c.policy, &c.source),
-                _ => None,
-            };
-            match (newest, newest_backup_at) {
-                (Some(now), Some(then)) if now > *then => Some(format!(
-                    "a newer backup of {} appeared ({}): someone else already ran",
-                    c.source,
-                    now.to_rfc3339()
-                )),
-                (Some(now), None) => Some(format!(
-                    "a backup of {} appeared ({}): someone else already ran",
-                    c.source,
-                    now.to_rfc3339()
-                )),
-                _ => None,
-            }
-        }
-        (Precondition::Delete { state, tags }, action) => {
-            let (id, found): (&str, Option<(String, &crate::inventory::Tags)>) = match action {
-                Action::DeregisterImage { image_id, .. } => (
-                    image_id,
-                    region
-                        .images
-                        .iter()
-                        .find(|i| &i.id == image_id)
-                        .map(|i| (i.state_name(), &i.tags)),
-                ),
-                Action::DeleteSnapshot { snapshot_id } => (
-                    snapshot_id,
-                    region
-                        .snapshots
-                        .iter()
-                        .find(|s| &s.id == snapshot_id)
-                        .map(|s| (s.state_name(), &s.tags)),
-                ),
-                Action::DeleteSnapshotSet { snapshot_ids, .. } => {
-                    return set_difference(region, snapshot_ids, tags);
-                }
-                _ => return Some("a deletion that deletes nothing".into()),
-            };
-            let Some((now_state, now_tags)) = found else {
-                return Some(format!("{id} is gone"));
-            };
-            if tags.get(crate::policy::tags::POLICY) != Some(&c.policy) {
-                return Some(format!("{id} was not planned as a backup of {}", c.policy));
-            }
-            if &now_state != state {
-                Some(format!("{id} is now {now_state} (was {state})"))
-            } else if now_tags != tags {
-                Some(format!("{id} was re-tagged since the plan was made"))
+                format!("instance {instance_id} is gone")
             } else {
-                None
+                format!(
+                    "a newer backup of {instance_id} appeared since the plan was made, so none is due: someone else already ran"
+                )
+            }
+        }
+        Action::DeregisterImage { image_id: id, .. }
+        | Action::DeleteSnapshot { snapshot_id: id }
+        | Action::DeleteSnapshotSet { set_id: id, .. } => {
+            let ids = deleted_ids(&c.action);
+            let owned = |b: &dyn Backup| b.tags().get(tags::POLICY) == Some(&c.policy);
+            match find(region, &ids) {
+                Found::None => format!("{id} is gone"),
+                Found::Some(backups) if !backups.iter().all(|b| owned(*b)) => format!(
+                    "{id} is not (or no longer) a backup of policy {}: it is never deleted",
+                    c.policy
+                ),
+                Found::Some(_) => {
+                    if let Some(k) = fresh.kept.iter().find(|k| k.id == *id) {
+                        format!("a fresh plan keeps {id}: {}", k.reason.message)
+                    } else if let Some(b) = fresh
+                        .blocked
+                        .iter()
+                        .find(|b| b.set_id.as_deref() == Some(id.as_str()) || b.snapshot_id == *id)
+                    {
+                        format!("a fresh plan cannot delete {id}: {}", b.reason.message)
+                    } else {
+                        format!("a fresh plan does not delete {id}")
+                    }
+                }
             }
         }
     }
 }
 
-/// When the newest good-or-pending set of `source` was taken. Coverage is
-/// not judged here: any newer set means someone else ran.
-fn newest_set(
-    region: &crate::inventory::RegionInventory,
-    policy: &str,
-    source: &str,
-) -> Option<DateTime<Utc>> {
-    let mut sets: BTreeMap<&str, Vec<&crate::inventory::Snapshot>> = BTreeMap::new();
-    for s in &region.snapshots {
-        if s.policy() == Some(policy) && s.source() == Some(source) {
-            if let Some(set) = s.set_id() {
-                sets.entry(set).or_default().push(s);
-            }
+/// The image and snapshot ids a deletion would delete.
+fn deleted_ids(action: &Action) -> Vec<&str> {
+    match action {
+        Action::DeregisterImage {
+            image_id,
+            snapshot_ids,
+            ..
+        } => std::iter::once(image_id)
+            .chain(snapshot_ids)
+            .map(String::as_str)
+            .collect(),
+        Action::DeleteSnapshot { snapshot_id } => vec![snapshot_id.as_str()],
+        Action::DeleteSnapshotSet { snapshot_ids, .. } => {
+            snapshot_ids.iter().map(String::as_str).collect()
         }
+        Action::CreateImage { .. } | Action::CreateSnapshots { .. } => Vec::new(),
     }
-    let sets: Vec<SnapshotSet> = sets
-        .into_iter()
-        .map(|(id, snapshots)| SnapshotSet {
-            id,
-            snapshots,
-            covers: true,
-        })
-        .collect();
-    newest_live(sets.iter())
 }
 
-/// Every snapshot of a set to delete still exists, done, with its tags.
-fn set_difference(
-    region: &crate::inventory::RegionInventory,
-    snapshot_ids: &[String],
-    tags: &crate::inventory::Tags,
-) -> Option<String> {
-    for id in snapshot_ids {
-        let Some(s) = region.snapshots.iter().find(|s| &s.id == id) else {
-            return Some(format!("snapshot {id} of the set is gone"));
+enum Found<'a> {
+    /// Not one of the ids exists any more.
+    None,
+    Some(Vec<&'a dyn Backup>),
+}
+
+fn find<'a>(region: &'a RegionInventory, ids: &[&str]) -> Found<'a> {
+    let mut out: Vec<&dyn Backup> = Vec::new();
+    for id in ids {
+        if let Some(i) = region.images.iter().find(|i| i.id == *id) {
+            out.push(i);
+        } else if let Some(s) = region.snapshots.iter().find(|s| s.id == *id) {
+            out.push(s);
+        }
+    }
+    if out.is_empty() {
+        Found::None
+    } else {
+        Found::Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::{Image, ImageState, Instance, InstanceState, Snapshot, SnapshotState};
+    use crate::policy::parse_policy;
+    use chrono::TimeZone;
+    use std::path::Path;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 22, 6, 0, 0).unwrap()
+    }
+
+    const WEB: &str = "name = \"web\"\n[target]\nregions = [\"us-east-1\"]\ninstance_tags = { Backup = \"daily\" }\n\
+                       [backup]\nkind = \"ami\"\n[retention]\nmax_age = \"7 days\"\nkeep_last = 1\n";
+
+    fn image(id: &str, days_old: i64, snapshot: &str) -> Image {
+        let at = now() - TimeDelta::days(days_old);
+        Image {
+            id: id.into(),
+            name: id.into(),
+            state: ImageState::Available,
+            created_at: at,
+            tags: [
+                (tags::POLICY, "web"),
+                (tags::SOURCE, "i-0000000a"),
+                (tags::CREATED_AT, at.to_rfc3339().as_str()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            snapshot_ids: vec![snapshot.into()],
+        }
+    }
+
+    fn snapshot(id: &str, image: &Image) -> Snapshot {
+        Snapshot {
+            id: id.into(),
+            volume_id: "vol-1".into(),
+            state: SnapshotState::Completed,
+            started_at: image.created_at,
+            tags: image.tags.clone(),
+        }
+    }
+
+    /// One instance with a new and an expired image: the plan deletes the old.
+    fn inventory() -> Inventory {
+        let new = image("ami-new", 1, "snap-new");
+        let old = image("ami-old", 10, "snap-old");
+        let mut inv = Inventory::empty();
+        inv.regions.insert(
+            "us-east-1".into(),
+            RegionInventory {
+                instances: vec![Instance {
+                    id: "i-0000000a".into(),
+                    state: InstanceState::Running,
+                    tags: [("Backup".to_string(), "daily".to_string())].into(),
+                    volumes: vec![],
+                }],
+                snapshots: vec![snapshot("snap-new", &new), snapshot("snap-old", &old)],
+                images: vec![new, old],
+                ..Default::default()
+            },
+        );
+        inv
+    }
+
+    fn set(name_text: &[(&str, &str)]) -> PolicySet {
+        PolicySet {
+            policies: name_text
+                .iter()
+                .map(|(_, t)| parse_policy(Path::new("p.toml"), t).expect("valid").0)
+                .collect(),
+            digest: "sha256:t".into(),
+        }
+    }
+
+    fn check(saved: &Plan, policies: &PolicySet, observed: &Inventory) -> Vec<String> {
+        differences(saved, policies, observed, now(), TimeDelta::hours(1))
+    }
+
+    #[test]
+    fn an_unchanged_plan_holds() {
+        let policies = set(&[("web", WEB)]);
+        let saved = planner::plan(&policies, &inventory(), now());
+        assert_eq!(saved.summary().delete, 1, "{saved:#?}");
+        assert_eq!(check(&saved, &policies, &inventory()), Vec::<String>::new());
+    }
+
+    /// Issue 9: the newer backup that justified the deletion was removed
+    /// after `plan --out`; the old re-check looked only at the target.
+    #[test]
+    fn a_deletion_whose_newer_backup_is_gone_is_refused() {
+        let policies = set(&[("web", WEB)]);
+        let saved = planner::plan(&policies, &inventory(), now());
+        let mut observed = inventory();
+        let region = observed.regions.get_mut("us-east-1").unwrap();
+        region.images.retain(|i| i.id != "ami-new");
+        region.snapshots.retain(|s| s.id != "snap-new");
+        let why = check(&saved, &policies, &observed);
+        assert!(
+            why.iter()
+                .any(|w| w.contains("ami-old") && w.contains("a fresh plan keeps ami-old")),
+            "{why:?}"
+        );
+    }
+
+    /// Issue 9: a hand-edited plan (checksum recomputed) that adds a
+    /// snapshot backupctl does not own to a deregistration.
+    #[test]
+    fn an_edited_plan_that_deletes_more_is_refused() {
+        let policies = set(&[("web", WEB)]);
+        let mut saved = planner::plan(&policies, &inventory(), now());
+        let mut observed = inventory();
+        observed
+            .regions
+            .get_mut("us-east-1")
+            .unwrap()
+            .snapshots
+            .push(Snapshot {
+                id: "snap-foreign".into(),
+                volume_id: "vol-9".into(),
+                state: SnapshotState::Completed,
+                started_at: now(),
+                tags: Default::default(),
+            });
+        for c in &mut saved.changes {
+            if let Action::DeregisterImage { snapshot_ids, .. } = &mut c.action {
+                snapshot_ids.push("snap-foreign".into());
+            }
+        }
+        let why = check(&saved, &policies, &observed);
+        assert!(why.iter().any(|w| w.contains("snap-foreign")), "{why:?}");
+        // And a deletion of something no policy owns, added by hand.
+        let mut forged = saved.changes[0].clone();
+        forged.action = Action::DeleteSnapshot {
+            snapshot_id: "snap-foreign".into(),
         };
-        if &s.tags != tags {
-            return Some(format!(
-                "snapshot {id} of the set was re-tagged since the plan was made"
-            ));
-        }
-        if s.is_pending() {
-            return Some(format!("snapshot {id} of the set is now pending"));
-        }
+        saved.changes = vec![forged];
+        let why = check(&saved, &policies, &observed);
+        assert!(
+            why.iter()
+                .any(|w| w.contains("snap-foreign is not (or no longer) a backup of policy web")),
+            "{why:?}"
+        );
     }
-    None
+
+    #[test]
+    fn a_creation_someone_else_made_is_refused() {
+        let policies = set(&[("web", WEB)]);
+        let mut inv = inventory();
+        inv.regions.get_mut("us-east-1").unwrap().images[0].created_at = now() - TimeDelta::days(2);
+        let saved = planner::plan(&policies, &inv, now());
+        assert_eq!(saved.summary().create, 1);
+        let made = image("ami-other-run", 0, "snap-other-run");
+        inv.regions.get_mut("us-east-1").unwrap().images.push(made);
+        let why = check(&saved, &policies, &inv);
+        assert!(
+            why.iter()
+                .any(|w| w.contains("new-image")
+                    && w.contains("a newer backup of i-0000000a appeared")),
+            "{why:?}"
+        );
+    }
 }

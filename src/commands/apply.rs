@@ -6,7 +6,6 @@ use crate::apply::{apply, NOT_STARTED};
 use crate::cli::{resolve_now, ApplyArgs, Cli, Format};
 use crate::error::{Error, ExitCode};
 use crate::guard;
-use crate::inventory::{Inventory, RegionInventory};
 use crate::lock::{self, ApplyLock};
 use crate::output::{Printer, Progress};
 use crate::plan::{Action, Plan};
@@ -98,13 +97,12 @@ async fn saved(
     let max_age = max_age
         .before(now)
         .map_or(TimeDelta::MAX, |cutoff| now - cutoff);
-    let provider = Arc::new(AwsProvider::new(&super::aws_options(cli)).await);
-    let mut observed = Inventory::empty();
-    for (region, what) in stale::rechecks(&plan) {
-        let inv = provider.recheck(&region, &what).await.map_err(Error::Aws)?;
-        observed.regions.insert(region, inv);
-    }
-    let differences = stale::differences(&plan, policies, &observed, now, max_age);
+    // Everything the plan's changes depend on (their sources, the sources'
+    // other backups, the images that use their snapshots) is what a plan
+    // observes, so observe as a plan does and let stale plan again.
+    let (provider, observation) = super::observe(cli, policies, printer, true, false).await?;
+    super::report_failures(&observation, policies);
+    let differences = stale::differences(&plan, policies, &observation.inventory, now, max_age);
     if !differences.is_empty() {
         return Err(Error::StalePlan {
             path: path.to_path_buf(),
@@ -224,14 +222,6 @@ impl Provider for Journaled {
             }
             result
         }
-    }
-
-    fn recheck(
-        &self,
-        region: &str,
-        what: &stale::Recheck,
-    ) -> impl Future<Output = Result<RegionInventory, ProviderError>> + Send {
-        self.inner.recheck(region, what)
     }
 
     fn sweep(

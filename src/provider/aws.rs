@@ -28,7 +28,6 @@ use crate::inventory::{
 use crate::output::Progress;
 use crate::plan::Action;
 use crate::policy::tags;
-use crate::stale::Recheck;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -261,16 +260,6 @@ impl Provider for AwsProvider {
         async move { execute(&client, &action).await }
     }
 
-    fn recheck(
-        &self,
-        region: &str,
-        what: &Recheck,
-    ) -> impl Future<Output = Result<RegionInventory, ProviderError>> + Send {
-        let client = self.client(region);
-        let what = what.clone();
-        async move { recheck_region(&client, &what).await }
-    }
-
     fn sweep(
         &self,
         region: &str,
@@ -337,35 +326,6 @@ async fn observe_region(
         .await?;
     }
     Ok(inv)
-}
-
-/// Observes again only what a saved plan touches, by id and by source.
-async fn recheck_region(client: &Client, what: &Recheck) -> Result<RegionInventory, ProviderError> {
-    let mut instances = BTreeMap::new();
-    for f in id_filters("instance-id", &what.instance_ids) {
-        describe_instances(client, vec![f], &mut instances).await?;
-    }
-    let source_tag = format!("tag:{}", crate::policy::tags::SOURCE);
-    let mut images = BTreeMap::new();
-    for f in id_filters("image-id", &what.image_ids)
-        .into_iter()
-        .chain(id_filters(&source_tag, &what.sources))
-    {
-        describe_images(client, vec![f], &mut images).await?;
-    }
-    let mut snapshots = BTreeMap::new();
-    for f in id_filters("snapshot-id", &what.snapshot_ids)
-        .into_iter()
-        .chain(id_filters(&source_tag, &what.sources))
-    {
-        describe_snapshots(client, vec![f], &mut snapshots).await?;
-    }
-    Ok(RegionInventory {
-        instances: instances.into_values().collect(),
-        volumes: Vec::new(),
-        images: images.into_values().collect(),
-        snapshots: snapshots.into_values().collect(),
-    })
 }
 
 /// One filter per batch of at most 200 values (EC2's limit per filter).

@@ -289,19 +289,6 @@ impl Provider for MemoryProvider {
         async move { result }
     }
 
-    /// The whole region: the in-memory EC2 has no throttling to spare.
-    async fn recheck(
-        &self,
-        region: &str,
-        _what: &crate::stale::Recheck,
-    ) -> Result<RegionInventory, ProviderError> {
-        let inv = self.inventory();
-        inv.regions
-            .get(region)
-            .cloned()
-            .ok_or_else(|| err("InvalidRegion", format!("no region {region}")))
-    }
-
     /// Deregistering already deleted the planned snapshots that no other
     /// image uses; the others stay, as in EC2.
     async fn sweep(&self, _region: &str, _snapshot_ids: &[String]) -> Result<(), ProviderError> {

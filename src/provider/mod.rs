@@ -164,15 +164,6 @@ pub trait Provider {
         action: &Action,
     ) -> impl Future<Output = Result<Done, ProviderError>> + Send;
 
-    /// Observes again what a saved plan touches in one region (see
-    /// [`crate::stale`]): only those instances, images and snapshots, and the
-    /// backups of the instances it would back up.
-    fn recheck(
-        &self,
-        region: &str,
-        what: &crate::stale::Recheck,
-    ) -> impl Future<Output = Result<crate::inventory::RegionInventory, ProviderError>> + Send;
-
     /// After images were deregistered: deletes whichever of their planned
     /// `snapshot_ids` still exist (EC2 may keep some, or was not asked to
     /// delete them), in as few calls as the provider can.

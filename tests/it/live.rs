@@ -740,7 +740,7 @@ fn a_saved_plan_is_applied_exactly_or_refused_with_every_difference() {
     );
     std::fs::write(
         policies.join("web.toml"),
-        DAILY_AMI.replace("keep_last = 2", "keep_last = 3"),
+        DAILY_AMI.replace("name = \"web\"", "name = \"web\"\ndescription = \"edited\""),
     )
     .unwrap();
     let err = stderr(&apply_saved(&day(4)));
@@ -748,8 +748,53 @@ fn a_saved_plan_is_applied_exactly_or_refused_with_every_difference() {
     assert!(err.contains("the policy files changed"), "{err}");
     std::fs::write(policies.join("web.toml"), DAILY_AMI).unwrap();
 
-    // Too old a plan.
+    // The newer backup that lets an old one go fails after the plan was
+    // saved (issue 9: the re-check looked only at the deletion target, and
+    // deleted a backup keep_last now protects).
     save(&day(5));
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(plan_file).unwrap()).unwrap();
+    let deletion = saved["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["actions"] == json!(["delete"]))
+        .unwrap()
+        .clone();
+    let source = deletion["source"].as_str().unwrap();
+    let dump = emu.dump("us-east-1");
+    let newest = owned(&dump, "images", "web")
+        .into_iter()
+        .filter(|i| i["tags"]["backupctl:source"] == source)
+        .max_by_key(|i| {
+            i["tags"]["backupctl:created-at"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    emu.control(
+        "set-state",
+        json!({"region": "us-east-1", "id": newest, "state": "failed"}),
+    );
+    let before = mutating_calls(&emu.calls());
+    let out = apply_saved(&day(5));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let id = deletion["id"].as_str().unwrap();
+    assert!(
+        stderr(&out).contains(&format!("a fresh plan keeps {id}")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(mutating_calls(&emu.calls()), before, "nothing was done");
+    emu.control(
+        "set-state",
+        json!({"region": "us-east-1", "id": newest, "state": "available"}),
+    );
+
+    // Too old a plan.
     let late =
         (chrono::DateTime::parse_from_rfc3339(&day(5)).unwrap() + Duration::hours(2)).to_rfc3339();
     let err = stderr(&apply_saved(&late));
