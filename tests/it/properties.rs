@@ -14,6 +14,7 @@ use backupctl::plan::{Action, Plan};
 use backupctl::planner::plan;
 use backupctl::policy::{parse_policy, PolicySet};
 use backupctl::provider::memory::MemoryProvider;
+use backupctl::stale::differences;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashSet};
@@ -569,8 +570,113 @@ fn failures(report: &backupctl::apply::ApplyReport) -> String {
     failed.join("; ")
 }
 
+/// What may happen between `plan --out` and `apply PLANFILE`: backups
+/// removed, added, re-tagged or failed, sources terminated, policies edited.
+fn meddle(g: &mut Gen, set: &PolicySet, inv: &Inventory) -> (PolicySet, Inventory, Vec<String>) {
+    let mut inv = inv.clone();
+    let mut set = set.clone();
+    let mut what = Vec::new();
+    let regions: Vec<String> = inv.regions.keys().cloned().collect();
+    for _ in 0..1 + g.below(3) {
+        let region = g.pick(&regions).clone();
+        let reg = inv.regions.get_mut(&region).unwrap();
+        match g.below(7) {
+            0 if !reg.images.is_empty() => {
+                let k = g.below(reg.images.len() as u64) as usize;
+                what.push(format!("removed {}", reg.images.remove(k).id));
+            }
+            1 if !reg.snapshots.is_empty() => {
+                let k = g.below(reg.snapshots.len() as u64) as usize;
+                what.push(format!("removed {}", reg.snapshots.remove(k).id));
+            }
+            2 if !reg.images.is_empty() => {
+                let k = g.below(reg.images.len() as u64) as usize;
+                let mut copy = reg.images[k].clone();
+                copy.id = format!("ami-added{k:012x}");
+                copy.name = copy.id.clone();
+                copy.created_at = now() + TimeDelta::minutes(1);
+                copy.snapshot_ids.clear();
+                what.push(format!("added {} like {}", copy.id, reg.images[k].id));
+                reg.images.push(copy);
+            }
+            3 if !reg.snapshots.is_empty() => {
+                let k = g.below(reg.snapshots.len() as u64) as usize;
+                let key = g.pick(&[
+                    "backupctl:policy",
+                    "backupctl:source",
+                    "backupctl:created-at",
+                    "backupctl:set",
+                ]);
+                reg.snapshots[k]
+                    .tags
+                    .insert(key.to_string(), "changed".into());
+                what.push(format!("re-tagged {} {key}", reg.snapshots[k].id));
+            }
+            4 if !reg.images.is_empty() => {
+                let k = g.below(reg.images.len() as u64) as usize;
+                reg.images[k].state = ImageState::Failed;
+                what.push(format!("{} failed", reg.images[k].id));
+            }
+            5 if !reg.instances.is_empty() => {
+                let k = g.below(reg.instances.len() as u64) as usize;
+                reg.instances[k].state = InstanceState::Terminated;
+                what.push(format!("{} terminated", reg.instances[k].id));
+            }
+            6 => {
+                set = policies(g);
+                set.digest = "sha256:edited".into();
+                what.push("policies edited".into());
+            }
+            _ => {}
+        }
+    }
+    (set, inv, what)
+}
+
+/// Issue 9: whatever happened between `plan --out` and `apply PLANFILE`,
+/// a saved plan that is accepted deletes nothing a fresh plan at that
+/// moment would not delete, in exactly the same way.
+fn run_saved_case(seed: u64) -> Result<(), String> {
+    let mut g = Gen(seed | 1);
+    let set = policies(&mut g);
+    let inv = inventory(&mut g);
+    let saved = plan(&set, &inv, now());
+    let hour = TimeDelta::hours(1);
+    let untouched = differences(&saved, &set, &inv, now(), hour);
+    if !untouched.is_empty() {
+        return Err(format!("an untouched plan is refused: {untouched:?}"));
+    }
+    let (later_set, later, what) = meddle(&mut g, &set, &inv);
+    let at = now() + TimeDelta::minutes(g.below(60) as i64);
+    if !differences(&saved, &later_set, &later, at, hour).is_empty() {
+        return Ok(());
+    }
+    let fresh = plan(&later_set, &later, at);
+    for c in saved.changes.iter().filter(|c| !c.action.is_create()) {
+        if !fresh
+            .changes
+            .iter()
+            .any(|f| f.address() == c.address() && f.action == c.action)
+        {
+            return Err(format!(
+                "after {what:?}, the saved plan was accepted with {} ({:?}), which a fresh plan at {at} does not make",
+                c.address(),
+                c.action
+            ));
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn a_saved_plan_never_deletes_what_a_fresh_plan_would_not(seed in any::<u64>()) {
+        if let Err(e) = run_saved_case(seed) {
+            prop_assert!(false, "seed {seed}: {e}");
+        }
+    }
 
     #[test]
     fn plans_keep_the_safety_invariants_and_converge(seed in any::<u64>()) {
