@@ -159,12 +159,16 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "DURATION", default_value = "1h")]
     pub max_plan_age: String,
 
-    /// Refuse a plan that deletes more than N backups in all.
-    #[arg(long, value_name = "N", default_value_t = crate::guard::DEFAULT_MAX_DELETES)]
-    pub max_deletes: usize,
+    /// Also hold back the deletions of a plan that deletes more than N
+    /// backups in all (default: no such limit; the guard's own rule is per
+    /// source, see --allow-mass-delete).
+    #[arg(long, value_name = "N")]
+    pub max_deletes: Option<usize>,
 
-    /// Apply even a plan that deletes more than --max-deletes backups, or
-    /// more than half of any one source's backups.
+    /// Delete even when the mass-deletion guard trips. Without it, a plan
+    /// that would delete more than half of any one source's backups in one
+    /// run (or more than --max-deletes in all) has its deletions held back
+    /// (exit 5); its due backups are still made.
     #[arg(long)]
     pub allow_mass_delete: bool,
 

@@ -21,6 +21,9 @@ pub enum ExitCode {
     /// nothing, an instance with no selected volume…), under
     /// `--fail-on-warning` only.
     Warnings = 4,
+    /// The mass-deletion guard held back the plan's deletions; its
+    /// creations were made.
+    DeletionsHeld = 5,
     /// Stopped by Ctrl-C (128 + SIGINT, as shells report it).
     Interrupted = 130,
 }

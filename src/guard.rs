@@ -1,25 +1,28 @@
-//! The mass-deletion guard: a plan that deletes more than an operator would
-//! expect is refused before anything happens, unless explicitly allowed.
+//! The mass-deletion guard: deletions far beyond what a run normally
+//! deletes are held back until a person allows them; creations never are.
 //!
 //! Retention is correct by construction, but its inputs are not: a policy
-//! edited from `max_age = "1 year"` to `"1 day"`, a wrong clock, or a tag
-//! mistake can make a correct plan delete most of the history at once. The
-//! guard turns that into a question for a person.
+//! edited from `max_age = "1 year"` to `"1 day"`, a wrong clock, or the first
+//! run after a long pause can make a correct plan delete most of a source's
+//! history at once. In the steady state of any fleet, whatever its size, a
+//! run deletes about one backup per source (the one the new backup
+//! replaces), never more than half of a source's backups, so that is the
+//! rule, per source; an absolute total only applies when asked for
+//! (`--max-deletes`). A guard that refused the whole apply stopped due
+//! backups with it, so it holds back only the deletions (see the apply
+//! command).
 
 use crate::plan::Plan;
 use std::collections::BTreeSet;
 
-/// Default for `--max-deletes`.
-pub const DEFAULT_MAX_DELETES: usize = 25;
-
-/// What the plan would do that the guard does not allow, one line each;
-/// empty when the plan may proceed.
-pub fn violations(plan: &Plan, max_deletes: usize) -> Vec<String> {
+/// What trips the guard in `plan`, one line each naming the rule; empty when
+/// the deletions may proceed.
+pub fn violations(plan: &Plan, max_deletes: Option<usize>) -> Vec<String> {
     let mut out = Vec::new();
     let deletes = plan.summary().delete;
-    if deletes > max_deletes {
+    if let Some(max) = max_deletes.filter(|max| deletes > *max) {
         out.push(format!(
-            "the plan deletes {deletes} backups, more than --max-deletes {max_deletes}"
+            "the plan deletes {deletes} backups, more than --max-deletes {max} allows"
         ));
     }
     let mut seen = BTreeSet::new();
@@ -30,7 +33,7 @@ pub fn violations(plan: &Plan, max_deletes: usize) -> Vec<String> {
             && seen.insert((&c.policy, &c.region, &c.source, left.before, left.after))
         {
             out.push(format!(
-                "policy {} in {}: source {} would lose {gone} of its {} backups (more than half)",
+                "policy {} in {}: source {} would lose {gone} of its {} backups in one run (the rule: never more than half of a source's backups at once)",
                 c.policy, c.region, c.source, left.before
             ));
         }
@@ -80,17 +83,17 @@ mod tests {
 
     #[test]
     fn half_of_a_source_is_allowed_more_is_not() {
-        assert!(violations(&plan(vec![deletion("i-1", "s-1", 2, 1)]), 25).is_empty());
+        assert!(violations(&plan(vec![deletion("i-1", "s-1", 2, 1)]), None).is_empty());
         let v = violations(
             &plan(vec![
                 deletion("i-1", "s-1", 3, 1),
                 deletion("i-1", "s-2", 3, 1),
             ]),
-            25,
+            None,
         );
         assert_eq!(
             v,
-            ["policy p in us-east-1: source i-1 would lose 2 of its 3 backups (more than half)"]
+            ["policy p in us-east-1: source i-1 would lose 2 of its 3 backups in one run (the rule: never more than half of a source's backups at once)"]
         );
     }
 
@@ -100,8 +103,8 @@ mod tests {
             .map(|i| deletion(&format!("i-{i}"), "s", 10, 9))
             .collect();
         assert_eq!(
-            violations(&plan(changes), 3),
-            ["the plan deletes 4 backups, more than --max-deletes 3"]
+            violations(&plan(changes), Some(3)),
+            ["the plan deletes 4 backups, more than --max-deletes 3 allows"]
         );
     }
 }

@@ -68,16 +68,45 @@ pub async fn run(
     if !plan.has_changes() {
         return Ok(failure_code);
     }
-    check_guard(&plan, args)?;
+    let (plan, held) = hold_mass_deletions(plan, args);
+    if !plan.has_changes() {
+        return Ok(after_apply(ExitCode::Success, failure_code, held));
+    }
     if !args.auto_approve && !confirmed()? {
         printer.note("Apply cancelled; nothing was changed.");
         return Ok(ExitCode::Invalid);
     }
-    // A failed or interrupted apply says so, whatever the observation said.
-    Ok(match execute(&plan, provider, lock, printer).await {
-        ExitCode::Success => failure_code,
-        other => other,
-    })
+    let code = execute(&plan, provider, lock, printer).await;
+    Ok(after_apply(code, failure_code, held))
+}
+
+/// The exit code once the plan ran: a failed or interrupted apply says so,
+/// then a failure seen while observing, then deletions the guard held back,
+/// then what the observation and plan said (warnings).
+fn after_apply(executed: ExitCode, observed: ExitCode, held: bool) -> ExitCode {
+    match (executed, observed) {
+        (ExitCode::Success, ExitCode::Failure) => ExitCode::Failure,
+        (ExitCode::Success, _) if held => ExitCode::DeletionsHeld,
+        (ExitCode::Success, observed) => observed,
+        (executed, _) => executed,
+    }
+}
+
+/// The mass-deletion guard: when it trips, every deletion of the plan is
+/// held back and said so on stderr, and the creations go ahead; a guard that
+/// stopped due backups would turn a retention scare into missing backups.
+fn hold_mass_deletions(mut plan: Plan, args: &ApplyArgs) -> (Plan, bool) {
+    let tripped = guard::violations(&plan, args.max_deletes);
+    if tripped.is_empty() || args.allow_mass_delete {
+        return (plan, false);
+    }
+    let held = plan.summary().delete;
+    plan.changes.retain(|c| c.action.is_create());
+    eprintln!(
+        "warning: the mass-deletion guard held back all {held} deletion(s) of this plan; the due backups are still made:\n  - {}\nNothing is deleted this run. If these deletions are intended (a shorter max_age, the first run after a long pause), run apply again with --allow-mass-delete.",
+        tripped.join("\n  - ")
+    );
+    (plan, true)
 }
 
 /// Applies a saved plan exactly, or nothing: what it touches is observed
@@ -113,7 +142,7 @@ async fn saved(
         printer.result("No changes.\n");
         return Ok(ExitCode::Success);
     }
-    check_guard(&plan, args)?;
+    let (plan, held) = hold_mass_deletions(plan, args);
     let sum = plan.summary();
     printer.note(&format!(
         "Applying {}: {} to create, {} to delete.",
@@ -121,18 +150,8 @@ async fn saved(
         sum.create,
         sum.delete
     ));
-    Ok(execute(&plan, provider, lock, printer).await)
-}
-
-fn check_guard(plan: &Plan, args: &ApplyArgs) -> Result<(), Error> {
-    let refused = guard::violations(plan, args.max_deletes);
-    if refused.is_empty() || args.allow_mass_delete {
-        return Ok(());
-    }
-    Err(Error::Usage(format!(
-        "refusing to apply: the plan deletes more than the mass-deletion guard allows:\n  - {}\nNothing was changed. Review the plan; if these deletions are intended, re-run with --allow-mass-delete (or raise --max-deletes).",
-        refused.join("\n  - ")
-    )))
+    let code = execute(&plan, provider, lock, printer).await;
+    Ok(after_apply(code, ExitCode::Success, held))
 }
 
 async fn execute(

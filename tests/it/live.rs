@@ -624,8 +624,10 @@ fn aws_that_cannot_be_used_is_one_clear_message_and_exit_3() {
     );
 }
 
+/// Issue 9: the guard used to refuse the whole apply (exit 1), so due
+/// backups were not made either.
 #[test]
-fn mass_deletion_is_refused_until_allowed() {
+fn mass_deletions_are_held_back_until_allowed_and_backups_are_still_made() {
     let emu = Emulator::start();
     emu.seed(
         json!({"region": "us-east-1", "instances": [{"count": 2, "tags": {"Backup": "daily"}}]}),
@@ -644,36 +646,55 @@ fn mass_deletion_is_refused_until_allowed() {
             .replace("max_age = \"2 days\"", "max_age = \"1 day\"")
             .as_str(),
     )]);
-    let before = mutating_calls(&emu.calls());
-    let refused = apply(&emu, &policies, &day(5));
-    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
-    let err = stderr(&refused);
-    assert!(err.contains("refusing to apply"), "{err}");
+    let held = apply(&emu, &policies, &day(5));
+    assert_eq!(
+        held.status.code(),
+        Some(5),
+        "{}\n{}",
+        stdout(&held),
+        stderr(&held)
+    );
+    let err = stderr(&held);
+    assert!(err.contains("held back all 6 deletion(s)"), "{err}");
     assert!(
-        err.contains("would lose 3 of its 5 backups (more than half)"),
+        err.contains("would lose 3 of its 5 backups in one run (the rule: never more than half"),
         "{err}"
     );
     assert!(err.contains("--allow-mass-delete"), "{err}");
-    assert_eq!(mutating_calls(&emu.calls()), before, "nothing was done");
+    assert!(
+        stdout(&held).contains("Apply complete: 2 created, 0 deleted, 0 failed."),
+        "the due backups are made: {}",
+        stdout(&held)
+    );
+    assert_eq!(owned(&emu.dump("us-east-1"), "images", "web").len(), 12);
 
-    let too_many = emu.run(
+    let allowed = emu.run(
         &policies,
-        &[
-            "apply",
-            "--auto-approve",
-            "--allow-mass-delete",
-            "--max-deletes",
-            "2",
-        ],
+        &["apply", "--auto-approve", "--allow-mass-delete"],
         &[("BACKUPCTL_NOW", &day(5))],
     );
-    ok(&too_many);
+    ok(&allowed);
     assert!(
-        stdout(&too_many).contains("Apply complete: 2 created, 6 deleted, 0 failed."),
+        stdout(&allowed).contains("Apply complete: 0 created, 8 deleted, 0 failed."),
         "{}",
-        stdout(&too_many)
+        stdout(&allowed)
     );
-    assert_eq!(owned(&emu.dump("us-east-1"), "images", "web").len(), 6);
+    assert_eq!(owned(&emu.dump("us-east-1"), "images", "web").len(), 4);
+
+    // An absolute limit only when asked for: day 8 deletes one backup of
+    // each source, as every day does, and that is two.
+    ok(&apply(&emu, &policies, &day(7)));
+    let out = emu.run(
+        &policies,
+        &["apply", "--auto-approve", "--max-deletes", "1"],
+        &[("BACKUPCTL_NOW", &day(8))],
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("more than --max-deletes 1 allows"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod every_command;
 mod faults;
 mod fuzz;
 mod golden;
+mod guard;
 mod json_contract;
 mod live;
 mod promises;
