@@ -181,12 +181,23 @@ pub struct ApplyArgs {
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
     /// Observe AWS and write the inventory JSON (for `plan --state`).
-    #[command(after_help = "Example:\n  backupctl state pull -o inventory.json\n  \
-backupctl --policies base/policies plan --state inventory.json")]
+    #[command(
+        after_help = "Example (a pull request: one observation that serves both plans):\n  \
+backupctl --policies policies state pull --also-policies base/policies -o inventory.json\n  \
+backupctl --policies base/policies plan --state inventory.json --out base.json\n  \
+backupctl --policies policies plan --state inventory.json --out head.json"
+    )]
     Pull {
         /// Write to FILE instead of stdout.
         #[arg(short, long, value_name = "FILE")]
         out: Option<PathBuf>,
+
+        /// Also observe what the policies in DIR select (repeatable): with
+        /// the base branch's policies, a plan of either set from this one
+        /// state sees every instance and region either set targets, so a
+        /// removed policy, narrowed selector or dropped region shows up.
+        #[arg(long, value_name = "DIR")]
+        also_policies: Vec<PathBuf>,
 
         /// Also observe backupctl's backups in every region enabled for the
         /// account (for audits: backups left in regions no policy targets).

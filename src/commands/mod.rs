@@ -69,9 +69,11 @@ pub async fn dispatch(cli: Cli, env: &Env) -> Result<ExitCode, Error> {
         Command::Validate => validate::run(&cli, &printer),
         Command::Plan(args) => plan::run(&cli, args, env, &printer).await,
         Command::Apply(args) => apply::run(&cli, args, env, &printer).await,
-        Command::State(StateCommand::Pull { out, all_regions }) => {
-            state::pull(&cli, out.as_deref(), *all_regions, &printer).await
-        }
+        Command::State(StateCommand::Pull {
+            out,
+            also_policies,
+            all_regions,
+        }) => state::pull(&cli, out.as_deref(), also_policies, *all_regions, &printer).await,
         Command::Show(args) => show::run(&cli, args, &printer),
         Command::Diff(args) => diff::run(args, &printer),
         Command::Completions { shell } => {

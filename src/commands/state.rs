@@ -5,15 +5,22 @@ use crate::cli::Cli;
 use crate::error::{Error, ExitCode};
 use crate::output::Printer;
 use crate::policy::load_dir;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub async fn pull(
     cli: &Cli,
     out: Option<&Path>,
+    also: &[PathBuf],
     all_regions: bool,
     printer: &Printer,
 ) -> Result<ExitCode, Error> {
-    let policies = load_dir(&cli.policies)?;
+    let mut policies = load_dir(&cli.policies)?;
+    // Only what to observe comes from the other sets: their policies join
+    // this one for the scope, names and all (a duplicate name is harmless
+    // here, nothing is planned).
+    for dir in also {
+        policies.policies.extend(load_dir(dir)?.policies);
+    }
     let (_, observation) = super::observe(cli, &policies, printer, true, all_regions).await?;
     let failed = super::report_failures(&observation, &policies);
     let json = observation.inventory.to_json();

@@ -21,9 +21,14 @@ const OWNERSHIP: [&str; 4] = [
 ];
 
 pub fn ok(out: &Output) {
+    exits(out, 0);
+}
+
+/// Asserts the exit code, showing both output streams when it differs.
+pub fn exits(out: &Output, code: i32) {
     assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(code),
         "stdout:\n{}\nstderr:\n{}",
         stdout(out),
         stderr(out)
@@ -647,13 +652,7 @@ fn mass_deletions_are_held_back_until_allowed_and_backups_are_still_made() {
             .as_str(),
     )]);
     let held = apply(&emu, &policies, &day(5));
-    assert_eq!(
-        held.status.code(),
-        Some(5),
-        "{}\n{}",
-        stdout(&held),
-        stderr(&held)
-    );
+    exits(&held, 5);
     let err = stderr(&held);
     assert!(err.contains("held back all 6 deletion(s)"), "{err}");
     assert!(
@@ -1059,4 +1058,71 @@ fn two_applies_of_one_policy_set_never_run_together() {
     // Released with its holder: the next run goes ahead.
     emu.faults(json!({}));
     ok(&apply(&emu, &policies, &day(0)));
+}
+
+/// Issue 9, item 3 (first part): `state pull` observed only what the head
+/// policies select, so a pull request that drops a region planned "no
+/// change". With `--also-policies` the one state serves both plans.
+#[test]
+fn one_state_pull_serves_the_base_and_head_plans_of_a_pull_request() {
+    let emu = Emulator::start();
+    for region in ["us-east-1", "eu-west-1"] {
+        emu.seed(json!({"region": region, "instances": [{"tags": {"Backup": "daily"}}]}));
+    }
+    let base = emu.dir.path().join("base");
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::write(base.join("web.toml"), DAILY_AMI).unwrap();
+    let head = emu.dir.policies(&[(
+        "web",
+        DAILY_AMI
+            .replace(
+                "regions = [\"us-east-1\", \"eu-west-1\"]",
+                "regions = [\"us-east-1\"]",
+            )
+            .as_str(),
+    )]);
+    let state = emu.dir.path().join("state.json");
+    let state = state.to_str().unwrap();
+    let now = day(0);
+    let env = [("BACKUPCTL_NOW", now.as_str())];
+    ok(&emu.run(
+        &head,
+        &[
+            "state",
+            "pull",
+            "--also-policies",
+            base.to_str().unwrap(),
+            "-o",
+            state,
+        ],
+        &env,
+    ));
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
+    assert!(
+        saved["regions"]["eu-west-1"]["instances"]
+            .as_array()
+            .is_some_and(|i| i.len() == 1),
+        "the region only the base targets is observed: {saved}"
+    );
+    let creates_in = |policies: &Path| -> BTreeSet<String> {
+        let out = emu.run(
+            policies,
+            &["plan", "--state", state, "--format", "json"],
+            &env,
+        );
+        ok(&out);
+        let plan: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        plan["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["actions"] == json!(["create"]))
+            .map(|c| c["region"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        creates_in(&base),
+        BTreeSet::from(["eu-west-1".to_string(), "us-east-1".to_string()])
+    );
+    assert_eq!(creates_in(&head), BTreeSet::from(["us-east-1".to_string()]));
 }

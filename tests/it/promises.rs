@@ -4,7 +4,7 @@
 //! policies that would back up nothing without a word.
 
 use crate::emulator::{day, Emulator};
-use crate::live::{apply, ok, owned, plan};
+use crate::live::{apply, exits, ok, owned, plan};
 use crate::support::{stderr, stdout};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{json, Value};
@@ -211,13 +211,7 @@ fn silent_non_backups_are_warnings_and_a_local_failure_costs_only_its_policy() {
         &["apply", "--auto-approve", "--fail-on-warning"],
         &[("BACKUPCTL_NOW", &now)],
     );
-    assert_eq!(
-        out.status.code(),
-        Some(4),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    exits(&out, 4);
     assert_eq!(owned(&emu.dump("us-east-1"), "images", "web").len(), 1);
 
     // A `local` policy on a host without instance metadata fails alone.
@@ -231,13 +225,7 @@ fn silent_non_backups_are_warnings_and_a_local_failure_costs_only_its_policy() {
         &["apply", "--auto-approve"],
         &[("BACKUPCTL_NOW", &tomorrow)],
     );
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    exits(&out, 3);
     let err = stderr(&out);
     assert!(
         err.contains("policy self ") && err.contains("instance metadata"),
