@@ -69,15 +69,8 @@ mod tests {
 
     fn plan(changes: Vec<Change>) -> Plan {
         Plan {
-            generated_at: Utc::now(),
-            policies_digest: String::new(),
-            inventory_fingerprint: String::new(),
             changes,
-            kept: vec![],
-            blocked: vec![],
-            orphans: vec![],
-            out_of_scope: vec![],
-            warnings: vec![],
+            ..Plan::empty(Utc::now())
         }
     }
 

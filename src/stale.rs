@@ -137,7 +137,7 @@ fn missing(c: &Change, fresh: &Plan, policies: &PolicySet, observed: &Inventory)
         Action::DeregisterImage { image_id: id, .. }
         | Action::DeleteSnapshot { snapshot_id: id }
         | Action::DeleteSnapshotSet { set_id: id, .. } => {
-            let ids = deleted_ids(&c.action);
+            let ids = c.action.deleted_ids();
             let owned = |b: &dyn Backup| b.tags().get(tags::POLICY) == Some(&c.policy);
             match find(region, &ids) {
                 Found::None => format!("{id} is gone"),
@@ -160,25 +160,6 @@ fn missing(c: &Change, fresh: &Plan, policies: &PolicySet, observed: &Inventory)
                 }
             }
         }
-    }
-}
-
-/// The image and snapshot ids a deletion would delete.
-fn deleted_ids(action: &Action) -> Vec<&str> {
-    match action {
-        Action::DeregisterImage {
-            image_id,
-            snapshot_ids,
-            ..
-        } => std::iter::once(image_id)
-            .chain(snapshot_ids)
-            .map(String::as_str)
-            .collect(),
-        Action::DeleteSnapshot { snapshot_id } => vec![snapshot_id.as_str()],
-        Action::DeleteSnapshotSet { snapshot_ids, .. } => {
-            snapshot_ids.iter().map(String::as_str).collect()
-        }
-        Action::CreateImage { .. } | Action::CreateSnapshots { .. } => Vec::new(),
     }
 }
 

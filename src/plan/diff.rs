@@ -5,8 +5,13 @@
 use super::text::{self, TextOptions};
 use super::{Change, Plan};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write;
+
+/// The diff document's version. 1.1: a deletion that deletes more ids
+/// than in BASE (a deregistration whose snapshots grew) is listed in
+/// `added` and counted in `deletions_added`, no longer in `changed`.
+pub const FORMAT_VERSION: &str = "1.1";
 
 /// Differences by change address.
 #[derive(Debug, Serialize)]
@@ -51,7 +56,7 @@ pub fn diff(base: &Plan, head: &Plan) -> PlanDiff {
     };
     let (b, h) = (index(base), index(head));
     let mut out = PlanDiff {
-        format_version: "1.0".into(),
+        format_version: FORMAT_VERSION.into(),
         same_inventory: base.inventory_fingerprint == head.inventory_fingerprint,
         added: Vec::new(),
         removed: Vec::new(),
@@ -69,8 +74,29 @@ pub fn diff(base: &Plan, head: &Plan) -> PlanDiff {
                 out.added.push(entry(c));
             }
             Some(old) if old.action != c.action => {
-                out.summary.changed += 1;
-                out.changed.push(entry(c));
+                // A deregistration that takes more snapshots with it than in
+                // BASE deletes more: that is an added deletion, not a detail.
+                let was: HashSet<&str> = old.action.deleted_ids().into_iter().collect();
+                let more: Vec<&str> = c
+                    .action
+                    .deleted_ids()
+                    .into_iter()
+                    .filter(|id| !was.contains(id))
+                    .collect();
+                if more.is_empty() {
+                    out.summary.changed += 1;
+                    out.changed.push(entry(c));
+                } else {
+                    out.summary.deletions_added += 1;
+                    out.added.push(DiffEntry {
+                        reason: format!(
+                            "deletes more than BASE: also {}; {}",
+                            more.join(", "),
+                            c.reason.message
+                        ),
+                        ..entry(c)
+                    });
+                }
             }
             Some(_) => {}
         }
@@ -159,4 +185,55 @@ pub fn render(d: &PlanDiff, base: &Plan, head: &Plan) -> String {
         sum.changed
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Action, Precondition, Reason, ReasonCode};
+    use chrono::Utc;
+
+    fn plan_deleting(snapshot_ids: &[&str]) -> Plan {
+        Plan {
+            inventory_fingerprint: "sha256:same".into(),
+            changes: vec![Change {
+                policy: "web".into(),
+                region: "us-east-1".into(),
+                source: "i-1".into(),
+                action: Action::DeregisterImage {
+                    image_id: "ami-1".into(),
+                    snapshot_ids: snapshot_ids.iter().map(|s| s.to_string()).collect(),
+                    kept_snapshot_ids: vec![],
+                },
+                reason: Reason {
+                    code: ReasonCode::Expired,
+                    message: "expired".into(),
+                },
+                backups_left: None,
+                precondition: Precondition::Delete {
+                    state: "available".into(),
+                    tags: Default::default(),
+                },
+            }],
+            ..Plan::empty(Utc::now())
+        }
+    }
+
+    /// Issue 9: grown `snapshot_ids` counted as "changed", not as deletions.
+    #[test]
+    fn a_deregistration_that_takes_more_snapshots_is_an_added_deletion() {
+        let d = diff(
+            &plan_deleting(&["snap-1"]),
+            &plan_deleting(&["snap-1", "snap-2"]),
+        );
+        assert_eq!(d.summary.deletions_added, 1);
+        assert_eq!(d.summary.changed, 0);
+        assert!(d.added[0].reason.contains("also snap-2"), "{:?}", d.added);
+        // Fewer snapshots is a change, not a deletion added.
+        let d = diff(
+            &plan_deleting(&["snap-1", "snap-2"]),
+            &plan_deleting(&["snap-1"]),
+        );
+        assert_eq!((d.summary.deletions_added, d.summary.changed), (0, 1));
+    }
 }

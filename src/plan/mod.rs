@@ -151,6 +151,25 @@ impl Action {
         }
     }
 
+    /// Every image and snapshot id a deletion removes (none for a creation).
+    pub fn deleted_ids(&self) -> Vec<&str> {
+        match self {
+            Action::DeregisterImage {
+                image_id,
+                snapshot_ids,
+                ..
+            } => std::iter::once(image_id)
+                .chain(snapshot_ids)
+                .map(String::as_str)
+                .collect(),
+            Action::DeleteSnapshot { snapshot_id } => vec![snapshot_id.as_str()],
+            Action::DeleteSnapshotSet { snapshot_ids, .. } => {
+                snapshot_ids.iter().map(String::as_str).collect()
+            }
+            Action::CreateImage { .. } | Action::CreateSnapshots { .. } => Vec::new(),
+        }
+    }
+
     /// The existing resource a deletion removes.
     pub fn target_id(&self) -> Option<&str> {
         match self {
@@ -158,6 +177,23 @@ impl Action {
             Action::DeleteSnapshot { snapshot_id } => Some(snapshot_id),
             Action::DeleteSnapshotSet { set_id, .. } => Some(set_id),
             _ => None,
+        }
+    }
+}
+
+impl Plan {
+    /// A plan for `generated_at` with nothing in it yet.
+    pub fn empty(generated_at: DateTime<Utc>) -> Plan {
+        Plan {
+            generated_at,
+            policies_digest: String::new(),
+            inventory_fingerprint: String::new(),
+            changes: Vec::new(),
+            kept: Vec::new(),
+            blocked: Vec::new(),
+            orphans: Vec::new(),
+            out_of_scope: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 }

@@ -253,9 +253,6 @@ mod tests {
 
     fn plan() -> Plan {
         Plan {
-            generated_at: chrono::Utc.with_ymd_and_hms(2026, 11, 22, 6, 0, 0).unwrap(),
-            policies_digest: String::new(),
-            inventory_fingerprint: String::new(),
             changes: vec![Change {
                 policy: "p".into(),
                 region: "us-east-1".into(),
@@ -276,11 +273,7 @@ mod tests {
                     tags: Default::default(),
                 },
             }],
-            kept: vec![],
-            blocked: vec![],
-            orphans: vec![],
-            out_of_scope: vec![],
-            warnings: vec![],
+            ..Plan::empty(chrono::Utc.with_ymd_and_hms(2026, 11, 22, 6, 0, 0).unwrap())
         }
     }
 

@@ -62,7 +62,7 @@ pub fn plan(policies: &PolicySet, inventory: &Inventory, now: DateTime<Utc>) -> 
             .collect();
         (fingerprint.join().unwrap_or_else(rethrow), regions)
     });
-    let mut out = empty_plan(now);
+    let mut out = Plan::empty(now);
     out.policies_digest = policies.digest.clone();
     out.inventory_fingerprint = inventory_fingerprint;
     warnings::clock(inventory, now, &mut out.warnings);
@@ -105,20 +105,6 @@ fn rethrow<T>(panic: Box<dyn std::any::Any + Send>) -> T {
     std::panic::resume_unwind(panic)
 }
 
-fn empty_plan(now: DateTime<Utc>) -> Plan {
-    Plan {
-        generated_at: now,
-        policies_digest: String::new(),
-        inventory_fingerprint: String::new(),
-        changes: Vec::new(),
-        kept: Vec::new(),
-        blocked: Vec::new(),
-        orphans: Vec::new(),
-        out_of_scope: Vec::new(),
-        warnings: Vec::new(),
-    }
-}
-
 /// What planning one region found, merged into the plan by [`plan`].
 struct RegionResult<'p> {
     /// Its changes, kept, blocked, orphans and out-of-scope backups.
@@ -135,7 +121,7 @@ fn plan_region<'p>(
     inv: &'p RegionInventory,
     now: DateTime<Utc>,
 ) -> RegionResult<'p> {
-    let mut out = empty_plan(now);
+    let mut out = Plan::empty(now);
     let mut warnings = Vec::new();
     let mut selected = BTreeSet::new();
     let local = inventory
