@@ -133,6 +133,11 @@ pub struct DiffArgs {
     /// Exit 2 when the plans differ (0 when they do not).
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Exit 6 when HEAD loses backups: it deletes something BASE would not,
+    /// or a source BASE backs up is backed up by no policy of HEAD. The
+    /// gate for pull requests; it wins over --detailed-exitcode's 2.
+    #[arg(long)]
+    pub fail_on_loss: bool,
 }
 
 #[derive(Debug, Args)]

@@ -24,6 +24,8 @@ pub enum ExitCode {
     /// The mass-deletion guard held back the plan's deletions; its
     /// creations were made.
     DeletionsHeld = 5,
+    /// `diff --fail-on-loss`: HEAD deletes more, or backs up less, than BASE.
+    Loss = 6,
     /// Stopped by Ctrl-C (128 + SIGINT, as shells report it).
     Interrupted = 130,
 }

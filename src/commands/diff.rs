@@ -18,7 +18,9 @@ pub fn run(args: &DiffArgs, printer: &Printer) -> Result<ExitCode, Error> {
             ))
         }
     }
-    Ok(if args.detailed_exitcode && !d.is_empty() {
+    Ok(if args.fail_on_loss && d.loses_backups() {
+        ExitCode::Loss
+    } else if args.detailed_exitcode && !d.is_empty() {
         ExitCode::Changes
     } else {
         ExitCode::Success

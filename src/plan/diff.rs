@@ -5,13 +5,14 @@
 use super::text::{self, TextOptions};
 use super::{Change, Plan};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write;
 
 /// The diff document's version. 1.1: a deletion that deletes more ids
 /// than in BASE (a deregistration whose snapshots grew) is listed in
-/// `added` and counted in `deletions_added`, no longer in `changed`.
-pub const FORMAT_VERSION: &str = "1.1";
+/// `added` and counted in `deletions_added`, no longer in `changed`. 1.2:
+/// `backups_stopped`, the sources BASE backs up and HEAD does not.
+pub const FORMAT_VERSION: &str = "1.2";
 
 /// Differences by change address.
 #[derive(Debug, Serialize)]
@@ -23,7 +24,20 @@ pub struct PlanDiff {
     pub removed: Vec<DiffEntry>,
     /// Same address, different action details.
     pub changed: Vec<DiffEntry>,
+    /// Sources some policy of BASE backs up (due now or not) and no policy
+    /// of HEAD backs up with the same kind of backup.
+    pub backups_stopped: Vec<StoppedEntry>,
     pub summary: DiffSummary,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StoppedEntry {
+    pub region: String,
+    pub source: String,
+    /// `image` or `snapshot`: the kind of backup that stops.
+    pub resource_type: String,
+    /// The BASE policies that back it up.
+    pub base_policies: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -40,6 +54,7 @@ pub struct DiffSummary {
     pub creations_added: usize,
     pub creations_removed: usize,
     pub changed: usize,
+    pub backups_stopped: usize,
 }
 
 fn entry(c: &Change) -> DiffEntry {
@@ -61,8 +76,10 @@ pub fn diff(base: &Plan, head: &Plan) -> PlanDiff {
         added: Vec::new(),
         removed: Vec::new(),
         changed: Vec::new(),
+        backups_stopped: stopped(base, head),
         summary: DiffSummary::default(),
     };
+    out.summary.backups_stopped = out.backups_stopped.len();
     for (address, c) in &h {
         match b.get(address) {
             None => {
@@ -114,9 +131,35 @@ pub fn diff(base: &Plan, head: &Plan) -> PlanDiff {
     out
 }
 
+/// Sources covered in BASE that HEAD no longer covers, by kind of backup.
+fn stopped(base: &Plan, head: &Plan) -> Vec<StoppedEntry> {
+    let key = |c: &super::Covered| (c.region.clone(), c.source.clone(), c.resource_type);
+    let in_head: BTreeSet<_> = head.covered.iter().map(key).collect();
+    let mut lost: BTreeMap<_, Vec<String>> = BTreeMap::new();
+    for c in base.covered.iter().filter(|c| !in_head.contains(&key(c))) {
+        lost.entry(key(c)).or_default().push(c.policy.clone());
+    }
+    lost.into_iter()
+        .map(|((region, source, rt), base_policies)| StoppedEntry {
+            region,
+            source,
+            resource_type: rt.as_str().to_string(),
+            base_policies,
+        })
+        .collect()
+}
+
 impl PlanDiff {
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.changed.is_empty()
+            && self.backups_stopped.is_empty()
+    }
+
+    /// HEAD deletes something BASE would not, or stops backing up a source.
+    pub fn loses_backups(&self) -> bool {
+        self.summary.deletions_added > 0 || !self.backups_stopped.is_empty()
     }
 
     pub fn to_json(&self) -> String {
@@ -147,6 +190,20 @@ pub fn render(d: &PlanDiff, base: &Plan, head: &Plan) -> String {
         ("Creations HEAD no longer makes:", &d.removed, "create"),
         ("Changed (same backup, different action):", &d.changed, ""),
     ];
+    if !d.backups_stopped.is_empty() {
+        let _ = writeln!(s, "Sources HEAD no longer backs up:");
+        for e in &d.backups_stopped {
+            let _ = writeln!(
+                s,
+                "  - {}/{} ({} backups; BASE: {})",
+                e.region,
+                e.source,
+                e.resource_type,
+                e.base_policies.join(", ")
+            );
+        }
+        let _ = writeln!(s);
+    }
     for (title, entries, kind) in sections {
         let list: Vec<&DiffEntry> = entries
             .iter()
@@ -177,12 +234,13 @@ pub fn render(d: &PlanDiff, base: &Plan, head: &Plan) -> String {
     let sum = &d.summary;
     let _ = writeln!(
         s,
-        "Diff: {} deletions added, {} removed; {} creations added, {} removed; {} changed.",
+        "Diff: {} deletions added, {} removed; {} creations added, {} removed; {} changed; {} sources no longer backed up.",
         sum.deletions_added,
         sum.deletions_removed,
         sum.creations_added,
         sum.creations_removed,
-        sum.changed
+        sum.changed,
+        sum.backups_stopped
     );
     s
 }

@@ -10,8 +10,8 @@
 //! by hand (or damaged) is refused rather than applied.
 
 use super::{
-    Action, BackupsLeft, Blocked, Change, Kept, Orphan, Plan, Precondition, Reason, ReasonCode,
-    ResourceType,
+    Action, BackupsLeft, Blocked, Change, Covered, Kept, Orphan, Plan, Precondition, Reason,
+    ReasonCode, ResourceType,
 };
 use crate::inventory::Tags;
 use chrono::SecondsFormat;
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// `major.minor`. Readers must refuse an unknown major version.
-pub const FORMAT_VERSION: &str = "1.2";
+pub const FORMAT_VERSION: &str = "1.3";
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +37,9 @@ pub struct JsonPlan {
     #[serde(default)]
     pub out_of_scope: Vec<JsonOrphan>,
     pub warnings: Vec<String>,
+    /// Every source each policy backs up, due now or not (1.3).
+    #[serde(default)]
+    pub covered: Vec<JsonCovered>,
     pub summary: JsonSummary,
     /// `sha256:<hex>` of this document serialised with `checksum` empty.
     pub checksum: String,
@@ -170,6 +173,15 @@ pub struct JsonOrphan {
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct JsonCovered {
+    pub policy: String,
+    pub region: String,
+    pub source: String,
+    pub resource_type: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct JsonSummary {
     pub create: usize,
     pub delete: usize,
@@ -244,6 +256,16 @@ impl JsonPlan {
             orphans: plan.orphans.iter().map(orphan).collect(),
             out_of_scope: plan.out_of_scope.iter().map(orphan).collect(),
             warnings: plan.warnings.clone(),
+            covered: plan
+                .covered
+                .iter()
+                .map(|c| JsonCovered {
+                    policy: c.policy.clone(),
+                    region: c.region.clone(),
+                    source: c.source.clone(),
+                    resource_type: c.resource_type.as_str().to_string(),
+                })
+                .collect(),
             summary: JsonSummary {
                 create: summary.create,
                 delete: summary.delete,
@@ -389,6 +411,18 @@ impl JsonPlan {
             .into_iter()
             .map(orphan)
             .collect::<Result<_, _>>()?;
+        let covered = self
+            .covered
+            .into_iter()
+            .map(|c| {
+                Ok(Covered {
+                    resource_type: resource(&c.resource_type)?,
+                    policy: c.policy,
+                    region: c.region,
+                    source: c.source,
+                })
+            })
+            .collect::<Result<_, String>>()?;
         Ok(Plan {
             generated_at: time(&self.generated_at)?,
             policies_digest: self.policies_digest,
@@ -399,6 +433,7 @@ impl JsonPlan {
             orphans,
             out_of_scope,
             warnings: self.warnings,
+            covered,
         })
     }
 }

@@ -32,6 +32,19 @@ pub struct Plan {
     pub out_of_scope: Vec<Orphan>,
     /// Things an operator should look at that are not errors.
     pub warnings: Vec<String>,
+    /// Every source each policy backs up (whether or not a backup is due
+    /// now), so that comparing two plans shows sources no longer backed up.
+    pub covered: Vec<Covered>,
+}
+
+/// One source that one policy backs up in one region.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Covered {
+    pub policy: String,
+    pub region: String,
+    pub source: String,
+    /// `Image` for AMI policies, `Snapshot` for snapshot policies.
+    pub resource_type: ResourceType,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -194,6 +207,7 @@ impl Plan {
             orphans: Vec::new(),
             out_of_scope: Vec::new(),
             warnings: Vec::new(),
+            covered: Vec::new(),
         }
     }
 }

@@ -30,7 +30,9 @@ pub mod warnings;
 mod tests;
 
 use crate::inventory::{newest_live, Backup, Instance, Inventory, RegionInventory, Tags};
-use crate::plan::{Action, Change, Kept, Plan, Precondition, Reason, ReasonCode, ResourceType};
+use crate::plan::{
+    Action, Change, Covered, Kept, Plan, Precondition, Reason, ReasonCode, ResourceType,
+};
 use crate::policy::{tags, Kind, Policy, PolicySet, Reboot};
 use chrono::{DateTime, SecondsFormat, Utc};
 use deletions::{display_source, Deletions};
@@ -74,6 +76,7 @@ pub fn plan(policies: &PolicySet, inventory: &Inventory, now: DateTime<Utc>) -> 
         out.blocked.extend(r.plan.blocked);
         out.orphans.extend(r.plan.orphans);
         out.out_of_scope.extend(r.plan.out_of_scope);
+        out.covered.extend(r.plan.covered);
         region_warnings.extend(r.warnings);
         selected_anywhere.extend(r.selected);
     }
@@ -95,6 +98,7 @@ fn sort_lists(plan: &mut Plan) {
     plan.blocked.sort_by(|a, b| {
         (&a.policy, &a.region, &a.snapshot_id).cmp(&(&b.policy, &b.region, &b.snapshot_id))
     });
+    plan.covered.sort();
     for list in [&mut plan.orphans, &mut plan.out_of_scope] {
         list.sort_by(|a, b| (&a.policy, &a.region, &a.id).cmp(&(&b.policy, &b.region, &b.id)));
     }
@@ -197,7 +201,19 @@ impl<'a> RegionPlan<'a, '_> {
             .map(|s| (s.instance.id.as_str(), s.volumes.clone()))
             .collect();
         let backups = self.index.backups_of(policy, &volumes);
+        let resource_type = match policy.backup.kind {
+            Kind::Ami => ResourceType::Image,
+            Kind::Snapshot => ResourceType::Snapshot,
+        };
         for selected in &selection {
+            if policy.backup.kind == Kind::Ami || !selected.volumes.is_empty() {
+                self.out.covered.push(Covered {
+                    policy: policy.name.clone(),
+                    region: self.region.to_string(),
+                    source: selected.instance.id.clone(),
+                    resource_type,
+                });
+            }
             if let Some(change) = self.creation(policy, selected, &backups) {
                 self.out.changes.push(change);
             }

@@ -20,8 +20,18 @@ struct Plan {
     orphans: Vec<Orphan>,
     out_of_scope: Vec<Orphan>,
     warnings: Vec<String>,
+    covered: Vec<Covered>,
     summary: Summary,
     checksum: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Covered {
+    policy: String,
+    region: String,
+    source: String,
+    resource_type: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,7 +135,7 @@ struct Summary {
 }
 
 fn check(plan: &Plan, name: &str) {
-    assert_eq!(plan.format_version, "1.2", "{name}");
+    assert_eq!(plan.format_version, "1.3", "{name}");
     assert_eq!(plan.tool.name, "backupctl", "{name}");
     assert!(!plan.tool.version.is_empty(), "{name}");
     assert!(plan.generated_at.ends_with('Z'), "{name}: UTC RFC 3339");
@@ -290,6 +300,20 @@ fn check(plan: &Plan, name: &str) {
         let _ = &o.source;
     }
     let _ = &plan.warnings;
+    for c in &plan.covered {
+        assert!(!c.policy.is_empty() && !c.region.is_empty() && c.source.starts_with("i-"));
+        assert!(["image", "snapshot"].contains(&c.resource_type.as_str()));
+    }
+    // Every source a creation backs up is covered by that policy.
+    for c in plan.changes.iter().filter(|c| c.actions == ["create"]) {
+        assert!(
+            plan.covered
+                .iter()
+                .any(|v| v.policy == c.policy && v.region == c.region && v.source == c.source),
+            "{name}: {} is created but not covered",
+            c.address
+        );
+    }
 }
 
 #[test]

@@ -62,7 +62,7 @@ fn diff_shows_the_deletions_a_policy_change_adds() {
     );
     assert!(
         text.ends_with(
-            "Diff: 2 deletions added, 0 removed; 0 creations added, 0 removed; 0 changed.\n"
+            "Diff: 2 deletions added, 0 removed; 0 creations added, 0 removed; 0 changed; 0 sources no longer backed up.\n"
         ),
         "{text}"
     );
@@ -81,7 +81,7 @@ fn diff_shows_the_deletions_a_policy_change_adds() {
     let same = backupctl(&["diff", b, b, "--detailed-exitcode"]);
     assert_eq!(same.status.code(), Some(0));
     assert!(stdout(&same).ends_with(
-        "Diff: 0 deletions added, 0 removed; 0 creations added, 0 removed; 0 changed.\n"
+        "Diff: 0 deletions added, 0 removed; 0 creations added, 0 removed; 0 changed; 0 sources no longer backed up.\n"
     ));
 
     let md = backupctl(&["show", h, "--format", "markdown"]);
@@ -90,4 +90,200 @@ fn diff_shows_the_deletions_a_policy_change_adds() {
         "{}",
         stdout(&md)
     );
+}
+
+/// Issue 9, item 3: the pull-request gate, end to end against the emulator.
+/// Each head change below loses backups and must exit 6 under
+/// `diff --fail-on-loss`; a harmless edit must not.
+#[test]
+fn the_pull_request_gate_sees_every_lost_backup() {
+    use crate::emulator::{day, Emulator};
+    use crate::live::{apply, exits, ok};
+    use serde_json::json;
+
+    let emu = Emulator::start();
+    for region in ["us-east-1", "eu-west-1"] {
+        emu.seed(
+            json!({"region": region, "instances": [{"tags": {"Backup": "daily"},
+            "volumes": [{"device": "/dev/sdf", "tags": {"Snapshot": "yes"}}]}]}),
+        );
+    }
+    let web = "name = \"web\"\n[target]\nregions = [\"us-east-1\", \"eu-west-1\"]\n\
+               instance_tags = { Backup = \"daily\" }\n[backup]\nkind = \"ami\"\n\
+               [retention]\nmax_age = \"30 days\"\nkeep_last = 1\n";
+    let data = "name = \"data\"\n[target]\nregions = [\"us-east-1\", \"eu-west-1\"]\n\
+                instance_tags = { Backup = \"daily\" }\nvolume_tags = { Snapshot = \"yes\" }\n\
+                [backup]\nkind = \"snapshot\"\n[retention]\nmax_age = \"30 days\"\nkeep_last = 1\n";
+    let base = emu.dir.path().join("base");
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::write(base.join("web.toml"), web).unwrap();
+    std::fs::write(base.join("data.toml"), data).unwrap();
+    for d in 0..3 {
+        ok(&apply(&emu, &base, &day(d)));
+    }
+    let now = day(3);
+    let env = [("BACKUPCTL_NOW", now.as_str())];
+    let file = |name: &str| emu.dir.path().join(name).to_str().unwrap().to_string();
+    /// What the pull request does, its policy files, the gate's exit code.
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, i32);
+    let cases: [Case; 5] = [
+        ("removed policy", vec![("web", web.to_string())], 6),
+        (
+            "narrowed selector",
+            vec![
+                (
+                    "web",
+                    web.replace("Backup = \"daily\"", "Backup = \"daily\", Tier = \"web\""),
+                ),
+                ("data", data.to_string()),
+            ],
+            6,
+        ),
+        (
+            "removed region",
+            vec![
+                ("web", web.replace(", \"eu-west-1\"", "")),
+                ("data", data.to_string()),
+            ],
+            6,
+        ),
+        (
+            "shortened max_age",
+            vec![
+                ("web", web.replace("30 days", "1 day")),
+                ("data", data.to_string()),
+            ],
+            6,
+        ),
+        (
+            "a harmless edit",
+            vec![
+                (
+                    "web",
+                    web.replace("name = \"web\"", "name = \"web\"\ndescription = \"AMIs\""),
+                ),
+                ("data", data.to_string()),
+            ],
+            0,
+        ),
+    ];
+    for (what, files, code) in cases {
+        let refs: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+        let head = emu.dir.policies(&refs);
+        let (state, b, h) = (file("state.json"), file("base.json"), file("head.json"));
+        let pull = [
+            "state",
+            "pull",
+            "--also-policies",
+            base.to_str().unwrap(),
+            "-o",
+            &state,
+        ];
+        ok(&emu.run(&head, &pull, &env));
+        ok(&emu.run(&base, &["plan", "--state", &state, "--out", &b], &env));
+        ok(&emu.run(&head, &["plan", "--state", &state, "--out", &h], &env));
+        let out = emu.run(&head, &["diff", &b, &h, "--fail-on-loss"], &env);
+        exits(&out, code);
+        if code == 6 {
+            let text = stdout(&out);
+            assert!(
+                text.contains("Sources HEAD no longer backs up:")
+                    || text.contains("Deletions HEAD adds"),
+                "{what}: {text}"
+            );
+        }
+    }
+}
+
+/// The shipped GitHub Actions workflow (examples/) is valid YAML, and its
+/// backupctl lines, run in order against the emulator, are the recipe that
+/// works: one observation for both plans, a Markdown comment, the gate.
+#[test]
+fn the_shipped_pull_request_workflow_runs_the_recipe() {
+    use crate::emulator::{day, Emulator};
+    use crate::live::{exits, ok};
+    use serde_json::json;
+
+    let emu = Emulator::start();
+    let python = std::env::var_os("BACKUPCTL_TEST_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv/bin/python"));
+    let parsed = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1])), default=str))",
+        ])
+        .arg(root().join("examples/github-pull-request.yml"))
+        .output()
+        .unwrap();
+    assert!(parsed.status.success(), "{}", stderr(&parsed));
+    let workflow: Value = serde_json::from_str(&stdout(&parsed)).unwrap();
+    // YAML 1.1 reads the key `on` as true.
+    assert!(workflow["true"]["pull_request"].is_object(), "{workflow}");
+    let steps = workflow["jobs"]["plan"]["steps"].as_array().unwrap();
+    let lines: Vec<String> = steps
+        .iter()
+        .filter_map(|s| s["run"].as_str())
+        .flat_map(|r| {
+            r.lines()
+                .map(str::trim)
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| l.starts_with("backupctl "))
+        .collect();
+    assert!(lines.len() >= 5, "{lines:?}");
+
+    emu.seed(json!({"region": "us-east-1", "instances": [{"tags": {"Backup": "daily"}}]}));
+    let dir = emu.dir.path();
+    let web = "name = \"web\"\n[target]\nregions = [\"us-east-1\"]\ninstance_tags = { Backup = \"daily\" }\n\
+               [backup]\nkind = \"ami\"\n[retention]\nmax_age = \"7 days\"\n";
+    for side in ["base", "head"] {
+        std::fs::create_dir_all(dir.join(side).join("policies")).unwrap();
+    }
+    std::fs::write(dir.join("base/policies/web.toml"), web).unwrap();
+    // The pull request narrows the selector to nothing: the gate must fail.
+    std::fs::write(
+        dir.join("head/policies/web.toml"),
+        web.replace("Backup = \"daily\"", "Backup = \"daily\", Tier = \"web\""),
+    )
+    .unwrap();
+    let now = day(0);
+    let env = [("BACKUPCTL_NOW", now.as_str())];
+    let mut last = None;
+    for line in &lines {
+        let (command, redirect) = match line.split_once(" > ") {
+            Some((c, r)) => (c, Some(r.split_whitespace().next().unwrap())),
+            None => (line.as_str(), None),
+        };
+        let command = command.trim_end_matches(" || true");
+        let mut words: Vec<&str> = command.split_whitespace().skip(1).collect();
+        let policies = match words.first() {
+            Some(&"--policies") => {
+                let p = dir.join(words[1]);
+                words.drain(..2);
+                p
+            }
+            _ => dir.join("head/policies"),
+        };
+        let out = emu.run(&policies, &words, &env);
+        if let Some(file) = redirect {
+            std::fs::write(dir.join(file), &out.stdout).unwrap();
+        }
+        if let Some((line, out)) = last.replace((line.clone(), out)) {
+            if !line.contains("|| true") {
+                assert_eq!(out.status.code(), Some(0), "{line}: {}", stderr(&out));
+            }
+        }
+    }
+    let (line, out) = last.unwrap();
+    assert!(
+        line.contains("diff base.json head.json --fail-on-loss"),
+        "{line}"
+    );
+    exits(&out, 6);
+    assert!(stdout(&out).contains("Sources HEAD no longer backs up:"));
+    let comment = std::fs::read_to_string(dir.join("comment.md")).unwrap();
+    assert!(!comment.is_empty());
+    ok(&emu.run(&dir.join("base/policies"), &["show", "base.json"], &env));
 }
