@@ -71,7 +71,7 @@ pub enum Command {
     /// Show what would be created and deleted; changes nothing.
     #[command(
         after_help = "Examples:\n  backupctl plan\n  backupctl plan --state inventory.json\n  \
-backupctl plan --state inventory.json --at 2027-01-01   # what would be purged by then\n  \
+backupctl plan --state inventory.json --at 2027-01-01   # one run at that time, on today's backups\n  \
 backupctl plan --state inventory.json --format json --out plan.json --detailed-exitcode"
     )]
     Plan(PlanArgs),
@@ -82,7 +82,9 @@ backupctl apply --auto-approve   # from cron, systemd timers, CI schedules\n  \
 backupctl apply plan.json        # exactly a reviewed plan, or nothing\n\n\
 Exit status: 0 when everything was applied (or nothing was to do), 1 when \
 nothing was done because of invalid input or a refused confirmation, 3 when a \
-region could not be observed or an action failed."
+region could not be observed or an action failed, 4 (with --fail-on-warning) when \
+the plan warned, 5 when the mass-deletion guard held back the deletions (the due \
+backups were still made)."
     )]
     Apply(ApplyArgs),
     /// Work with observed state (inventory files).
@@ -114,6 +116,15 @@ backupctl --policies base/policies plan --state state.json --out base.json\n  \
 backupctl --policies policies plan --state state.json --out head.json\n  \
 backupctl diff base.json head.json --detailed-exitcode")]
     Diff(DiffArgs),
+    /// Simulate every scheduled run up to a date: what each policy will
+    /// delete, and when. Changes nothing.
+    #[command(
+        after_help = "Examples:\n  backupctl forecast --until 2027-01-01                 # what will be purged by New Year?\n  \
+backupctl forecast --state inventory.json --until 2027-01-01 --format json\n\n\
+Runs are simulated as often as the most frequent policy's `every`; backups still \
+pending are assumed to complete, and every run is assumed to happen."
+    )]
+    Forecast(ForecastArgs),
     /// Render a saved plan (from `plan --out`).
     #[command(
         after_help = "Examples:\n  backupctl show plan.json\n  backupctl show plan.json --format markdown > comment.md"
@@ -138,6 +149,27 @@ pub struct DiffArgs {
     /// gate for pull requests; it wins over --detailed-exitcode's 2.
     #[arg(long)]
     pub fail_on_loss: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ForecastArgs {
+    /// Simulate runs up to this time (RFC 3339, or a date meaning midnight
+    /// UTC).
+    #[arg(long, value_name = "TIME")]
+    pub until: String,
+
+    /// Start from a saved inventory (JSON) instead of observing AWS.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+
+    /// Start at this time instead of now (RFC 3339 or a date). Overrides
+    /// BACKUPCTL_NOW.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+
+    /// `text`, `json` or `markdown`.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]

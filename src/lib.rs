@@ -16,6 +16,7 @@ pub mod apply;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod forecast;
 pub mod guard;
 pub mod iam;
 pub mod inventory;

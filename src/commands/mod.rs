@@ -3,6 +3,7 @@
 
 mod apply;
 mod diff;
+mod forecast;
 mod plan;
 mod show;
 mod state;
@@ -75,6 +76,7 @@ pub async fn dispatch(cli: Cli, env: &Env) -> Result<ExitCode, Error> {
             all_regions,
         }) => state::pull(&cli, out.as_deref(), also_policies, *all_regions, &printer).await,
         Command::Show(args) => show::run(&cli, args, &printer),
+        Command::Forecast(args) => forecast::run(&cli, args, env, &printer).await,
         Command::Diff(args) => diff::run(args, &printer),
         Command::Completions { shell } => {
             let mut out = Vec::new();

@@ -63,7 +63,7 @@ pub async fn run(
     Ok(code)
 }
 
-fn read_state(path: &std::path::Path) -> Result<Inventory, Error> {
+pub(super) fn read_state(path: &std::path::Path) -> Result<Inventory, Error> {
     let fail = |message: String| Error::State {
         path: path.to_path_buf(),
         message,

@@ -22,7 +22,7 @@
 //!
 //! [`Backup::taken_at`]: crate::inventory::Backup::taken_at
 
-use crate::policy::{human_age, Duration, Unit};
+use crate::policy::{human_age, Duration};
 use chrono::{DateTime, TimeDelta, Utc};
 
 /// The slack is `every` divided by this...
@@ -34,16 +34,9 @@ pub const SLACK_CAP_MINUTES: i64 = 60;
 /// `every` (a month counted as 28 days, a year as 365), at most an hour.
 pub fn slack(every: Duration) -> TimeDelta {
     let cap = TimeDelta::minutes(SLACK_CAP_MINUTES);
-    let n = i64::from(every.amount);
-    let length = match every.unit {
-        Unit::Minute => TimeDelta::try_minutes(n),
-        Unit::Hour => TimeDelta::try_hours(n),
-        Unit::Day => TimeDelta::try_days(n),
-        Unit::Week => TimeDelta::try_weeks(n),
-        Unit::Month => n.checked_mul(28).and_then(TimeDelta::try_days),
-        Unit::Year => n.checked_mul(365).and_then(TimeDelta::try_days),
-    };
-    length.map_or(cap, |l| (l / SLACK_DIVISOR).min(cap))
+    every
+        .approx_length()
+        .map_or(cap, |l| (l / SLACK_DIVISOR).min(cap))
 }
 
 /// `Some(why)` when a backup is due at `now`, given when the newest

@@ -49,6 +49,20 @@ pub enum MaxAge {
 }
 
 impl Duration {
+    /// A fixed length for the duration (a month counted as 28 days, a year
+    /// as 365), for schedules rather than ages; `None` past chrono's range.
+    pub fn approx_length(&self) -> Option<TimeDelta> {
+        let n = i64::from(self.amount);
+        match self.unit {
+            Unit::Minute => TimeDelta::try_minutes(n),
+            Unit::Hour => TimeDelta::try_hours(n),
+            Unit::Day => TimeDelta::try_days(n),
+            Unit::Week => TimeDelta::try_weeks(n),
+            Unit::Month => n.checked_mul(28).and_then(TimeDelta::try_days),
+            Unit::Year => n.checked_mul(365).and_then(TimeDelta::try_days),
+        }
+    }
+
     /// The instant `self` before `t`; `None` only for absurd amounts that
     /// leave chrono's range (treated by callers as "older than everything").
     pub fn before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {

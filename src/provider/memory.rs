@@ -84,7 +84,8 @@ impl MemoryProvider {
         }
     }
 
-    fn run(&self, region: &str, action: &Action) -> Result<Done, ProviderError> {
+    /// Does one action at once, as [`Provider::execute`] does.
+    pub fn run(&self, region: &str, action: &Action) -> Result<Done, ProviderError> {
         let mut state = self.state.lock().expect("memory provider lock");
         let State {
             inventory,

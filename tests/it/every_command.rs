@@ -210,6 +210,32 @@ fn every_offline_command_once_on_the_shipped_fixtures() {
         expect(&out, 0, &format!("completions {shell}"));
         assert!(stdout(&out).contains("backupctl"), "{shell}");
     }
+    for format in ["text", "json", "markdown"] {
+        let out = backupctl(&[
+            "forecast",
+            "--state",
+            "fixtures/demo/inventory.json",
+            "--at",
+            "2026-11-22T06:00:00Z",
+            "--until",
+            "2026-12-01",
+            "--format",
+            format,
+        ]);
+        expect(&out, 0, &format!("forecast --format {format}"));
+        assert!(stdout(&out).contains("runs"), "{}", stdout(&out));
+    }
+    let out = backupctl(&[
+        "forecast",
+        "--state",
+        "fixtures/demo/inventory.json",
+        "--at",
+        "2026-11-22T06:00:00Z",
+        "--until",
+        "2026-11-01",
+    ]);
+    expect(&out, 1, "forecast into the past");
+    assert!(stderr(&out).contains("is not after"), "{}", stderr(&out));
     let out = backupctl(&["man"]);
     expect(&out, 0, "man");
     assert!(stdout(&out).contains(".TH backupctl 1"));

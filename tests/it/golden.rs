@@ -137,3 +137,26 @@ fn plan_files_that_are_not_intact_backupctl_plans_are_refused() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The auditor's question on the shipped demo: what will be deleted by New
+/// Year, and when (issue 9, item 4).
+#[test]
+fn the_demo_forecast_to_new_year_is_as_recorded() {
+    for (format, file) in [("text", "forecast.txt"), ("json", "forecast.json")] {
+        let out = backupctl(&[
+            "forecast",
+            "--state",
+            "fixtures/demo/inventory.json",
+            "--at",
+            "2026-11-22T06:00:00Z",
+            "--until",
+            "2027-01-01",
+            "--format",
+            format,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        if let Err(e) = check_golden(&root().join("fixtures/demo").join(file), &stdout(&out)) {
+            panic!("{e}");
+        }
+    }
+}
