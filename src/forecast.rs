@@ -121,8 +121,9 @@ fn per_source(plan: &Plan) -> BTreeMap<(String, String, String), usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::{Image, ImageState, Instance, InstanceState, RegionInventory};
-    use crate::policy::{parse_policy, tags};
+    use crate::inventory::testing::owned_image;
+    use crate::inventory::{Instance, InstanceState, RegionInventory};
+    use crate::policy::parse_policy;
     use chrono::TimeZone;
     use std::path::Path;
 
@@ -143,22 +144,7 @@ mod tests {
         };
         let mut inv = Inventory::empty();
         let image = |id: &str, days: i64| {
-            let at = now() - TimeDelta::days(days);
-            Image {
-                id: id.into(),
-                name: id.into(),
-                state: ImageState::Available,
-                created_at: at,
-                tags: [
-                    (tags::POLICY, "web"),
-                    (tags::SOURCE, "i-0000000a"),
-                    (tags::CREATED_AT, at.to_rfc3339().as_str()),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-                snapshot_ids: vec![],
-            }
+            owned_image(id, "web", "i-0000000a", now() - TimeDelta::days(days))
         };
         inv.regions.insert(
             "us-east-1".into(),

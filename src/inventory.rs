@@ -422,3 +422,35 @@ impl Inventory {
         format!("sha256:{:x}", hasher.0.finalize())
     }
 }
+
+/// Builders shared by the unit tests of the modules that plan.
+#[cfg(test)]
+pub mod testing {
+    use super::{Image, ImageState, Tags};
+    use crate::policy::tags;
+    use chrono::{DateTime, Utc};
+
+    /// The ownership tags backupctl writes: policy, source, created-at.
+    pub fn owned_tags(policy: &str, source: &str, at: DateTime<Utc>) -> Tags {
+        [
+            (tags::POLICY, policy.to_string()),
+            (tags::SOURCE, source.to_string()),
+            (tags::CREATED_AT, at.to_rfc3339()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// An available image of `policy` taken from `source` at `at`.
+    pub fn owned_image(id: &str, policy: &str, source: &str, at: DateTime<Utc>) -> Image {
+        Image {
+            id: id.into(),
+            name: id.into(),
+            state: ImageState::Available,
+            created_at: at,
+            tags: owned_tags(policy, source, at),
+            snapshot_ids: vec![],
+        }
+    }
+}

@@ -188,7 +188,8 @@ fn find<'a>(region: &'a RegionInventory, ids: &[&str]) -> Found<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::{Image, ImageState, Instance, InstanceState, Snapshot, SnapshotState};
+    use crate::inventory::testing::owned_image;
+    use crate::inventory::{Image, Instance, InstanceState, Snapshot, SnapshotState};
     use crate::policy::parse_policy;
     use chrono::TimeZone;
     use std::path::Path;
@@ -203,19 +204,8 @@ mod tests {
     fn image(id: &str, days_old: i64, snapshot: &str) -> Image {
         let at = now() - TimeDelta::days(days_old);
         Image {
-            id: id.into(),
-            name: id.into(),
-            state: ImageState::Available,
-            created_at: at,
-            tags: [
-                (tags::POLICY, "web"),
-                (tags::SOURCE, "i-0000000a"),
-                (tags::CREATED_AT, at.to_rfc3339().as_str()),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
             snapshot_ids: vec![snapshot.into()],
+            ..owned_image(id, "web", "i-0000000a", at)
         }
     }
 
