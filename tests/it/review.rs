@@ -287,3 +287,78 @@ fn the_shipped_pull_request_workflow_runs_the_recipe() {
     assert!(!comment.is_empty());
     ok(&emu.run(&dir.join("base/policies"), &["show", "base.json"], &env));
 }
+
+/// Issue 9, item 3: a deregistration whose snapshots grow in HEAD (another
+/// image that used one of them goes too) deletes more, and the gate says so.
+#[test]
+fn the_gate_counts_snapshots_a_deregistration_gains() {
+    use crate::emulator::{day, Emulator};
+    use crate::live::{apply, exits, ok, owned};
+    use serde_json::json;
+
+    let emu = Emulator::start();
+    let seeded = emu.seed(
+        json!({"region": "us-east-1", "instances": [{"count": 2, "tags": {"Backup": "daily"}}]}),
+    );
+    let (a, b) = (
+        seeded["instances"][0]["id"].as_str().unwrap().to_string(),
+        seeded["instances"][1]["id"].as_str().unwrap().to_string(),
+    );
+    let web = |max_age: &str| {
+        format!(
+            "name = \"web\"\n[target]\nregions = [\"us-east-1\"]\ninstance_tags = {{ Backup = \"daily\" }}\n\
+             [backup]\nkind = \"ami\"\n[retention]\nmax_age = \"{max_age}\"\nkeep_last = 1\n"
+        )
+    };
+    let history = emu.dir.policies(&[("web", &web("30 days"))]);
+    ok(&apply(&emu, &history, &day(0)));
+    // A's first image's snapshot, also used by an image of B registered
+    // (a restore, say) and tagged as one of B's backups of the same day.
+    let dump = emu.dump("us-east-1");
+    let first = owned(&dump, "images", "web")
+        .into_iter()
+        .find(|i| i["tags"]["backupctl:source"] == a.as_str())
+        .unwrap()
+        .clone();
+    let shared = first["snapshot_ids"][0].as_str().unwrap().to_string();
+    ok(&apply(&emu, &history, &day(1)));
+    let tagged_at =
+        chrono::DateTime::parse_from_rfc3339(&day(1)).unwrap() + chrono::Duration::hours(6);
+    emu.control(
+        "register-image",
+        json!({"region": "us-east-1", "name": "restored-b", "snapshot_ids": [shared],
+               "tags": {"backupctl:policy": "web", "backupctl:source": b,
+                        "backupctl:created-at": tagged_at.to_rfc3339(), "Name": "restored-b"}}),
+    );
+    ok(&apply(&emu, &history, &day(2)));
+
+    // BASE keeps 2 days: A's first image goes, its snapshot stays (the
+    // restored image is 1.75 days old). HEAD keeps 1 day: the restored
+    // image goes too, so A's first image takes the shared snapshot with it.
+    let base = emu.dir.path().join("base");
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::write(base.join("web.toml"), web("2 days")).unwrap();
+    let head = emu.dir.policies(&[("web", &web("1 day"))]);
+    let file = |name: &str| emu.dir.path().join(name).to_str().unwrap().to_string();
+    let (state, b_plan, h_plan) = (file("state.json"), file("base.json"), file("head.json"));
+    let now = day(3);
+    let env = [("BACKUPCTL_NOW", now.as_str())];
+    let base_dir = base.to_str().unwrap();
+    ok(&emu.run(
+        &head,
+        &["state", "pull", "--also-policies", base_dir, "-o", &state],
+        &env,
+    ));
+    ok(&emu.run(&base, &["plan", "--state", &state, "--out", &b_plan], &env));
+    ok(&emu.run(&head, &["plan", "--state", &state, "--out", &h_plan], &env));
+    let out = emu.run(&head, &["diff", &b_plan, &h_plan, "--fail-on-loss"], &env);
+    exits(&out, 6);
+    let text = stdout(&out);
+    let id = first["id"].as_str().unwrap();
+    assert!(
+        text.contains(&format!(
+            "{id}\n      deletes more than BASE: also {shared}"
+        )),
+        "{text}"
+    );
+}
