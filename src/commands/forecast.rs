@@ -24,15 +24,9 @@ pub async fn run(
     let until =
         parse_time(&args.until).map_err(|e| Error::Usage(format!("invalid --until: {e}")))?;
     let policies = load_dir(&cli.policies)?;
-    let (inventory, failed) = match &args.state {
-        Some(path) => (super::plan::read_state(path)?, false),
-        None => {
-            let show = args.format == Format::Text;
-            let (_, observation) = super::observe(cli, &policies, printer, show, false).await?;
-            let failed = super::report_failures(&observation, &policies);
-            (observation.inventory, failed)
-        }
-    };
+    let show = args.format == Format::Text;
+    let (inventory, failed) =
+        super::inventory(cli, &policies, args.state.as_deref(), printer, show, false).await?;
     let f = forecast(&policies, &inventory, from, until).map_err(Error::Usage)?;
     printer.result(&match args.format {
         Format::Text => text(&f),

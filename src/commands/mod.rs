@@ -11,6 +11,7 @@ mod validate;
 
 use crate::cli::{Cli, Command, Format, StateCommand};
 use crate::error::{Error, ExitCode};
+use crate::inventory::Inventory;
 use crate::output::Printer;
 use crate::plan::json::JsonPlan;
 use crate::plan::text::TextOptions;
@@ -128,6 +129,34 @@ async fn observe(
         .await
         .map_err(Error::Aws)?;
     Ok((provider, observation))
+}
+
+/// The inventory to plan from: the saved one at `state`, or a fresh
+/// observation (whose failures are reported). True if anything could not
+/// be observed.
+async fn inventory(
+    cli: &Cli,
+    policies: &PolicySet,
+    state: Option<&std::path::Path>,
+    printer: &Printer,
+    show_progress: bool,
+    all_regions: bool,
+) -> Result<(Inventory, bool), Error> {
+    if let Some(path) = state {
+        return Ok((read_state(path)?, false));
+    }
+    let (_, observation) = observe(cli, policies, printer, show_progress, all_regions).await?;
+    let failed = report_failures(&observation, policies);
+    Ok((observation.inventory, failed))
+}
+
+fn read_state(path: &std::path::Path) -> Result<Inventory, Error> {
+    let fail = |message: String| Error::State {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    Inventory::from_json(&text).map_err(|e| fail(e.0))
 }
 
 /// Reports what could not be observed (regions, the local instance); true

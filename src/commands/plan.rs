@@ -4,7 +4,6 @@
 use super::Env;
 use crate::cli::{resolve_now, Cli, Format, PlanArgs};
 use crate::error::{Error, ExitCode};
-use crate::inventory::Inventory;
 use crate::output::Printer;
 use crate::plan::json::JsonPlan;
 use crate::planner;
@@ -20,16 +19,16 @@ pub async fn run(
     let mut timings = super::Timings::new(env.timings);
     let policies = load_dir(&cli.policies)?;
     timings.lap("policies");
-    let (inventory, region_failed) = match &args.state {
-        Some(path) => (read_state(path)?, false),
-        None => {
-            let show = args.format == Format::Text;
-            let (_, observation) =
-                super::observe(cli, &policies, printer, show, args.all_regions).await?;
-            let failed = super::report_failures(&observation, &policies);
-            (observation.inventory, failed)
-        }
-    };
+    let show = args.format == Format::Text;
+    let (inventory, region_failed) = super::inventory(
+        cli,
+        &policies,
+        args.state.as_deref(),
+        printer,
+        show,
+        args.all_regions,
+    )
+    .await?;
     timings.lap(if args.state.is_some() {
         "read"
     } else {
@@ -61,13 +60,4 @@ pub async fn run(
     std::mem::forget(plan);
     timings.print();
     Ok(code)
-}
-
-pub(super) fn read_state(path: &std::path::Path) -> Result<Inventory, Error> {
-    let fail = |message: String| Error::State {
-        path: path.to_path_buf(),
-        message,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    Inventory::from_json(&text).map_err(|e| fail(e.0))
 }
