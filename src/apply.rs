@@ -7,6 +7,17 @@
 //! than before, and a snapshot goes only once no image uses it). A failed
 //! action does not stop the others, and every outcome is returned, in plan
 //! order. Re-running plan and apply converges.
+//!
+//! Creations of one instance run one after another, [`PER_VOLUME_GAP`]
+//! apart: EC2 takes one snapshot of a volume about every 15 seconds
+//! (`SnapshotCreationPerVolumeRateExceeded`) and at most 5 pending
+//! snapshots per volume, 1 for st1 and sc1 volumes
+//! (`ConcurrentSnapshotLimitExceeded`; "Amazon EBS snapshot quotas" and the
+//! EC2 API error codes reference). Two policies that back up the same
+//! instance (a daily and a weekly one, an AMI and a snapshot policy) would
+//! otherwise fire within milliseconds of each other. A rate refusal is
+//! waited out; a volume at its pending limit postpones the backup to the
+//! next run (pending snapshots take minutes to hours), reported, not failed.
 
 use crate::output::Progress;
 use crate::plan::{Action, Change, Plan};
@@ -14,12 +25,23 @@ use crate::provider::{Done, Provider, ProviderError};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 /// Calls in flight at once within one region: well inside EC2's mutating
 /// buckets (CreateImage refills at 5/s), so the SDK's retries rarely fire.
 const CALLS_PER_REGION: usize = 4;
+
+/// Between two creations on one instance: EC2's per-volume snapshot rate.
+pub const PER_VOLUME_GAP: Duration = Duration::from_secs(15);
+
+/// Times a creation refused for the per-volume rate is tried again.
+const RATE_RETRIES: u32 = 4;
+
+/// The codes of EC2's per-volume snapshot limits.
+const RATE_EXCEEDED: &str = "SnapshotCreationPerVolumeRateExceeded";
+const PENDING_LIMIT: &str = "ConcurrentSnapshotLimitExceeded";
 
 /// The outcome of one change.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,11 +57,16 @@ pub struct ApplyReport {
 
 impl ApplyReport {
     pub fn created(&self) -> usize {
-        self.count(|o| o.result.is_ok() && o.change.action.is_create())
+        self.count(|o| matches!(o.result, Ok(Done::Created(_))))
+    }
+
+    /// Creations left for the next run (see the module docs).
+    pub fn postponed(&self) -> usize {
+        self.count(|o| matches!(o.result, Ok(Done::Postponed(_))))
     }
 
     pub fn deleted(&self) -> usize {
-        self.count(|o| o.result.is_ok() && !o.change.action.is_create())
+        self.count(|o| matches!(o.result, Ok(Done::Deleted(_))))
     }
 
     /// Actions that were tried and failed.
@@ -104,7 +131,11 @@ where
                     .count();
                 let (batch, tail) = rest.split_at(n);
                 rest = tail;
-                let mut outcomes = run_phase(&region, batch, &provider, &progress, &stop).await;
+                let mut outcomes = if p == 0 {
+                    run_creations(&region, batch, &provider, &progress, &stop).await
+                } else {
+                    run_phase(&region, batch, &provider, &progress, &stop).await
+                };
                 if p == 1 {
                     sweep(&region, &mut outcomes, &provider).await;
                 }
@@ -132,36 +163,136 @@ where
     }
 }
 
-/// Makes sure the snapshots of the images just deregistered are gone. If
-/// that fails, those deregistrations count as failed: the planner leaves an
-/// AMI policy's stray snapshots alone, so this report is where an operator
-/// learns about them.
+/// Makes sure the snapshots of the images just deregistered are gone. A
+/// snapshot that could not be deleted fails its own image's
+/// deregistration, with the snapshot and the error named; the others stand.
+/// The next run deletes what is left (see the planner's leftovers).
 async fn sweep<P>(region: &str, outcomes: &mut [(usize, Outcome)], provider: &Arc<P>)
 where
     P: Provider + Send + Sync + 'static,
 {
-    let snapshot_ids: Vec<String> = outcomes
-        .iter()
-        .filter(|(_, o)| o.result.is_ok())
-        .filter_map(|(_, o)| match &o.change.action {
-            Action::DeregisterImage { snapshot_ids, .. } => Some(snapshot_ids.clone()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
+    let snapshots_of = |o: &Outcome| match (&o.result, &o.change.action) {
+        (Ok(_), Action::DeregisterImage { snapshot_ids, .. }) => snapshot_ids.clone(),
+        _ => Vec::new(),
+    };
+    let snapshot_ids: Vec<String> = outcomes.iter().flat_map(|(_, o)| snapshots_of(o)).collect();
     if snapshot_ids.is_empty() {
         return;
     }
-    if let Err(e) = provider.sweep(region, &snapshot_ids).await {
-        for (_, o) in outcomes.iter_mut().filter(|(_, o)| o.result.is_ok()) {
-            o.result = Err(ProviderError {
-                code: e.code.clone(),
-                message: format!(
-                    "the image was deregistered, but deleting its snapshots failed: {}",
-                    e.message
-                ),
-            });
+    let failed = match provider.sweep(region, &snapshot_ids).await {
+        Ok(failed) => failed,
+        Err(e) => snapshot_ids.into_iter().map(|id| (id, e.clone())).collect(),
+    };
+    for (_, o) in outcomes.iter_mut() {
+        let mine = snapshots_of(o);
+        let errors: Vec<&(String, ProviderError)> =
+            failed.iter().filter(|(id, _)| mine.contains(id)).collect();
+        let Some((_, first)) = errors.first() else {
+            continue;
+        };
+        let listed: Vec<String> = errors.iter().map(|(id, e)| format!("{id}: {e}")).collect();
+        o.result = Err(ProviderError {
+            code: first.code.clone(),
+            message: format!(
+                "the image was deregistered, but {} of its snapshots could not be deleted ({}); the next run deletes them",
+                errors.len(),
+                listed.join("; ")
+            ),
+        });
+    }
+}
+
+/// Runs the creations of one region: instances in parallel (a few calls at
+/// a time), the creations of one instance one after another, spaced by
+/// [`PER_VOLUME_GAP`].
+async fn run_creations<P>(
+    region: &str,
+    batch: &[(usize, Change)],
+    provider: &Arc<P>,
+    progress: &Arc<dyn Progress>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<(usize, Outcome)>
+where
+    P: Provider + Send + Sync + 'static,
+{
+    let mut by_instance: BTreeMap<&str, Vec<(usize, Change)>> = BTreeMap::new();
+    for (i, change) in batch {
+        let instance = match &change.action {
+            Action::CreateImage { instance_id, .. } | Action::CreateSnapshots { instance_id, .. } => {
+                instance_id.as_str()
+            }
+            _ => "",
+        };
+        by_instance
+            .entry(instance)
+            .or_default()
+            .push((*i, change.clone()));
+    }
+    let limit = Arc::new(Semaphore::new(CALLS_PER_REGION));
+    let mut instances = JoinSet::new();
+    for (_, changes) in by_instance {
+        let (provider, progress, limit) = (provider.clone(), progress.clone(), limit.clone());
+        let stop = stop.clone();
+        let region = region.to_string();
+        instances.spawn(async move {
+            let mut out = Vec::with_capacity(changes.len());
+            for (n, (i, change)) in changes.into_iter().enumerate() {
+                if n > 0 {
+                    tokio::time::sleep(PER_VOLUME_GAP).await;
+                }
+                let result = create_spaced(&region, &change.action, &provider, &limit, &stop).await;
+                if !matches!(&result, Err(e) if e.code == NOT_STARTED) {
+                    progress.advance(&region);
+                }
+                out.push((i, Outcome { change, result }));
+            }
+            out
+        });
+    }
+    let mut out = Vec::with_capacity(batch.len());
+    while let Some(joined) = instances.join_next().await {
+        out.extend(joined.expect("an apply call panicked"));
+    }
+    out
+}
+
+/// One creation, with EC2's per-volume refusals handled as "later".
+async fn create_spaced<P>(
+    region: &str,
+    action: &Action,
+    provider: &Arc<P>,
+    limit: &Arc<Semaphore>,
+    stop: &Arc<AtomicBool>,
+) -> Result<Done, ProviderError>
+where
+    P: Provider + Send + Sync + 'static,
+{
+    let mut refused = 0;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Err(not_started());
         }
+        let result = {
+            let _permit = limit.acquire().await;
+            provider.execute(region, action).await
+        };
+        match result {
+            Err(e) if e.code == RATE_EXCEEDED && refused < RATE_RETRIES => {
+                refused += 1;
+                tokio::time::sleep(PER_VOLUME_GAP).await;
+            }
+            Err(e) if e.code == PENDING_LIMIT || e.code == RATE_EXCEEDED => {
+                return Ok(Done::Postponed(e))
+            }
+            other => return other,
+        }
+    }
+}
+
+fn not_started() -> ProviderError {
+    ProviderError {
+        code: NOT_STARTED.into(),
+        message: "not started: the run was interrupted".into(),
     }
 }
 
@@ -185,10 +316,7 @@ where
         calls.spawn(async move {
             let _permit = limit.acquire_owned().await;
             if stop.load(Ordering::SeqCst) {
-                let result = Err(ProviderError {
-                    code: NOT_STARTED.into(),
-                    message: "not started: the run was interrupted".into(),
-                });
+                let result = Err(not_started());
                 return (i, Outcome { change, result });
             }
             let result = provider.execute(&region, &change.action).await;

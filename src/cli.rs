@@ -59,6 +59,13 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub call_timeout: Option<u64>,
 
+    /// Seconds to keep looking for a backup whose creating call had an
+    /// unknown outcome (timeout, reset connection, 5xx) before sending the
+    /// call again: EC2's Describe calls can lag behind a Create.
+    #[arg(long, global = true, env = "BACKUPCTL_CONSISTENCY_WAIT", value_name = "SECONDS",
+          default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub consistency_wait: u64,
+
     #[command(subcommand)]
     pub command: Command,
 }

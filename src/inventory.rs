@@ -154,6 +154,14 @@ pub enum SnapshotState {
 /// count for expiry (see [`Backup::aged_from`]).
 pub const RUN_LENGTH_LIMIT_MINUTES: i64 = 60;
 
+/// Made and managed by AWS Backup or Data Lifecycle Manager, which tag
+/// what they make with `aws:backup:*` or `aws:dlm:*` keys (only AWS can
+/// write `aws:` tags): never backupctl's to delete.
+pub fn managed_by_aws(tags: &Tags) -> bool {
+    tags.keys()
+        .any(|k| k.starts_with("aws:backup:") || k.starts_with("aws:dlm:"))
+}
+
 /// The parts of an image or snapshot that ownership and retention look at.
 pub trait Backup {
     fn id(&self) -> &str;

@@ -172,6 +172,10 @@ async fn execute(
         match &o.result {
             Err(e) if e.code == NOT_STARTED => eprintln!("not started: {}", o.change.address()),
             Err(e) => eprintln!("error: {}: {e}", o.change.address()),
+            Ok(Done::Postponed(e)) => eprintln!(
+                "postponed: {}: {e}; the backup stays due and the next run makes it",
+                o.change.address()
+            ),
             Ok(_) => {}
         }
     }
@@ -185,8 +189,12 @@ async fn execute(
         ));
         return ExitCode::Interrupted;
     }
+    let postponed = match report.postponed() {
+        0 => String::new(),
+        n => format!(", {n} postponed"),
+    };
     printer.result(&format!(
-        "Apply complete: {} created, {} deleted, {} failed.\n",
+        "Apply complete: {} created, {} deleted, {} failed{postponed}.\n",
         report.created(),
         report.deleted(),
         report.failed()
@@ -247,7 +255,7 @@ impl Provider for Journaled {
         &self,
         region: &str,
         snapshot_ids: &[String],
-    ) -> impl Future<Output = Result<(), ProviderError>> + Send {
+    ) -> impl Future<Output = Result<Vec<(String, ProviderError)>, ProviderError>> + Send {
         self.inner.sweep(region, snapshot_ids)
     }
 }

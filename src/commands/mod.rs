@@ -106,6 +106,7 @@ pub async fn dispatch(cli: Cli, env: &Env) -> Result<ExitCode, Error> {
 fn aws_options(cli: &Cli) -> AwsOptions {
     AwsOptions {
         call_timeout_secs: cli.call_timeout,
+        consistency_wait_secs: cli.consistency_wait,
         region: cli.region.clone(),
         profile: cli.profile.clone(),
         endpoint_url: cli.endpoint_url.clone(),

@@ -6,10 +6,15 @@
 //! `backupctl:source` tag (the instance). Snapshots are never grouped by
 //! their VolumeId alone: a copy reports a placeholder that would merge the
 //! backups of unrelated instances into one retention group.
+//!
+//! Images and snapshots that AWS Backup or Data Lifecycle Manager manage
+//! (`aws:backup:*`, `aws:dlm:*` tags) belong to no policy here, whatever
+//! other tags they carry: they are never deleted, and never count as a
+//! policy's backup.
 
 use super::sets::{SnapshotSet, Unit};
 use crate::inventory::{
-    Backup, Image, ImageState, RegionInventory, Snapshot, Tags, PLACEHOLDER_VOLUME,
+    managed_by_aws, Backup, Image, ImageState, RegionInventory, Snapshot, Tags, PLACEHOLDER_VOLUME,
 };
 use crate::policy::{Kind, Policy};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -68,12 +73,12 @@ impl<'a> RegionIndex<'a> {
                     index.snapshot_users.entry(sid).or_default().push(&image.id);
                 }
             }
-            if let Some(p) = image.policy() {
+            if let Some(p) = image.policy().filter(|_| !managed_by_aws(&image.tags)) {
                 index.images_by_policy.entry(p).or_default().push(image);
             }
         }
         for snapshot in &inv.snapshots {
-            if let Some(p) = snapshot.policy() {
+            if let Some(p) = snapshot.policy().filter(|_| !managed_by_aws(&snapshot.tags)) {
                 index
                     .snapshots_by_policy
                     .entry(p)

@@ -20,6 +20,7 @@
 mod deletions;
 pub mod due;
 mod index;
+mod leftovers;
 pub mod retention;
 mod scope;
 mod selection;
@@ -225,7 +226,14 @@ impl<'a> RegionPlan<'a, '_> {
             .chain(backups.unknown.iter());
         warnings::future_tags(policy, self.region, all_units, self.warnings);
         warnings::unknown_sources(policy, self.region, &backups.unknown, self.warnings);
-        warnings::strays(policy, self.region, &self.index, self.warnings);
+        leftovers::plan(
+            policy,
+            self.region,
+            &self.index,
+            self.now,
+            self.out,
+            self.warnings,
+        );
         self.retention(policy, backups);
         selection.len()
     }

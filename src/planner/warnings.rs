@@ -2,10 +2,9 @@
 //! a plan; `--fail-on-warning` lets a scheduler fail the run on them. Each
 //! names the policy and region, and the instance or backup concerned.
 
-use super::index::RegionIndex;
 use super::sets::Unit;
 use crate::inventory::{Backup, Instance, Inventory};
-use crate::policy::{Kind, Policy, PolicySet, Regions};
+use crate::policy::{Policy, PolicySet, Regions};
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use std::collections::BTreeSet;
 
@@ -133,29 +132,19 @@ pub fn unknown_sources(policy: &Policy, region: &str, units: &[Unit], out: &mut 
     ));
 }
 
-/// An AMI policy's snapshots that no image uses any more (left behind by a
-/// deregistration that could not delete them) are never deleted by
-/// retention; saying so keeps them from being forgotten.
-pub fn strays(policy: &Policy, region: &str, index: &RegionIndex, out: &mut Vec<String>) {
-    if policy.backup.kind != Kind::Ami {
-        return;
-    }
-    let strays: Vec<String> = index
-        .snapshots_by_policy
-        .get(policy.name.as_str())
-        .into_iter()
-        .flatten()
-        .filter(|s| !index.snapshot_users.contains_key(s.id.as_str()))
-        .map(|s| s.id.clone())
-        .collect();
+/// An AMI policy's snapshots that no image uses, too young to be deleted
+/// as leftovers (see [`super::leftovers`]): an image may still be on its
+/// way, or a deregistration left them behind; saying so keeps them from
+/// being forgotten.
+pub fn strays(policy: &Policy, region: &str, strays: &[String], out: &mut Vec<String>) {
     if strays.is_empty() {
         return;
     }
     out.push(format!(
-        "policy {} in {region}: {} snapshot(s) ({}) carry its tag but belong to no image (left behind by a deregistration?); backupctl does not delete them, check and delete them by hand",
+        "policy {} in {region}: {} snapshot(s) ({}) carry its tag but belong to no image (left behind by a deregistration?); they are deleted once older than max_age",
         policy.name,
         strays.len(),
-        listed(&strays)
+        listed(strays)
     ));
 }
 

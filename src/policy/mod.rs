@@ -28,6 +28,9 @@ pub mod tags {
     /// Snapshot policies: the set (one CreateSnapshots call) a snapshot
     /// belongs to, unique per policy and region.
     pub const SET: &str = "backupctl:set";
+    /// Unique to one execution of one creation, written in the creating
+    /// call: finds what a call whose answer was lost made.
+    pub const REQUEST: &str = "backupctl:request";
     pub const NAME: &str = "Name";
     /// Instance tag consulted by `reboot = "tag"`, as in backupViaTag.
     pub const REBOOT: &str = "BackupReboot";

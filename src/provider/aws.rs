@@ -20,6 +20,8 @@
 //! DescribeSnapshots with `OwnerIds=self` and the ownership tag-key filter,
 //! and DescribeVolumes only when a policy filters volumes by tag.
 
+mod create;
+
 use super::{Done, Observation, Provider, ProviderError, RegionFailure, RegionScope, Scope};
 use crate::inventory::{
     AttachedVolume, Image, ImageState, Instance, InstanceState, Inventory, LocalInstance,
@@ -32,7 +34,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::types::{Filter, InstanceSpecification, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use aws_sdk_ec2::Client;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet};
@@ -54,6 +56,9 @@ pub struct AwsOptions {
     /// Seconds one attempt of one call may take before it is abandoned and
     /// retried (default 45): a call that never answers cannot stall a run.
     pub call_timeout_secs: Option<u64>,
+    /// Seconds to look for a backup whose creating call had an unknown
+    /// outcome before sending it again (see [`create`]).
+    pub consistency_wait_secs: u64,
     pub region: Option<String>,
     pub profile: Option<String>,
     pub endpoint_url: Option<String>,
@@ -62,6 +67,7 @@ pub struct AwsOptions {
 #[derive(Clone)]
 pub struct AwsProvider {
     config: Arc<SdkConfig>,
+    consistency_window: Duration,
 }
 
 impl AwsProvider {
@@ -95,12 +101,23 @@ impl AwsProvider {
         }
         AwsProvider {
             config: Arc::new(loader.load().await),
+            consistency_window: Duration::from_secs(options.consistency_wait_secs),
         }
     }
 
     fn client(&self, region: &str) -> Client {
         let conf = aws_sdk_ec2::config::Builder::from(&*self.config)
             .region(Region::new(region.to_string()))
+            .build();
+        Client::from_conf(conf)
+    }
+
+    /// A client that never re-sends a call by itself: for creating calls,
+    /// which are not idempotent (see [`create`]).
+    fn client_once(&self, region: &str) -> Client {
+        let conf = aws_sdk_ec2::config::Builder::from(&*self.config)
+            .region(Region::new(region.to_string()))
+            .retry_config(RetryConfig::disabled())
             .build();
         Client::from_conf(conf)
     }
@@ -256,15 +273,27 @@ impl Provider for AwsProvider {
         action: &Action,
     ) -> impl Future<Output = Result<Done, ProviderError>> + Send {
         let client = self.client(region);
+        let once = self.client_once(region);
+        let window = self.consistency_window;
         let action = action.clone();
-        async move { execute(&client, &action).await }
+        async move {
+            if action.is_create() {
+                let clients = create::Clients {
+                    once: &once,
+                    client: &client,
+                    consistency_window: window,
+                };
+                return create::create(&clients, &action).await;
+            }
+            execute(&client, &action).await
+        }
     }
 
     fn sweep(
         &self,
         region: &str,
         snapshot_ids: &[String],
-    ) -> impl Future<Output = Result<(), ProviderError>> + Send {
+    ) -> impl Future<Output = Result<Vec<(String, ProviderError)>, ProviderError>> + Send {
         let client = self.client(region);
         let ids = snapshot_ids.to_vec();
         async move { delete_leftovers(&client, &ids).await }
@@ -391,6 +420,8 @@ async fn describe_images(
     let mut pages = client
         .describe_images()
         .owners("self")
+        .include_disabled(true)
+        .include_deprecated(true)
         .set_filters(Some(filters))
         .max_results(PAGE_SIZE)
         .into_paginator()
@@ -536,76 +567,10 @@ fn already_gone(code: &str) -> bool {
 
 async fn execute(client: &Client, action: &Action) -> Result<Done, ProviderError> {
     match action {
-        Action::CreateImage {
-            instance_id,
-            name,
-            reboot,
-            tags,
-        } => {
-            let sent = client
-                .create_image()
-                .instance_id(instance_id)
-                .name(name)
-                .no_reboot(!reboot)
-                .tag_specifications(tag_spec(ResourceType::Image, tags))
-                .tag_specifications(tag_spec(ResourceType::Snapshot, tags))
-                .send()
-                .await;
-            match sent {
-                Ok(out) => Ok(Done::Created(
-                    out.image_id().into_iter().map(str::to_string).collect(),
-                )),
-                // The name is unique to this run: a duplicate means a first
-                // attempt whose answer was lost already made the image.
-                Err(e) if e.code() == Some("InvalidAMIName.Duplicate") => {
-                    let found = client
-                        .describe_images()
-                        .owners("self")
-                        .filters(filter("name", [name.as_str()]))
-                        .send()
-                        .await
-                        .map_err(|e| sdk_error("DescribeImages", e))?;
-                    let ids: Vec<String> = found
-                        .images()
-                        .iter()
-                        .filter(|i| tags_of(i.tags()).get(tags::POLICY) == tags.get(tags::POLICY))
-                        .filter_map(|i| i.image_id().map(str::to_string))
-                        .collect();
-                    if ids.is_empty() {
-                        Err(sdk_error("CreateImage", e))
-                    } else {
-                        Ok(Done::Created(ids))
-                    }
-                }
-                Err(e) => Err(sdk_error("CreateImage", e)),
-            }
-        }
-        Action::CreateSnapshots {
-            instance_id,
-            exclude_boot_volume,
-            exclude_data_volume_ids,
-            tags,
-            ..
-        } => {
-            let spec = InstanceSpecification::builder()
-                .instance_id(instance_id)
-                .exclude_boot_volume(*exclude_boot_volume)
-                .set_exclude_data_volume_ids(Some(exclude_data_volume_ids.clone()))
-                .build();
-            let out = client
-                .create_snapshots()
-                .instance_specification(spec)
-                .tag_specifications(tag_spec(ResourceType::Snapshot, tags))
-                .send()
-                .await
-                .map_err(|e| sdk_error("CreateSnapshots", e))?;
-            Ok(Done::Created(
-                out.snapshots()
-                    .iter()
-                    .filter_map(|s| s.snapshot_id().map(str::to_string))
-                    .collect(),
-            ))
-        }
+        Action::CreateImage { .. } | Action::CreateSnapshots { .. } => Err(ProviderError {
+            code: "Internal".into(),
+            message: "creations go through create::create".into(),
+        }),
         Action::DeregisterImage {
             image_id,
             snapshot_ids,
@@ -661,17 +626,24 @@ async fn execute(client: &Client, action: &Action) -> Result<Done, ProviderError
     }
 }
 
-/// Deletes whichever of `ids` still exist after their images went.
-async fn delete_leftovers(client: &Client, ids: &[String]) -> Result<(), ProviderError> {
+/// Deletes whichever of `ids` still exist after their images went; one
+/// failure does not stop the others.
+async fn delete_leftovers(
+    client: &Client,
+    ids: &[String],
+) -> Result<Vec<(String, ProviderError)>, ProviderError> {
     let ids: BTreeSet<String> = ids.iter().cloned().collect();
     let mut left = BTreeMap::new();
     for f in id_filters("snapshot-id", &ids) {
         describe_snapshots(client, vec![f], &mut left).await?;
     }
+    let mut failed = Vec::new();
     for id in left.keys() {
-        delete_snapshot(client, id).await?;
+        if let Err(e) = delete_snapshot(client, id).await {
+            failed.push((id.clone(), e));
+        }
     }
-    Ok(())
+    Ok(failed)
 }
 
 async fn delete_snapshot(client: &Client, id: &str) -> Result<(), ProviderError> {

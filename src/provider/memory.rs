@@ -292,7 +292,11 @@ impl Provider for MemoryProvider {
 
     /// Deregistering already deleted the planned snapshots that no other
     /// image uses; the others stay, as in EC2.
-    async fn sweep(&self, _region: &str, _snapshot_ids: &[String]) -> Result<(), ProviderError> {
-        Ok(())
+    async fn sweep(
+        &self,
+        _region: &str,
+        _snapshot_ids: &[String],
+    ) -> Result<Vec<(String, ProviderError)>, ProviderError> {
+        Ok(Vec::new())
     }
 }

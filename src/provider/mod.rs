@@ -24,6 +24,10 @@ pub enum Done {
     Created(Vec<String>),
     /// The ids that are gone (an image and its snapshots, or one snapshot).
     Deleted(Vec<String>),
+    /// Not made now, for a reason that clears with time (a volume with as
+    /// many pending snapshots as EC2 allows): the backup stays due and the
+    /// next run makes it.
+    Postponed(ProviderError),
 }
 
 /// A failure of one call, worded for an operator.
@@ -166,10 +170,12 @@ pub trait Provider {
 
     /// After images were deregistered: deletes whichever of their planned
     /// `snapshot_ids` still exist (EC2 may keep some, or was not asked to
-    /// delete them), in as few calls as the provider can.
+    /// delete them), in as few calls as the provider can. Every one is
+    /// tried; the ones that could not be deleted are returned with their
+    /// error. `Err` means none could be checked.
     fn sweep(
         &self,
         region: &str,
         snapshot_ids: &[String],
-    ) -> impl Future<Output = Result<(), ProviderError>> + Send;
+    ) -> impl Future<Output = Result<Vec<(String, ProviderError)>, ProviderError>> + Send;
 }

@@ -10,7 +10,14 @@ Runs moto's WSGI app in this process on a loopback port, with:
 - an instance-metadata (IMDSv2) endpoint under /latest/;
 - a count of EC2 calls by region and action;
 - fault injection (throttling, HTTP 500, latency, hangs, connection resets,
-  UnauthorizedOperation), seeded so that a run can be replayed;
+  UnauthorizedOperation, and answers lost after the call succeeded), seeded
+  so that a run can be replayed;
+- real EC2 behaviours that moto lacks, switched on by tests (see REAL EC2
+  below and ctl_ec2): per-volume snapshot limits, snapshots and images that
+  stay pending for minutes of emulator clock, Describe calls that do not yet
+  show what was just made, and disabled AMIs hidden unless asked for;
+- every call into moto serialized (moto's models are not safe under
+  concurrent requests; injected latency still overlaps);
 - control endpoints under /_backupctl/ (seeding, state changes, counters).
 
 Usage: launcher.py [--port N]   (0 = any free port)
@@ -98,9 +105,10 @@ def create_image(self, instance_id, name, description, tag_specifications):
     for spec in tag_specifications:
         if spec["ResourceType"] == "snapshot":
             snapshot_tags.update({t["Key"]: t["Value"] for t in spec["Tags"]})
+    instance = self.get_instance(instance_id)
+    check_volume_limits(self, [b.volume_id for _, b in instance.get_block_device_mapping])
     ami = _orig_create_image(self, instance_id, name, description, image_specs)
     self.snapshots.pop(ami.ebs_snapshot.id, None)
-    instance = self.get_instance(instance_id)
     mappings = []
     for device, block in instance.get_block_device_mapping:
         snap = self.create_snapshot(
@@ -110,6 +118,7 @@ def create_image(self, instance_id, name, description, tag_specifications):
         mappings.append((device, snap))
     ami.backupctl_mappings = mappings
     ami.root_device_name = instance.root_device_name
+    made(self, ami, pending=bool(mappings))
     return ami
 
 
@@ -142,7 +151,7 @@ def deregister_image(self):
     ami = self.ec2_backend.amis.get(ami_id)
     snapshots = ami_snapshots(ami) if ami else []
     self.ec2_backend.deregister_image(ami_id)
-    if delete:
+    if delete and not REAL.get("keep_associated_snapshots"):
         for sid in snapshots:
             if not images_using(self.ec2_backend, sid):
                 self.ec2_backend.snapshots.pop(sid, None)
@@ -171,10 +180,30 @@ def create_snapshots(self, instance_spec, description, tags):
         if (is_root and exclude_boot) or (not is_root and block.volume_id in excluded):
             continue
         volumes.append(block.volume_id)
+    if len(excluded) > 40:
+        raise EC2ClientError(
+            "InvalidParameterValue",
+            f"ExcludeDataVolumeIds takes at most 40 volume ids; {len(excluded)} were given",
+        )
+    check_volume_limits(self, volumes)
     snapshots = [self.create_snapshot(v, description=description) for v in volumes]
     for snapshot in snapshots:
         snapshot.add_tags(tags)
     return snapshots
+
+
+_orig_create_snapshot = EBSBackend.create_snapshot
+
+
+def create_snapshot(self, volume_id, description, owner_id=None, from_ami=None):
+    # CreateImage and CreateSnapshots check the limits of all their volumes
+    # before making anything; CreateSnapshot (one volume) checks here.
+    if REQUEST["action"] == "CreateSnapshot":
+        check_volume_limits(self, [volume_id])
+    snap = _orig_create_snapshot(self, volume_id, description, owner_id, from_ami)
+    made(self, snap, pending=True)
+    LAST_SNAPSHOT[volume_id] = time.monotonic()
+    return snap
 
 
 _orig_delete_snapshot = EBSBackend.delete_snapshot
@@ -193,6 +222,127 @@ def get_tags(self):
     # DescribeSnapshots with thousands of tagged snapshots.
     tags = self.ec2_backend.tags.get(self.id, {}) if self.id else {}
     return [{"resource_id": self.id, "key": k, "value": v} for k, v in tags.items()]
+
+
+
+# -------------------------------------------------------------- REAL EC2
+#
+# Behaviours of real EC2 that moto lacks, off until a test switches them on
+# with /_backupctl/ec2 (except hiding disabled AMIs, which is always on, as
+# in EC2):
+#
+# - per_volume_rate_seconds: a volume takes one snapshot per that many real
+#   seconds (EC2: about 15 s, SnapshotCreationPerVolumeRateExceeded);
+# - per_volume_pending: at most that many pending snapshots per volume, 1
+#   for st1 and sc1 volumes (EC2: 5 and 1, ConcurrentSnapshotLimitExceeded);
+# - pending_seconds: new snapshots stay pending (and their images too) for
+#   that many seconds of emulator clock (EC2: minutes to hours);
+# - describe_delay_seconds: DescribeImages and DescribeSnapshots do not show
+#   an image or snapshot for that many real seconds after it was made
+#   (EC2's eventual consistency);
+# - keep_associated_snapshots: DeregisterImage deletes none of the image's
+#   snapshots, whatever DeleteAssociatedSnapshots says (as when EC2 cannot
+#   delete them);
+# - DescribeImages hides disabled AMIs unless IncludeDisabled=true.
+
+REAL = {}
+# The call being served (calls into moto are serialized): its action and
+# parameters, and whether it comes from the emulator's own control client.
+REQUEST = {"action": None, "params": {}, "control": False}
+LAST_SNAPSHOT = {}
+VISIBLE_AT = {}
+PENDING = {}
+
+
+def real(key, default=0):
+    return float(REAL.get(key, default) or 0)
+
+
+def check_volume_limits(backend, volume_ids):
+    if REQUEST["control"]:
+        return
+    rate = real("per_volume_rate_seconds")
+    now = time.monotonic()
+    for vid in volume_ids:
+        if rate and now - LAST_SNAPSHOT.get(vid, -1e9) < rate:
+            raise EC2ClientError(
+                "SnapshotCreationPerVolumeRateExceeded",
+                f"The maximum per volume CreateSnapshot request rate has been exceeded for {vid}. "
+                "Use an increasing or variable sleep interval between requests.",
+            )
+    limit = real("per_volume_pending")
+    if not limit:
+        return
+    for vid in volume_ids:
+        volume = backend.get_volume(vid)
+        most = 1 if volume.volume_type in ("st1", "sc1") else int(limit)
+        pending = [s for s in backend.snapshots.values() if s.volume.id == vid and s.status == "pending"]
+        if len(pending) >= most:
+            raise EC2ClientError(
+                "ConcurrentSnapshotLimitExceeded",
+                f"Maximum number of concurrent snapshots ({most}) for volume {vid} exceeded",
+            )
+
+
+def made(backend, resource, pending):
+    """Records a new image or snapshot for the switched-on behaviours."""
+    if REQUEST["control"]:
+        return
+    delay = real("describe_delay_seconds")
+    if delay:
+        VISIBLE_AT[resource.id] = time.monotonic() + delay
+    seconds = real("pending_seconds")
+    if pending and seconds:
+        if resource.id.startswith("ami-"):
+            resource.state = "pending"
+        else:
+            resource.status = "pending"
+        PENDING[resource.id] = (backend, emulator_utcnow() + _dt.timedelta(seconds=seconds))
+
+
+def settle():
+    """Completes what has been pending long enough (emulator clock)."""
+    now = emulator_utcnow()
+    for rid, (backend, due) in list(PENDING.items()):
+        if rid.startswith("ami-"):
+            ami = backend.amis.get(rid)
+            if ami is None or ami.state != "pending":
+                PENDING.pop(rid)
+            elif all(
+                backend.snapshots.get(sid) is None or backend.snapshots[sid].status != "pending"
+                for sid in ami_snapshots(ami)
+            ):
+                ami.state = "available"
+                PENDING.pop(rid)
+        elif due <= now:
+            snap = backend.snapshots.get(rid)
+            if snap is not None and snap.status == "pending":
+                snap.status = "completed"
+            PENDING.pop(rid)
+
+
+def visible(resource):
+    return REQUEST["control"] or VISIBLE_AT.get(resource.id, 0) <= time.monotonic()
+
+
+_orig_describe_images = AmiBackend.describe_images
+
+
+def describe_images(self, ami_ids=None, filters=None, exec_users=None, owners=None):
+    images = _orig_describe_images(self, ami_ids, filters, exec_users, owners)
+    include_disabled = str(REQUEST["params"].get("IncludeDisabled", "")).lower() == "true"
+    return [
+        a
+        for a in images
+        if visible(a) and (a.state != "disabled" or include_disabled or REQUEST["control"])
+    ]
+
+
+_orig_describe_snapshots = EBSBackend.describe_snapshots
+
+
+def describe_snapshots(self, snapshot_ids=None, filters=None):
+    return [s for s in _orig_describe_snapshots(self, snapshot_ids, filters) if visible(s)]
 
 
 ENABLED_REGIONS = None
@@ -230,6 +380,9 @@ Ami.block_device_mappings = property(block_device_mappings)
 AmisResponse.deregister_image = deregister_image
 EBSBackend.create_snapshots = create_snapshots
 EBSBackend.delete_snapshot = delete_snapshot
+EBSBackend.create_snapshot = create_snapshot
+EBSBackend.describe_snapshots = describe_snapshots
+AmiBackend.describe_images = describe_images
 TaggedEC2Resource.get_tags = get_tags
 RegionsAndZonesBackend.describe_regions = describe_regions
 
@@ -291,26 +444,40 @@ def bump(table, region, action):
     table[region][action] += 1
 
 
-def choose_fault(region, action):
+def choose_fault(region, action, params):
     """Decides, under the lock, what happens to one EC2 call."""
     f = STATE.faults
     if not f:
         return None
     only = f.get("actions")
     for deny in f.get("deny", []):
-        if deny.get("region") in (region, "*") and (
-            action in deny.get("actions", ["*"]) or "*" in deny.get("actions", ["*"])
+        if (
+            deny.get("region") in (region, "*")
+            and (action in deny.get("actions", ["*"]) or "*" in deny.get("actions", ["*"]))
+            and (not deny.get("ids") or set(deny["ids"]) & set(params.values()))
         ):
-            return ("deny", None)
+            return ("deny", deny)
     if only and action not in only:
         return None
     roll = STATE.rng.random()
-    for kind in ("throttle", "server_error", "reset", "hang", "latency"):
+    for kind in ("throttle", "server_error", "reset", "hang", "latency", "lost", "lost_500", "lost_hang"):
         p = float(f.get(kind, 0))
         if roll < p:
             return (kind, f.get(f"{kind}_seconds"))
         roll -= p
     return None
+
+
+def drop_connection(environ):
+    sock = environ.get("werkzeug.socket")
+    if sock is not None:
+        import socket as _socket
+
+        sock.shutdown(_socket.SHUT_RDWR)
+        sock.close()
+
+
+MOTO_LOCK = threading.Lock()
 
 
 def imds(request):
@@ -366,25 +533,30 @@ class Emulator:
             return imds(request)(environ, start_response)
         if request.path.startswith("/_backupctl/"):
             return self.control(request)(environ, start_response)
-        if environ.get("HTTP_" + CONTROL_HEADER.upper().replace("-", "_")):
-            return self.moto(environ, start_response)
         region = region_of(environ)
         params = params_of(environ)
+        if environ.get("HTTP_" + CONTROL_HEADER.upper().replace("-", "_")):
+            return self.call_moto(environ, start_response, params, control=True)
         action = params.get("Action", "unknown")
         with STATE.lock:
             bump(STATE.calls, region, action)
             if action.startswith(MUTATING_PREFIXES):
                 STATE.requests.append({"region": region, "params": params})
-            fault = choose_fault(region, action)
+            fault = choose_fault(region, action, params)
             if fault:
                 bump(STATE.faults_injected, region, f"{action}:{fault[0]}")
         if fault:
             kind, seconds = fault
             if kind == "deny":
+                # {"code", "status", "message"} of a deny entry answer in
+                # place of UnauthorizedOperation.
                 return ec2_error(
-                    403,
-                    "UnauthorizedOperation",
-                    f"You are not authorized to perform this operation ({action} in {region}).",
+                    int(seconds.get("status", 403)),
+                    seconds.get("code", "UnauthorizedOperation"),
+                    seconds.get(
+                        "message",
+                        f"You are not authorized to perform this operation ({action} in {region}).",
+                    ),
                 )(environ, start_response)
             if kind == "throttle":
                 return ec2_error(503, "RequestLimitExceeded", "Request limit exceeded.")(
@@ -395,28 +567,65 @@ class Emulator:
                     environ, start_response
                 )
             if kind == "reset":
-                sock = environ.get("werkzeug.socket")
-                if sock is not None:
-                    import socket as _socket
-
-                    sock.shutdown(_socket.SHUT_RDWR)
-                    sock.close()
+                drop_connection(environ)
                 return []
             if kind == "hang":
                 time.sleep(float(seconds or 600))
             if kind == "latency":
                 time.sleep(float(seconds or 2))
-        return self.moto(environ, start_response)
+            if kind.startswith("lost"):
+                # The call succeeds in EC2; its answer never arrives.
+                self.call_moto(environ, lambda *a: None, params)
+                if kind == "lost":
+                    drop_connection(environ)
+                    return []
+                if kind == "lost_500":
+                    return ec2_error(500, "InternalError", "An internal error has occurred.")(
+                        environ, start_response
+                    )
+                time.sleep(float(seconds or 600))
+                return []
+        return self.call_moto(environ, start_response, params)
+
+    def call_moto(self, environ, start_response, params, control=False):
+        """One call into moto, alone: its models are not safe under
+        concurrent requests (a dictionary changed size during iteration)."""
+        captured = []
+
+        def capture(status, headers, exc_info=None):
+            captured.append((status, headers))
+            return lambda data: None
+
+        with MOTO_LOCK:
+            settle()
+            REQUEST.update(action=params.get("Action"), params=params, control=control)
+            try:
+                body = b"".join(self.moto(environ, capture))
+            finally:
+                REQUEST.update(action=None, params={}, control=False)
+        status, headers = captured[0]
+        start_response(status, headers)
+        return [body]
 
     # ------------------------------------------------------------ control
 
     def control(self, request):
         name = request.path[len("/_backupctl/") :]
         body = request.get_json(silent=True) or {}
-        try:
-            result = getattr(self, "ctl_" + name.replace("-", "_"))(body)
-        except AttributeError:
+        handler = getattr(self, "ctl_" + name.replace("-", "_"), None)
+        if handler is None:
             return Response(f"unknown control endpoint {name}", status=404)
+        try:
+            if name == "seed":
+                result = handler(body)
+            else:
+                with MOTO_LOCK:
+                    settle()
+                    REQUEST.update(control=True)
+                    try:
+                        result = handler(body)
+                    finally:
+                        REQUEST.update(control=False)
         except Exception as e:  # reported to the test, which fails with it
             return Response(f"{type(e).__name__}: {e}", status=500)
         return Response(json.dumps(result), content_type="application/json")
@@ -432,6 +641,9 @@ class Emulator:
         with STATE.lock:
             STATE.reset()
         ENABLED_REGIONS = None
+        REAL.clear()
+        for table in (LAST_SNAPSHOT, VISIBLE_AT, PENDING):
+            table.clear()
         return {"ok": True}
 
     def ctl_clock(self, body):
@@ -494,6 +706,14 @@ class Emulator:
             STATE.rng = random.Random(body.get("seed", 0))
         return {"ok": True}
 
+    def ctl_ec2(self, body):
+        """Switches real EC2 behaviours on (see REAL EC2): {"per_volume_rate_seconds": 15,
+        "per_volume_pending": 5, "pending_seconds": 600, "describe_delay_seconds": 5};
+        {} switches them off."""
+        REAL.clear()
+        REAL.update(body)
+        return {"ok": True}
+
     def ctl_regions(self, body):
         global ENABLED_REGIONS
         ENABLED_REGIONS = set(body["regions"]) if body.get("regions") is not None else None
@@ -537,7 +757,7 @@ class Emulator:
 
         {"region": R,
          "instances": [{"count": N, "tags": {...}, "root_tags": {...},
-                        "volumes": [{"device": "/dev/sdf", "tags": {...}}],
+                        "volumes": [{"device": "/dev/sdf", "tags": {...}, "type": "st1"}],
                         "state": "running" | "stopped" | "terminated"}],
          "images": [{"instance_id": I, "name": N, "tags": {...}, "snapshot_tags": {...}}],
          "snapshots": [{"volume_id": V, "tags": {...}}]}
@@ -550,7 +770,10 @@ class Emulator:
             count = int(spec.get("count", 1))
             mappings = [{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 8}}]
             mappings += [
-                {"DeviceName": v["device"], "Ebs": {"VolumeSize": v.get("size", 8)}}
+                {
+                    "DeviceName": v["device"],
+                    "Ebs": {"VolumeSize": v.get("size", 8), "VolumeType": v.get("type", "gp3")},
+                }
                 for v in spec.get("volumes", [])
             ]
             tag_specs = []

@@ -160,6 +160,7 @@ impl Emulator {
             "BACKUPCTL_NOW",
             "BACKUPCTL_POLICIES",
             "BACKUPCTL_CALL_TIMEOUT",
+            "BACKUPCTL_CONSISTENCY_WAIT",
             "NO_COLOR",
             "AWS_PROFILE",
             "AWS_ENDPOINT_URL_EC2",
@@ -177,6 +178,9 @@ impl Emulator {
                 "AWS_SHARED_CREDENTIALS_FILE",
                 self.dir.path().join("no-credentials"),
             );
+        // The emulator's Describe lag, when switched on, is a few seconds:
+        // no need to look for a lost creation for EC2's full minute.
+        cmd.env("BACKUPCTL_CONSISTENCY_WAIT", "10");
         for (k, v) in env {
             cmd.env(k, v);
         }

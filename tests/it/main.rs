@@ -15,6 +15,7 @@ mod json_contract;
 mod live;
 mod promises;
 mod properties;
+mod real_ec2;
 mod review;
 mod schedule;
 mod secrets;

@@ -1,0 +1,73 @@
+//! Snapshots an AMI policy's deregistrations left behind.
+//!
+//! DeregisterImage with `DeleteAssociatedSnapshots` deletes the image's
+//! snapshots it can; apply then deletes the rest. One of those deletions can
+//! still fail (a snapshot briefly in use, throttling that outlasts the
+//! retries, a run killed in between), leaving a snapshot that carries the
+//! policy's tags and that no image uses. Retention never sees it (an AMI
+//! policy's backups are its images), so it is planned here: deleted once it
+//! is older than the policy's `max_age`, which its image was too, and which
+//! no snapshot of an image still being made (or not yet visible to
+//! DescribeImages) can be. A younger one is only reported.
+
+use super::deletions::display_source;
+use super::index::RegionIndex;
+use super::sets::Unit;
+use super::warnings;
+use crate::inventory::Backup;
+use crate::plan::{Action, Change, Plan, Precondition, Reason, ReasonCode};
+use crate::policy::{human_age, Kind, MaxAge, Policy};
+use chrono::{DateTime, Utc};
+
+pub fn plan(
+    policy: &Policy,
+    region: &str,
+    index: &RegionIndex,
+    now: DateTime<Utc>,
+    out: &mut Plan,
+    warnings_out: &mut Vec<String>,
+) {
+    if policy.backup.kind != Kind::Ami {
+        return;
+    }
+    let mut young = Vec::new();
+    let left = index
+        .snapshots_by_policy
+        .get(policy.name.as_str())
+        .into_iter()
+        .flatten()
+        .filter(|s| !index.snapshot_users.contains_key(s.id.as_str()));
+    for &snapshot in left {
+        let created = snapshot.aged_from();
+        let expired = match policy.retention.max_age {
+            MaxAge::After(max) if max.elapsed(created, now) => Some(max),
+            _ => None,
+        };
+        let Some(max) = expired else {
+            young.push(snapshot.id.clone());
+            continue;
+        };
+        let unit = Unit::Legacy(snapshot);
+        out.changes.push(Change {
+            policy: policy.name.clone(),
+            region: region.to_string(),
+            source: display_source(snapshot.source().unwrap_or("")),
+            action: Action::DeleteSnapshot {
+                snapshot_id: snapshot.id.clone(),
+            },
+            reason: Reason {
+                code: ReasonCode::Expired,
+                message: format!(
+                    "left behind by its image's deregistration (no image uses it): {} old, max_age {max}",
+                    human_age(created, now)
+                ),
+            },
+            backups_left: None,
+            precondition: Precondition::Delete {
+                state: unit.state_name(),
+                tags: unit.tags().clone(),
+            },
+        });
+    }
+    warnings::strays(policy, region, &young, warnings_out);
+}
