@@ -218,9 +218,8 @@ where
     let mut by_instance: BTreeMap<&str, Vec<(usize, Change)>> = BTreeMap::new();
     for (i, change) in batch {
         let instance = match &change.action {
-            Action::CreateImage { instance_id, .. } | Action::CreateSnapshots { instance_id, .. } => {
-                instance_id.as_str()
-            }
+            Action::CreateImage { instance_id, .. }
+            | Action::CreateSnapshots { instance_id, .. } => instance_id.as_str(),
             _ => "",
         };
         by_instance

@@ -78,7 +78,10 @@ impl<'a> RegionIndex<'a> {
             }
         }
         for snapshot in &inv.snapshots {
-            if let Some(p) = snapshot.policy().filter(|_| !managed_by_aws(&snapshot.tags)) {
+            if let Some(p) = snapshot
+                .policy()
+                .filter(|_| !managed_by_aws(&snapshot.tags))
+            {
                 index
                     .snapshots_by_policy
                     .entry(p)
