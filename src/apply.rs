@@ -8,8 +8,8 @@
 //! action does not stop the others, and every outcome is returned, in plan
 //! order. Re-running plan and apply converges.
 //!
-//! Creations of one instance run one after another, [`PER_VOLUME_GAP`]
-//! apart: EC2 takes one snapshot of a volume about every 15 seconds
+//! Creations of one instance run one after another, [`Pacing`]
+//! apart ([`Pacing`]): EC2 takes one snapshot of a volume about every 15 seconds
 //! (`SnapshotCreationPerVolumeRateExceeded`) and at most 5 pending
 //! snapshots per volume, 1 for st1 and sc1 volumes
 //! (`ConcurrentSnapshotLimitExceeded`; "Amazon EBS snapshot quotas" and the
@@ -33,8 +33,30 @@ use tokio::task::JoinSet;
 /// buckets (CreateImage refills at 5/s), so the SDK's retries rarely fire.
 const CALLS_PER_REGION: usize = 4;
 
-/// Between two creations on one instance: EC2's per-volume snapshot rate.
-pub const PER_VOLUME_GAP: Duration = Duration::from_secs(15);
+/// How apply spaces its calls.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacing {
+    /// Between two creations on one instance (and after a refusal for the
+    /// per-volume rate): EC2 takes one snapshot of a volume about every 15 s.
+    pub per_volume_gap: Duration,
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Pacing {
+            per_volume_gap: Duration::from_secs(15),
+        }
+    }
+}
+
+impl Pacing {
+    /// No spacing: for providers without per-volume limits (tests).
+    pub fn none() -> Self {
+        Pacing {
+            per_volume_gap: Duration::ZERO,
+        }
+    }
+}
 
 /// Times a creation refused for the per-volume rate is tried again.
 const RATE_RETRIES: u32 = 4;
@@ -103,6 +125,7 @@ pub async fn apply<P>(
     provider: Arc<P>,
     progress: Arc<dyn Progress>,
     stop: Arc<AtomicBool>,
+    pacing: Pacing,
 ) -> ApplyReport
 where
     P: Provider + Send + Sync + 'static,
@@ -132,7 +155,7 @@ where
                 let (batch, tail) = rest.split_at(n);
                 rest = tail;
                 let mut outcomes = if p == 0 {
-                    run_creations(&region, batch, &provider, &progress, &stop).await
+                    run_creations(&region, batch, &provider, &progress, &stop, pacing).await
                 } else {
                     run_phase(&region, batch, &provider, &progress, &stop).await
                 };
@@ -204,13 +227,14 @@ where
 
 /// Runs the creations of one region: instances in parallel (a few calls at
 /// a time), the creations of one instance one after another, spaced by
-/// [`PER_VOLUME_GAP`].
+/// the per-volume gap.
 async fn run_creations<P>(
     region: &str,
     batch: &[(usize, Change)],
     provider: &Arc<P>,
     progress: &Arc<dyn Progress>,
     stop: &Arc<AtomicBool>,
+    pacing: Pacing,
 ) -> Vec<(usize, Outcome)>
 where
     P: Provider + Send + Sync + 'static,
@@ -237,9 +261,10 @@ where
             let mut out = Vec::with_capacity(changes.len());
             for (n, (i, change)) in changes.into_iter().enumerate() {
                 if n > 0 {
-                    tokio::time::sleep(PER_VOLUME_GAP).await;
+                    pause(pacing.per_volume_gap).await;
                 }
-                let result = create_spaced(&region, &change.action, &provider, &limit, &stop).await;
+                let result =
+                    create_spaced(&region, &change.action, &provider, &limit, &stop, pacing).await;
                 if !matches!(&result, Err(e) if e.code == NOT_STARTED) {
                     progress.advance(&region);
                 }
@@ -262,6 +287,7 @@ async fn create_spaced<P>(
     provider: &Arc<P>,
     limit: &Arc<Semaphore>,
     stop: &Arc<AtomicBool>,
+    pacing: Pacing,
 ) -> Result<Done, ProviderError>
 where
     P: Provider + Send + Sync + 'static,
@@ -278,13 +304,19 @@ where
         match result {
             Err(e) if e.code == RATE_EXCEEDED && refused < RATE_RETRIES => {
                 refused += 1;
-                tokio::time::sleep(PER_VOLUME_GAP).await;
+                pause(pacing.per_volume_gap.max(Duration::from_secs(1))).await;
             }
             Err(e) if e.code == PENDING_LIMIT || e.code == RATE_EXCEEDED => {
                 return Ok(Done::Postponed(e))
             }
             other => return other,
         }
+    }
+}
+
+async fn pause(d: Duration) {
+    if !d.is_zero() {
+        tokio::time::sleep(d).await;
     }
 }
 

@@ -66,6 +66,12 @@ pub struct Cli {
           default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub consistency_wait: u64,
 
+    /// Seconds between two creations on one instance (EC2 takes one
+    /// snapshot of a volume about every 15 s).
+    #[arg(long, global = true, env = "BACKUPCTL_PER_VOLUME_GAP", value_name = "SECONDS",
+          default_value_t = 15, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub per_volume_gap: u64,
+
     #[command(subcommand)]
     pub command: Command,
 }

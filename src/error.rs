@@ -45,6 +45,8 @@ pub enum Error {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// A result could not be written to standard output.
+    Stdout(std::io::Error),
     /// AWS could not be used at all (credentials, region list, metadata).
     Aws(ProviderError),
     /// A saved plan that cannot be used.
@@ -72,7 +74,9 @@ impl Error {
             | Error::State { .. }
             | Error::PlanFile { .. }
             | Error::StalePlan { .. } => ExitCode::Invalid,
-            Error::Write { .. } | Error::Aws(_) | Error::Locked { .. } => ExitCode::Failure,
+            Error::Write { .. } | Error::Stdout(_) | Error::Aws(_) | Error::Locked { .. } => {
+                ExitCode::Failure
+            }
         }
     }
 }
@@ -99,6 +103,10 @@ impl fmt::Display for Error {
                 "refusing to apply {}: what it would touch changed since it was made:\n  - {}\nNothing was changed. Make a new plan (backupctl plan --out FILE), review it, and apply that.",
                 path.display(),
                 differences.join("\n  - ")
+            ),
+            Error::Stdout(error) => write!(
+                f,
+                "cannot write to standard output: {error}; what was printed is incomplete (is the disk full, or the file it goes to closed?)"
             ),
             Error::Write { path, error } => write!(
                 f,

@@ -50,6 +50,7 @@ where
             };
         }
     };
+    logging(cli.verbose);
     let env = commands::Env {
         now: std::env::var("BACKUPCTL_NOW").ok(),
         no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
@@ -72,4 +73,24 @@ where
             e.exit_code() as i32
         }
     }
+}
+
+/// Diagnostics on stderr through `tracing`: `RUST_LOG` when set, else
+/// each AWS call at `-vv` and the SDK's own debug events at `-vvv`;
+/// nothing below that (`-v` is about the plan, not the calls).
+fn logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match EnvFilter::try_from_default_env() {
+        Ok(f) => f,
+        Err(_) => EnvFilter::new(match verbose {
+            0 | 1 => "off",
+            2 => "backupctl=info",
+            _ => "backupctl=debug,aws_config=debug,aws_smithy_runtime=debug,aws_sdk_ec2=debug",
+        }),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }

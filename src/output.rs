@@ -15,6 +15,9 @@ pub struct Printer {
     pub quiet: bool,
     /// Progress may be drawn (stderr is a terminal and not `--quiet`).
     pub progress: bool,
+    /// The first failure to write a result: a full disk must not leave an
+    /// empty plan file behind a successful exit.
+    failed: Mutex<Option<std::io::Error>>,
 }
 
 impl Printer {
@@ -23,15 +26,27 @@ impl Printer {
             color: !no_color_flag && !no_color_env && std::io::stdout().is_terminal(),
             quiet,
             progress: !quiet && std::io::stderr().is_terminal(),
+            failed: Mutex::new(None),
         }
     }
 
-    /// A result: always printed, on stdout.
+    /// A result: always printed, on stdout. A failure is kept for
+    /// [`Printer::write_failure`]; a reader that went away (`backupctl plan
+    /// | head`) is not one.
     pub fn result(&self, text: &str) {
         let mut out = std::io::stdout().lock();
-        // A closed pipe (`backupctl plan | head`) is not an error worth a panic.
-        let _ = out.write_all(text.as_bytes());
-        let _ = out.flush();
+        let written = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+        if let Err(e) = written {
+            let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+            if e.kind() != std::io::ErrorKind::BrokenPipe && failed.is_none() {
+                *failed = Some(e);
+            }
+        }
+    }
+
+    /// The first result that could not be written, if any.
+    pub fn write_failure(&self) -> Option<std::io::Error> {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// A message about the run: stderr, unless `--quiet`.

@@ -2,7 +2,7 @@
 //! apply, report; or apply a saved plan exactly, if it still holds.
 
 use super::Env;
-use crate::apply::{apply, NOT_STARTED};
+use crate::apply::{apply, Pacing, NOT_STARTED};
 use crate::cli::{resolve_now, ApplyArgs, Cli, Format};
 use crate::error::{Error, ExitCode};
 use crate::guard;
@@ -76,7 +76,7 @@ pub async fn run(
         printer.note("Apply cancelled; nothing was changed.");
         return Ok(ExitCode::Invalid);
     }
-    let code = execute(&plan, provider, lock, printer).await;
+    let code = execute(&plan, provider, lock, printer, cli.per_volume_gap).await;
     Ok(after_apply(code, failure_code, held))
 }
 
@@ -150,7 +150,7 @@ async fn saved(
         sum.create,
         sum.delete
     ));
-    let code = execute(&plan, provider, lock, printer).await;
+    let code = execute(&plan, provider, lock, printer, cli.per_volume_gap).await;
     Ok(after_apply(code, ExitCode::Success, held))
 }
 
@@ -159,6 +159,7 @@ async fn execute(
     provider: Arc<AwsProvider>,
     lock: Arc<ApplyLock>,
     printer: &Printer,
+    gap: u64,
 ) -> ExitCode {
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = tokio::spawn(watch_interrupts(stop.clone()));
@@ -166,7 +167,17 @@ async fn execute(
         inner: provider,
         lock,
     });
-    let report = apply(plan, journaled, printer.progress(true), stop.clone()).await;
+    let pacing = Pacing {
+        per_volume_gap: Duration::from_secs(gap),
+    };
+    let report = apply(
+        plan,
+        journaled,
+        printer.progress(true),
+        stop.clone(),
+        pacing,
+    )
+    .await;
     watcher.abort();
     for o in &report.outcomes {
         match &o.result {

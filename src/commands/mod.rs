@@ -67,18 +67,27 @@ impl Timings {
 
 pub async fn dispatch(cli: Cli, env: &Env) -> Result<ExitCode, Error> {
     let printer = Printer::new(cli.no_color, env.no_color, cli.quiet);
+    let result = run_command(&cli, env, &printer).await;
+    match printer.write_failure() {
+        Some(e) if result.is_ok() => Err(Error::Stdout(e)),
+        _ => result,
+    }
+}
+
+async fn run_command(cli: &Cli, env: &Env, printer: &Printer) -> Result<ExitCode, Error> {
+    let (cli, printer) = (cli, printer);
     match &cli.command {
-        Command::Validate => validate::run(&cli, &printer),
-        Command::Plan(args) => plan::run(&cli, args, env, &printer).await,
-        Command::Apply(args) => apply::run(&cli, args, env, &printer).await,
+        Command::Validate => validate::run(cli, printer),
+        Command::Plan(args) => plan::run(cli, args, env, printer).await,
+        Command::Apply(args) => apply::run(cli, args, env, printer).await,
         Command::State(StateCommand::Pull {
             out,
             also_policies,
             all_regions,
-        }) => state::pull(&cli, out.as_deref(), also_policies, *all_regions, &printer).await,
-        Command::Show(args) => show::run(&cli, args, &printer),
-        Command::Forecast(args) => forecast::run(&cli, args, env, &printer).await,
-        Command::Diff(args) => diff::run(args, &printer),
+        }) => state::pull(cli, out.as_deref(), also_policies, *all_regions, printer).await,
+        Command::Show(args) => show::run(cli, args, printer),
+        Command::Forecast(args) => forecast::run(cli, args, env, printer).await,
+        Command::Diff(args) => diff::run(args, printer),
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "backupctl", &mut out);
@@ -103,14 +112,32 @@ pub async fn dispatch(cli: Cli, env: &Env) -> Result<ExitCode, Error> {
     }
 }
 
-fn aws_options(cli: &Cli) -> AwsOptions {
-    AwsOptions {
+fn aws_options(cli: &Cli) -> Result<AwsOptions, Error> {
+    let given = [
+        ("--endpoint-url", cli.endpoint_url.clone()),
+        (
+            "AWS_ENDPOINT_URL_EC2",
+            std::env::var("AWS_ENDPOINT_URL_EC2").ok(),
+        ),
+        ("AWS_ENDPOINT_URL", std::env::var("AWS_ENDPOINT_URL").ok()),
+    ];
+    for (name, url) in given {
+        let Some(url) = url.filter(|u| !u.is_empty()) else {
+            continue;
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(Error::Usage(format!(
+                "{name} {url:?} has no scheme; write it in full, e.g. https://{url} (or http:// for a local emulator)"
+            )));
+        }
+    }
+    Ok(AwsOptions {
         call_timeout_secs: cli.call_timeout,
         consistency_wait_secs: cli.consistency_wait,
         region: cli.region.clone(),
         profile: cli.profile.clone(),
         endpoint_url: cli.endpoint_url.clone(),
-    }
+    })
 }
 
 /// Observes what the policies need through AWS, with progress on stderr;
@@ -122,7 +149,7 @@ async fn observe(
     show_progress: bool,
     all_regions: bool,
 ) -> Result<(Arc<AwsProvider>, Observation), Error> {
-    let provider = Arc::new(AwsProvider::new(&aws_options(cli)).await);
+    let provider = Arc::new(AwsProvider::new(&aws_options(cli)?).await);
     let mut scope = Scope::of(policies);
     scope.all_regions = all_regions;
     let observation = provider

@@ -20,6 +20,7 @@
 //! DescribeSnapshots with `OwnerIds=self` and the ownership tag-key filter,
 //! and DescribeVolumes only when a policy filters volumes by tag.
 
+mod calls;
 mod create;
 
 use super::{Done, Observation, Provider, ProviderError, RegionFailure, RegionScope, Scope};
@@ -33,6 +34,7 @@ use crate::policy::tags;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use aws_sdk_ec2::Client;
@@ -68,6 +70,7 @@ pub struct AwsOptions {
 pub struct AwsProvider {
     config: Arc<SdkConfig>,
     consistency_window: Duration,
+    profile: Option<String>,
 }
 
 impl AwsProvider {
@@ -90,8 +93,15 @@ impl AwsProvider {
                     .operation_timeout(Duration::from_secs(300))
                     .build(),
             );
+        // An explicit profile wins over credentials in the environment, as
+        // in the AWS CLI: a CI step that leaves keys set must not act on
+        // another account than the one it names.
         if let Some(p) = &options.profile {
-            loader = loader.profile_name(p);
+            loader = loader.profile_name(p).credentials_provider(
+                aws_config::profile::ProfileFileCredentialsProvider::builder()
+                    .profile_name(p)
+                    .build(),
+            );
         }
         if let Some(r) = &options.region {
             loader = loader.region(Region::new(r.clone()));
@@ -102,12 +112,16 @@ impl AwsProvider {
         AwsProvider {
             config: Arc::new(loader.load().await),
             consistency_window: Duration::from_secs(options.consistency_wait_secs),
+            profile: options.profile.clone(),
         }
     }
 
     fn client(&self, region: &str) -> Client {
         let conf = aws_sdk_ec2::config::Builder::from(&*self.config)
             .region(Region::new(region.to_string()))
+            .interceptor(calls::CallLog {
+                region: region.to_string(),
+            })
             .build();
         Client::from_conf(conf)
     }
@@ -118,6 +132,9 @@ impl AwsProvider {
         let conf = aws_sdk_ec2::config::Builder::from(&*self.config)
             .region(Region::new(region.to_string()))
             .retry_config(RetryConfig::disabled())
+            .interceptor(calls::CallLog {
+                region: region.to_string(),
+            })
             .build();
         Client::from_conf(conf)
     }
@@ -139,11 +156,18 @@ impl AwsProvider {
         let Some(provider) = self.config.credentials_provider() else {
             return Err(no_credentials("no credential provider is configured"));
         };
-        provider
-            .provide_credentials()
-            .await
-            .map(|_| ())
-            .map_err(|e| no_credentials(&causes(&e)))
+        provider.provide_credentials().await.map(|_| ()).map_err(|e| {
+            let detail = causes(&e);
+            match &self.profile {
+                Some(p) if detail.contains("not defined") || detail.contains("could not find") || detail.contains("not found") => ProviderError {
+                    code: "NoSuchProfile".into(),
+                    message: format!(
+                        "the AWS profile {p:?} (--profile) is not defined in the shared config files ({detail}); check its name (aws configure list-profiles) and AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE"
+                    ),
+                },
+                _ => no_credentials(&detail),
+            }
+        })
     }
 
     async fn enabled_regions(&self) -> Result<Vec<String>, ProviderError> {
@@ -657,12 +681,27 @@ async fn delete_snapshot(client: &Client, id: &str) -> Result<(), ProviderError>
 /// One line for an operator: the service's code and message, or what kept
 /// the call from reaching EC2. Never includes credentials (the SDK does not
 /// put them in errors).
-fn sdk_error<E, R>(operation: &str, e: SdkError<E, R>) -> ProviderError
+fn sdk_error<E>(operation: &str, e: SdkError<E, HttpResponse>) -> ProviderError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
 {
     let (code, message) = match &e {
+        SdkError::ServiceError(se) if se.err().code().is_none() => (
+            "BadResponse".to_string(),
+            format!(
+                "{operation} failed with HTTP {} and an answer that is not an EC2 error ({}); check --endpoint-url / AWS_ENDPOINT_URL if set, or retry later",
+                se.raw().status().as_u16(),
+                causes(&e)
+            ),
+        ),
+        SdkError::ResponseError(re) => (
+            "BadResponse".to_string(),
+            format!(
+                "{operation} got HTTP {} with an answer that could not be read ({}); check --endpoint-url / AWS_ENDPOINT_URL if set, or retry later",
+                re.raw().status().as_u16(),
+                causes(&e)
+            ),
+        ),
         SdkError::ServiceError(se) => {
             let err = se.err();
             let code = err.code().unwrap_or("Unknown").to_string();

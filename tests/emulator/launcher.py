@@ -10,7 +10,8 @@ Runs moto's WSGI app in this process on a loopback port, with:
 - an instance-metadata (IMDSv2) endpoint under /latest/;
 - a count of EC2 calls by region and action;
 - fault injection (throttling, HTTP 500, latency, hangs, connection resets,
-  UnauthorizedOperation, and answers lost after the call succeeded), seeded
+  UnauthorizedOperation, answers that are not EC2's, and answers lost after
+  the call succeeded), seeded
   so that a run can be replayed;
 - real EC2 behaviours that moto lacks, switched on by tests (see REAL EC2
   below and ctl_ec2): per-volume snapshot limits, snapshots and images that
@@ -397,6 +398,7 @@ class State:
 
     def reset(self):
         self.calls = {}
+        self.keys = set()
         self.requests = []
         self.faults_injected = {}
         self.faults = {}
@@ -405,6 +407,14 @@ class State:
 
 
 STATE = State()
+
+
+def access_key_of(environ):
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    marker = "Credential="
+    if marker in auth:
+        return auth.split(marker, 1)[1].split("/", 1)[0]
+    return None
 
 
 def region_of(environ):
@@ -460,7 +470,8 @@ def choose_fault(region, action, params):
     if only and action not in only:
         return None
     roll = STATE.rng.random()
-    for kind in ("throttle", "server_error", "reset", "hang", "latency", "lost", "lost_500", "lost_hang"):
+    kinds = ("throttle", "server_error", "reset", "hang", "latency", "garbage", "lost", "lost_500", "lost_hang")
+    for kind in kinds:
         p = float(f.get(kind, 0))
         if roll < p:
             return (kind, f.get(f"{kind}_seconds"))
@@ -540,6 +551,9 @@ class Emulator:
         action = params.get("Action", "unknown")
         with STATE.lock:
             bump(STATE.calls, region, action)
+            key = access_key_of(environ)
+            if key:
+                STATE.keys.add(key)
             if action.startswith(MUTATING_PREFIXES):
                 STATE.requests.append({"region": region, "params": params})
             fault = choose_fault(region, action, params)
@@ -569,6 +583,11 @@ class Emulator:
             if kind == "reset":
                 drop_connection(environ)
                 return []
+            if kind == "garbage":
+                # Something that is not EC2 answers (a proxy's error page).
+                return Response("<html>Bad gateway</html>", status=200, content_type="text/html")(
+                    environ, start_response
+                )
             if kind == "hang":
                 time.sleep(float(seconds or 600))
             if kind == "latency":
@@ -661,11 +680,16 @@ class Emulator:
 
     def ctl_calls(self, _):
         with STATE.lock:
-            return {"calls": STATE.calls, "faults": STATE.faults_injected}
+            return {
+                "calls": STATE.calls,
+                "faults": STATE.faults_injected,
+                "access_keys": sorted(STATE.keys),
+            }
 
     def ctl_reset_calls(self, _):
         with STATE.lock:
             STATE.calls = {}
+            STATE.keys = set()
             STATE.faults_injected = {}
             STATE.requests = []
         return {"ok": True}

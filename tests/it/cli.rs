@@ -251,3 +251,44 @@ fn completions_and_man_page_come_from_the_command_definitions() {
         "{page}"
     );
 }
+
+/// Issue 10 item 7: a result that cannot be written (a full disk) fails the
+/// command with exit 3 and one message, whatever the command.
+#[test]
+fn output_that_cannot_be_written_exits_3() {
+    let plan_file = crate::emulator::TempDir::new("full");
+    let saved = plan_file.path().join("plan.json");
+    let saved = saved.to_str().unwrap();
+    let made = backupctl(&["plan", "--state", DEMO, "--at", AT, "--out", saved]);
+    assert_eq!(made.status.code(), Some(0), "{}", stderr(&made));
+    let commands: [&[&str]; 9] = [
+        &["plan", "--state", DEMO, "--at", AT],
+        &["plan", "--state", DEMO, "--at", AT, "--format", "json"],
+        &["plan", "--state", DEMO, "--at", AT, "--format", "markdown"],
+        &["show", saved],
+        &["diff", saved, saved],
+        &["iam-policy"],
+        &["validate"],
+        &["man"],
+        &["completions", "bash"],
+    ];
+    for args in commands {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full exists");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_backupctl"))
+            .current_dir(crate::support::root())
+            .args(args)
+            .env_remove("BACKUPCTL_NOW")
+            .stdout(full)
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        assert!(
+            err.contains("cannot write to standard output") && err.lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+}

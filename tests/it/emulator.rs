@@ -161,6 +161,7 @@ impl Emulator {
             "BACKUPCTL_POLICIES",
             "BACKUPCTL_CALL_TIMEOUT",
             "BACKUPCTL_CONSISTENCY_WAIT",
+            "BACKUPCTL_PER_VOLUME_GAP",
             "NO_COLOR",
             "AWS_PROFILE",
             "AWS_ENDPOINT_URL_EC2",
@@ -179,8 +180,11 @@ impl Emulator {
                 self.dir.path().join("no-credentials"),
             );
         // The emulator's Describe lag, when switched on, is a few seconds:
-        // no need to look for a lost creation for EC2's full minute.
-        cmd.env("BACKUPCTL_CONSISTENCY_WAIT", "10");
+        // no need to look for a lost creation for EC2's full minute. It
+        // knows no per-volume snapshot rate unless a test switches it on
+        // (and then passes the matching gap).
+        cmd.env("BACKUPCTL_CONSISTENCY_WAIT", "10")
+            .env("BACKUPCTL_PER_VOLUME_GAP", "0");
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -2,6 +2,7 @@
 //! per concern.
 
 mod architecture;
+mod aws_access;
 mod bad_policies;
 mod cli;
 mod crash;

@@ -4,7 +4,7 @@
 //! Inventories come from a small seeded generator (the seed is the proptest
 //! input), so a failing case is replayed by its seed.
 
-use backupctl::apply::apply;
+use backupctl::apply::{apply, Pacing};
 use backupctl::inventory::{
     AttachedVolume, Backup, Image, ImageState, Instance, InstanceState, Inventory, RegionInventory,
     Snapshot, SnapshotState, Tags, Volume,
@@ -508,6 +508,7 @@ fn run_case(seed: u64) -> Result<(), String> {
         provider.clone(),
         Arc::new(NoProgress),
         Default::default(),
+        Pacing::none(),
     ));
     if report.failed() > 0 {
         return Err(format!("apply failed: {}", failures(&report)));
@@ -545,6 +546,7 @@ fn run_case(seed: u64) -> Result<(), String> {
             provider.clone(),
             Arc::new(NoProgress),
             Default::default(),
+            Pacing::none(),
         ));
         if report.failed() > 0 {
             return Err(format!(

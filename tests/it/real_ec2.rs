@@ -148,7 +148,10 @@ fn policies_sharing_instances_keep_to_the_per_volume_snapshot_rate() {
         let out = emu.run(
             &policies,
             &["apply", "--auto-approve"],
-            &[("BACKUPCTL_NOW", &day(0))],
+            &[
+                ("BACKUPCTL_NOW", &day(0)),
+                ("BACKUPCTL_PER_VOLUME_GAP", "15"),
+            ],
         );
         ok(&out);
         let kinds: Vec<(&str, &str)> = case

@@ -5,7 +5,7 @@
 //! in-memory EC2, for every = 1h, 12h, 1 day and 1 week, AMIs and snapshot
 //! sets alike.
 
-use backupctl::apply::apply;
+use backupctl::apply::{apply, Pacing};
 use backupctl::inventory::{
     AttachedVolume, Instance, InstanceState, Inventory, RegionInventory, Tags, Volume,
 };
@@ -110,6 +110,7 @@ fn simulate(kind: &str, every: &str, period: TimeDelta, seed: u64) -> Result<(),
             provider.clone(),
             Arc::new(NoProgress),
             Default::default(),
+            Pacing::none(),
         ));
         assert_eq!(report.failed(), 0, "apply failed");
         provider.settle();

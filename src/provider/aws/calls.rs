@@ -1,0 +1,88 @@
+//! One diagnostic line per attempt of every AWS call, through `tracing`
+//! (the SDK logs there too): action, region, attempt, outcome (HTTP status
+//! or what kept the answer from arriving), latency and request id. Shown on
+//! stderr at `-vv`, or with `RUST_LOG=backupctl=info`; never the request's
+//! headers or body, so never credentials or signatures.
+
+use aws_sdk_ec2::config::interceptors::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
+use aws_sdk_ec2::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
+use aws_smithy_types::config_bag::{Storable, StoreReplace};
+use std::time::Instant;
+
+#[derive(Debug)]
+pub struct CallLog {
+    pub region: String,
+}
+
+#[derive(Debug, Clone)]
+struct Started(Instant);
+
+impl Storable for Started {
+    type Storer = StoreReplace<Self>;
+}
+
+impl Intercept for CallLog {
+    fn name(&self) -> &'static str {
+        "backupctl-call-log"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        cfg.interceptor_state().store_put(Started(Instant::now()));
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if !tracing::enabled!(target: "backupctl::aws", tracing::Level::INFO) {
+            return Ok(());
+        }
+        let action = cfg.load::<Metadata>().map_or("unknown", |m| m.name());
+        let attempt = cfg.load::<RequestAttempts>().map_or(1, |a| a.attempts());
+        let latency_ms = cfg
+            .load::<Started>()
+            .map_or(0, |s| s.0.elapsed().as_millis());
+        let (outcome, request_id) = match context.response() {
+            Some(r) => {
+                let id = ["x-amzn-requestid", "x-amz-request-id"]
+                    .iter()
+                    .find_map(|h| r.headers().get(*h))
+                    .unwrap_or("-")
+                    .to_string();
+                (format!("HTTP {}", r.status().as_u16()), id)
+            }
+            None => {
+                let why = match context.output_or_error() {
+                    Some(Err(e)) if e.is_timeout_error() => "timeout",
+                    Some(Err(e)) if e.is_connector_error() => "no answer (connection failed)",
+                    _ => "no answer",
+                };
+                (why.to_string(), "-".to_string())
+            }
+        };
+        tracing::info!(
+            target: "backupctl::aws",
+            action = %action,
+            region = %self.region,
+            attempt,
+            outcome = %outcome,
+            latency_ms = latency_ms as u64,
+            request_id = %request_id,
+            "call"
+        );
+        Ok(())
+    }
+}
