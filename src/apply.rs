@@ -299,6 +299,10 @@ where
         }
         let result = {
             let _permit = limit.acquire().await;
+            // Ctrl-C may have come while this waited for its turn.
+            if stop.load(Ordering::SeqCst) {
+                return Err(not_started());
+            }
             provider.execute(region, action).await
         };
         match result {

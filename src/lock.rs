@@ -16,6 +16,9 @@
 //! holder that is gone waits until a call timeout has passed since the
 //! journal was last written, then observes.
 //!
+//! The file lives in the user's state directory (see [`lock_path`]) and is
+//! removed when an apply ends; only a crashed run's journal stays behind.
+//!
 //! Across hosts there is no lock: there the freshness check makes a second
 //! run's creations not due once the first run's backups exist, and deletions
 //! are idempotent; at worst two runs racing within the same seconds each
@@ -28,9 +31,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-/// Held for as long as it lives.
+/// Held for as long as it lives; dropping it removes the file.
 pub struct ApplyLock {
     file: Mutex<File>,
+    path: PathBuf,
 }
 
 /// Why the lock could not be taken.
@@ -55,14 +59,32 @@ pub struct Leftover {
 }
 
 /// Where the lock of a policy directory lives: the same file for every
-/// spelling of the directory's path.
+/// spelling of the directory's path, in the user's state directory
+/// (`$XDG_STATE_HOME/backupctl`, else `~/.local/state/backupctl`), or the
+/// temporary directory when there is none. Not in the policy directory,
+/// which is often a read-only checkout.
 pub fn lock_path(policies: &Path) -> PathBuf {
     let canonical = policies
         .canonicalize()
         .unwrap_or_else(|_| policies.to_path_buf());
     let digest = Sha256::digest(canonical.to_string_lossy().as_bytes());
     let short: String = format!("{digest:x}").chars().take(16).collect();
-    std::env::temp_dir().join(format!("backupctl-apply-{short}.lock"))
+    state_dir().join(format!("apply-{short}.lock"))
+}
+
+fn state_dir() -> PathBuf {
+    let home = |v: &str| {
+        std::env::var_os(v)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let wanted = home("XDG_STATE_HOME")
+        .or_else(|| home("HOME").map(|h| h.join(".local/state")))
+        .map(|d| d.join("backupctl"));
+    match wanted {
+        Some(dir) if std::fs::create_dir_all(&dir).is_ok() => dir,
+        _ => std::env::temp_dir(),
+    }
 }
 
 /// Takes the lock; `call_timeout` bounds how long calls of a crashed holder
@@ -76,22 +98,29 @@ pub fn acquire(
         path: path.clone(),
         error,
     };
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io)?;
-    let locked = file.try_lock();
-    let mut previous = String::new();
-    let _ = file.read_to_string(&mut previous);
-    let pid = previous.lines().next().unwrap_or("").trim().to_string();
-    match locked {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => return Err(LockError::Held { pid, path }),
-        Err(TryLockError::Error(e)) => return Err(io(e)),
-    }
+    // A holder removes the file when it is done: the file locked must be
+    // the one still at `path`, else it was removed in between; try again.
+    let (mut file, previous, pid) = loop {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        let locked = file.try_lock();
+        let mut previous = String::new();
+        let _ = file.read_to_string(&mut previous);
+        let pid = previous.lines().next().unwrap_or("").trim().to_string();
+        match locked {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(LockError::Held { pid, path }),
+            Err(TryLockError::Error(e)) => return Err(io(e)),
+        }
+        if same_file(&file, &path) {
+            break (file, previous, pid);
+        }
+    };
     let leftover = leftover(&previous, &file, pid, call_timeout);
     file.set_len(0).map_err(io)?;
     file.rewind().map_err(io)?;
@@ -100,6 +129,7 @@ pub fn acquire(
     Ok((
         ApplyLock {
             file: Mutex::new(file),
+            path,
         },
         leftover,
     ))
@@ -132,6 +162,30 @@ fn leftover(previous: &str, file: &File, pid: String, call_timeout: Duration) ->
         in_flight: open.len(),
         wait: call_timeout.saturating_sub(since),
     })
+}
+
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_file: &File, path: &Path) -> bool {
+    path.exists()
+}
+
+/// The run is over and every creation it started was answered (apply
+/// waits for them): the journal is not needed any more, so the file goes,
+/// while still locked. A run that is killed, or exits at a second Ctrl-C,
+/// never gets here, and its journal stays for the next one.
+impl Drop for ApplyLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 impl ApplyLock {

@@ -35,6 +35,13 @@ impl<'a> Deletions<'a> {
         self.wanted.push((policy, unit, reason, group));
     }
 
+    /// Retention wants this image gone.
+    pub fn wants(&self, image_id: &str) -> bool {
+        self.wanted
+            .iter()
+            .any(|(_, u, _, _)| matches!(u, Unit::Image(i) if i.id == image_id))
+    }
+
     /// The changes and blocked deletions, added to `out`.
     pub fn finish(self, region: &str, index: &RegionIndex<'a>, out: &mut Plan) {
         let Deletions {

@@ -8,21 +8,25 @@
 //! policy's backups are its images), so it is planned here: deleted once it
 //! is older than the policy's `max_age`, which its image was too, and which
 //! no snapshot of an image still being made (or not yet visible to
-//! DescribeImages) can be. A younger one is only reported.
+//! DescribeImages) can be. A younger one, or one whose source cannot be
+//! told, is only reported.
 
-use super::deletions::display_source;
+use super::deletions::{display_source, Deletions};
 use super::index::RegionIndex;
 use super::sets::Unit;
 use super::warnings;
 use crate::inventory::Backup;
-use crate::plan::{Action, Change, Plan, Precondition, Reason, ReasonCode};
+use crate::plan::{Action, BackupsLeft, Change, Plan, Precondition, Reason, ReasonCode};
 use crate::policy::{human_age, Kind, MaxAge, Policy};
 use chrono::{DateTime, Utc};
 
+/// Plans the leftovers of `policy` (after its retention, so that a
+/// leftover's count of backups left is its source's images that stay).
 pub fn plan(
     policy: &Policy,
     region: &str,
     index: &RegionIndex,
+    deletions: &Deletions,
     now: DateTime<Utc>,
     out: &mut Plan,
     warnings_out: &mut Vec<String>,
@@ -30,6 +34,15 @@ pub fn plan(
     if policy.backup.kind != Kind::Ami {
         return;
     }
+    let images_of = |source: &str| {
+        index
+            .images_by_policy
+            .get(policy.name.as_str())
+            .into_iter()
+            .flatten()
+            .filter(|i| i.source() == Some(source) && !deletions.wants(&i.id))
+            .count()
+    };
     let mut young = Vec::new();
     let left = index
         .snapshots_by_policy
@@ -43,7 +56,8 @@ pub fn plan(
             MaxAge::After(max) if max.elapsed(created, now) => Some(max),
             _ => None,
         };
-        let Some(max) = expired else {
+        // Like any backup, one whose source cannot be told is never deleted.
+        let (Some(max), Some(source)) = (expired, snapshot.source()) else {
             young.push(snapshot.id.clone());
             continue;
         };
@@ -51,7 +65,7 @@ pub fn plan(
         out.changes.push(Change {
             policy: policy.name.clone(),
             region: region.to_string(),
-            source: display_source(snapshot.source().unwrap_or("")),
+            source: display_source(source),
             action: Action::DeleteSnapshot {
                 snapshot_id: snapshot.id.clone(),
             },
@@ -62,7 +76,12 @@ pub fn plan(
                     human_age(created, now)
                 ),
             },
-            backups_left: None,
+            // The leftover counts as one of its source's backups, so the
+            // mass-deletion guard holds it when it is all that is left.
+            backups_left: Some(BackupsLeft {
+                before: images_of(source) + 1,
+                after: images_of(source),
+            }),
             precondition: Precondition::Delete {
                 state: unit.state_name(),
                 tags: unit.tags().clone(),

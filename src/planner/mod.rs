@@ -226,15 +226,16 @@ impl<'a> RegionPlan<'a, '_> {
             .chain(backups.unknown.iter());
         warnings::future_tags(policy, self.region, all_units, self.warnings);
         warnings::unknown_sources(policy, self.region, &backups.unknown, self.warnings);
+        self.retention(policy, backups);
         leftovers::plan(
             policy,
             self.region,
             &self.index,
+            &self.deletions,
             self.now,
             self.out,
             self.warnings,
         );
-        self.retention(policy, backups);
         selection.len()
     }
 

@@ -106,7 +106,8 @@ fn every_aws_call_is_logged_at_vv_without_credentials() {
         json!({"region": "us-east-1", "instances": [{"count": 1, "tags": {"Backup": "daily"}}]}),
     );
     let policies = emu.dir.policies(&[("web", WEB)]);
-    emu.faults(json!({"seed": 3, "actions": ["DescribeImages"], "throttle": 0.5}));
+    let throttled = json!({"seed": 3, "actions": ["DescribeImages"], "throttle": 0.5});
+    emu.faults(throttled.clone());
     let quiet = emu.run(&policies, &["plan"], &[("BACKUPCTL_NOW", &day(0))]);
     ok(&quiet);
     assert!(!stderr(&quiet).contains("action="), "{}", stderr(&quiet));
@@ -114,6 +115,8 @@ fn every_aws_call_is_logged_at_vv_without_credentials() {
         (vec!["-vv", "apply", "--auto-approve"], vec![]),
         (vec!["plan"], vec![("RUST_LOG", "backupctl=info")]),
     ] {
+        // The same seed: the same first DescribeImages is throttled.
+        emu.faults(throttled.clone());
         let mut env = env;
         let now = day(0);
         env.push(("BACKUPCTL_NOW", now.as_str()));

@@ -169,6 +169,8 @@ impl Emulator {
         ] {
             cmd.env_remove(var);
         }
+        // Lock files go to the test's own directory.
+        cmd.env("XDG_STATE_HOME", self.dir.path().join("state"));
         cmd.env("AWS_ACCESS_KEY_ID", "AKIDEMULATOR")
             .env("AWS_SECRET_ACCESS_KEY", "emulator-secret")
             .env("AWS_REGION", "us-east-1")

@@ -1,7 +1,8 @@
 //! The fault matrix: the same four days of backups with and without
 //! injected faults, alone and combined. Each faulted run must end in exactly
 //! the state of the fault-free run (per source: the same number of images and
-//! snapshots, every one tagged), exit 0, with at most twice the API calls.
+//! snapshots, every one tagged), exit 0, with at most twice the API calls
+//! (plus the lookups of creations whose outcome was unknown).
 
 use crate::emulator::{day, Emulator, ROLLING_AMI, ROLLING_SNAPSHOTS};
 use crate::support::{stderr, stdout};
@@ -127,9 +128,26 @@ fn every_fault_alone_and_combined_ends_in_the_fault_free_state() {
             shape, expected,
             "{name}: final state differs from the fault-free run"
         );
+        // A creation whose answer may have been lost (5xx, reset, no
+        // answer) is looked for before it is sent again: a few Describe
+        // calls across the consistency window, themselves faulted.
+        let ambiguous: u64 = injected
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|r| r.as_object().unwrap().iter())
+            .filter(|(k, _)| {
+                k.starts_with("Create")
+                    && ["server_error", "reset", "hang"]
+                        .iter()
+                        .any(|f| k.ends_with(&format!(":{f}")))
+            })
+            .map(|(_, n)| n.as_u64().unwrap())
+            .sum();
+        let bound = 2 * baseline + 8 * ambiguous;
         assert!(
-            calls <= 2 * baseline,
-            "{name}: {calls} calls, more than twice the fault-free {baseline}"
+            calls <= bound,
+            "{name}: {calls} calls, more than twice the fault-free {baseline} plus 8 per ambiguous creation ({ambiguous})"
         );
     }
 }

@@ -124,16 +124,10 @@ fn huge_state_and_plan_files_are_refused() {
             "far larger than any plan",
         ),
     ] {
-        let started = std::time::Instant::now();
         let out = crate::support::backupctl(&args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = crate::support::stderr(&out);
         assert!(err.contains(want), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "one paragraph: {err}");
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(20),
-            "{args:?} took {:?}",
-            started.elapsed()
-        );
     }
 }
