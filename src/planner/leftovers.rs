@@ -8,14 +8,15 @@
 //! policy's backups are its images), so it is planned here: deleted once it
 //! is older than the policy's `max_age`, which its image was too, and which
 //! no snapshot of an image still being made (or not yet visible to
-//! DescribeImages) can be. A younger one, or one whose source cannot be
-//! told, is only reported.
+//! DescribeImages) can be, and only while a good image of its source stays
+//! (when backups stop working, nothing of the history goes). The others are
+//! only reported.
 
 use super::deletions::{display_source, Deletions};
 use super::index::RegionIndex;
 use super::sets::Unit;
 use super::warnings;
-use crate::inventory::Backup;
+use crate::inventory::{Backup, PLACEHOLDER_VOLUME};
 use crate::plan::{Action, BackupsLeft, Change, Plan, Precondition, Reason, ReasonCode};
 use crate::policy::{human_age, Kind, MaxAge, Policy};
 use chrono::{DateTime, Utc};
@@ -34,14 +35,21 @@ pub fn plan(
     if policy.backup.kind != Kind::Ami {
         return;
     }
-    let images_of = |source: &str| {
-        index
+    // The source's images that stay, and how many of them are good and
+    // newer than `than`.
+    let images_of = |source: &str, than: DateTime<Utc>| {
+        let staying: Vec<_> = index
             .images_by_policy
             .get(policy.name.as_str())
             .into_iter()
             .flatten()
             .filter(|i| i.source() == Some(source) && !deletions.wants(&i.id))
-            .count()
+            .collect();
+        let good = staying
+            .iter()
+            .filter(|i| i.is_good() && i.native_time() > than)
+            .count();
+        (staying.len(), good)
     };
     let mut young = Vec::new();
     let left = index
@@ -56,11 +64,24 @@ pub fn plan(
             MaxAge::After(max) if max.elapsed(created, now) => Some(max),
             _ => None,
         };
-        // Like any backup, one whose source cannot be told is never deleted.
-        let (Some(max), Some(source)) = (expired, snapshot.source()) else {
+        // Like any backup, one whose source cannot be told is never
+        // deleted, nor one without a newer good image of its source.
+        // A copy's placeholder volume says nothing of its source, and a
+        // snapshot carrying a set tag is part of a set, kept and deleted as
+        // a unit: neither is a leftover of an image.
+        let source = snapshot
+            .source()
+            .filter(|_| snapshot.volume_id != PLACEHOLDER_VOLUME && snapshot.set_id().is_none());
+        // A pending one may belong to an image still being made.
+        let (Some(max), Some(source), false) = (expired, source, snapshot.is_pending()) else {
             young.push(snapshot.id.clone());
             continue;
         };
+        let (staying, good) = images_of(source, snapshot.native_time());
+        if good == 0 {
+            young.push(snapshot.id.clone());
+            continue;
+        }
         let unit = Unit::Legacy(snapshot);
         out.changes.push(Change {
             policy: policy.name.clone(),
@@ -79,8 +100,8 @@ pub fn plan(
             // The leftover counts as one of its source's backups, so the
             // mass-deletion guard holds it when it is all that is left.
             backups_left: Some(BackupsLeft {
-                before: images_of(source) + 1,
-                after: images_of(source),
+                before: staying + 1,
+                after: staying,
             }),
             precondition: Precondition::Delete {
                 state: unit.state_name(),

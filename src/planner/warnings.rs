@@ -132,8 +132,9 @@ pub fn unknown_sources(policy: &Policy, region: &str, units: &[Unit], out: &mut 
     ));
 }
 
-/// An AMI policy's snapshots that no image uses, too young (or of an
-/// unknown source) to be deleted as leftovers (see [`super::leftovers`]): an image may still be on its
+/// An AMI policy's snapshots that no image uses and that are not deleted
+/// as leftovers (too young, of an unknown source, or no good image of their
+/// source stays) (see [`super::leftovers`]): an image may still be on its
 /// way, or a deregistration left them behind; saying so keeps them from
 /// being forgotten.
 pub fn strays(policy: &Policy, region: &str, strays: &[String], out: &mut Vec<String>) {
@@ -141,7 +142,7 @@ pub fn strays(policy: &Policy, region: &str, strays: &[String], out: &mut Vec<St
         return;
     }
     out.push(format!(
-        "policy {} in {region}: {} snapshot(s) ({}) carry its tag but belong to no image (left behind by a deregistration?); backupctl deletes them once older than max_age if their backupctl:source tag is set, check the others by hand",
+        "policy {} in {region}: {} snapshot(s) ({}) carry its tag but belong to no image (left behind by a deregistration?); backupctl deletes them once older than max_age while a good image of their source (backupctl:source) exists; check the others by hand",
         policy.name,
         strays.len(),
         listed(strays)

@@ -3,18 +3,24 @@
 //! Credentials and the default region come only from aws-config's standard
 //! chain (environment, shared config and `--profile`, SSO, web identity,
 //! instance role); `--endpoint-url` or `AWS_ENDPOINT_URL(_EC2)` point it
-//! elsewhere (an emulator). Retries (the SDK's standard mode: exponential
-//! backoff with jitter on `RequestLimitExceeded`, 5xx and timeouts, up to 10
-//! attempts) and timeouts are the SDK's, configured once here. Adaptive mode
-//! was measured and rejected: with 30% of calls throttled it slowed a
-//! 12-instance apply from 5 s to 180 s.
+//! elsewhere (an emulator); an explicit `--profile` wins over keys in the
+//! environment, as in the AWS CLI. Retries (the SDK's standard mode:
+//! exponential backoff with jitter on `RequestLimitExceeded`, 5xx and
+//! timeouts, up to 10 attempts) and timeouts are the SDK's, configured once
+//! here, for every call but the two creating ones, which must never be
+//! re-sent blindly (see [`create`]). Adaptive mode was measured and
+//! rejected: with 30% of calls throttled it slowed a 12-instance apply from
+//! 5 s to 180 s. Every attempt of every call is logged through `tracing`
+//! (see [`calls`]).
 //!
 //! Observing keeps to EC2's larger, filtered throttling bucket: every
 //! Describe call filters (`tag-key`, `Owners=self`, `instance-id`) and goes
 //! through the SDK paginators with `MaxResults` 1000. Per region that is:
 //! DescribeInstances (tag-key filter; plus an instance-id filter for
 //! policies that name instances without tags), DescribeImages with
-//! `Owners=self` (all the account's images, so that an image made from a
+//! `Owners=self`, `IncludeDisabled` and `IncludeDeprecated` (EC2 hides
+//! disabled AMIs otherwise: "Disable an Amazon EC2 AMI", EC2 user guide; a
+//! disabled backup AMI still holds its snapshots) (all the account's images, so that an image made from a
 //! snapshot backup is seen and the snapshot reported blocked: one paginated
 //! call instead of a snapshot-id lookup per batch of snapshots),
 //! DescribeSnapshots with `OwnerIds=self` and the ownership tag-key filter,

@@ -14,7 +14,9 @@ use std::path::Path;
 type Shape = BTreeMap<String, Vec<(String, usize)>>;
 
 /// Seeds, runs four daily applies, returns the final shape and the calls.
-fn run(faults: Option<Value>, timeout: &str) -> (Shape, u64, Value) {
+/// `real` switches on the emulator's real-EC2 behaviours (and apply's
+/// per-volume gap to match).
+fn run(faults: Option<Value>, timeout: &str, real: Option<Value>) -> (Shape, u64, Value) {
     let emu = Emulator::start();
     let mut order = Vec::new();
     for region in ["us-east-1", "eu-west-1"] {
@@ -35,6 +37,16 @@ fn run(faults: Option<Value>, timeout: &str) -> (Shape, u64, Value) {
     if let Some(f) = &faults {
         emu.faults(f.clone());
     }
+    let gap = match &real {
+        Some(r) => {
+            emu.control("ec2", r.clone());
+            r["per_volume_rate_seconds"]
+                .as_u64()
+                .unwrap_or(0)
+                .to_string()
+        }
+        None => "0".to_string(),
+    };
     for d in 0..4 {
         let out = emu.run(
             Path::new(&policies),
@@ -42,6 +54,7 @@ fn run(faults: Option<Value>, timeout: &str) -> (Shape, u64, Value) {
             &[
                 ("BACKUPCTL_NOW", &day(d)),
                 ("BACKUPCTL_CALL_TIMEOUT", timeout),
+                ("BACKUPCTL_PER_VOLUME_GAP", &gap),
             ],
         );
         assert_eq!(
@@ -88,7 +101,7 @@ fn run(faults: Option<Value>, timeout: &str) -> (Shape, u64, Value) {
 
 #[test]
 fn every_fault_alone_and_combined_ends_in_the_fault_free_state() {
-    let (expected, baseline, _) = run(None, "45");
+    let (expected, baseline, _) = run(None, "45", None);
     assert!(!expected.is_empty());
     let matrix = [
         ("throttling 30%", json!({"seed": 1, "throttle": 0.3}), "45"),
@@ -118,8 +131,18 @@ fn every_fault_alone_and_combined_ends_in_the_fault_free_state() {
             "3",
         ),
     ];
-    for (name, faults, timeout) in matrix {
-        let (shape, calls, injected) = run(Some(faults), timeout);
+    let real = json!({"describe_delay_seconds": 2, "per_volume_rate_seconds": 15, "per_volume_pending": 5});
+    let runs = matrix
+        .into_iter()
+        .map(|(name, faults, timeout)| (name, faults, timeout, None))
+        .chain([(
+            "real EC2: answers lost after success on 30% of creations, Describe lag, per-volume limits",
+            json!({"seed": 7, "actions": ["CreateImage", "CreateSnapshots"], "lost": 0.15, "lost_500": 0.1, "lost_hang": 0.05, "lost_hang_seconds": 600}),
+            "3",
+            Some(real),
+        )]);
+    for (name, faults, timeout, real) in runs {
+        let (shape, calls, injected) = run(Some(faults), timeout, real);
         assert!(
             injected.as_object().is_some_and(|o| !o.is_empty()),
             "{name}: no fault was injected"
@@ -138,9 +161,16 @@ fn every_fault_alone_and_combined_ends_in_the_fault_free_state() {
             .flat_map(|r| r.as_object().unwrap().iter())
             .filter(|(k, _)| {
                 k.starts_with("Create")
-                    && ["server_error", "reset", "hang"]
-                        .iter()
-                        .any(|f| k.ends_with(&format!(":{f}")))
+                    && [
+                        "server_error",
+                        "reset",
+                        "hang",
+                        "lost",
+                        "lost_500",
+                        "lost_hang",
+                    ]
+                    .iter()
+                    .any(|f| k.ends_with(&format!(":{f}")))
             })
             .map(|(_, n)| n.as_u64().unwrap())
             .sum();
