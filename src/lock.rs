@@ -92,6 +92,7 @@ fn state_dir() -> PathBuf {
 pub fn acquire(
     policies: &Path,
     call_timeout: Duration,
+    settle: Duration,
 ) -> Result<(ApplyLock, Option<Leftover>), LockError> {
     let path = lock_path(policies);
     let io = |error| LockError::Io {
@@ -121,7 +122,7 @@ pub fn acquire(
             break (file, previous, pid);
         }
     };
-    let leftover = leftover(&previous, &file, pid, call_timeout);
+    let leftover = leftover(&previous, &file, pid, call_timeout, settle);
     file.set_len(0).map_err(io)?;
     file.rewind().map_err(io)?;
     writeln!(file, "{}", std::process::id()).map_err(io)?;
@@ -135,8 +136,20 @@ pub fn acquire(
     ))
 }
 
-fn leftover(previous: &str, file: &File, pid: String, call_timeout: Duration) -> Option<Leftover> {
+/// A journal left behind means its run did not end (a clean end removes
+/// the file). Creations it started and never saw answered may still land:
+/// wait a call timeout. Creations it made just before it died may not show
+/// in EC2's Describe calls yet (eventual consistency): wait `settle`. Both
+/// counted from the journal's last write.
+fn leftover(
+    previous: &str,
+    file: &File,
+    pid: String,
+    call_timeout: Duration,
+    settle: Duration,
+) -> Option<Leftover> {
     let mut open = std::collections::BTreeSet::new();
+    let mut made = 0;
     for line in previous.lines().skip(1) {
         match line.split_once(' ') {
             Some(("start", what)) => {
@@ -144,13 +157,19 @@ fn leftover(previous: &str, file: &File, pid: String, call_timeout: Duration) ->
             }
             Some(("done", what)) => {
                 open.remove(what);
+                made += 1;
             }
             _ => {}
         }
     }
-    if open.is_empty() {
+    if open.is_empty() && made == 0 {
         return None;
     }
+    let needed = if open.is_empty() {
+        settle
+    } else {
+        call_timeout.max(settle)
+    };
     let since = file
         .metadata()
         .and_then(|m| m.modified())
@@ -160,7 +179,7 @@ fn leftover(previous: &str, file: &File, pid: String, call_timeout: Duration) ->
     Some(Leftover {
         pid,
         in_flight: open.len(),
-        wait: call_timeout.saturating_sub(since),
+        wait: needed.saturating_sub(since),
     })
 }
 

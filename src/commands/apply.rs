@@ -38,15 +38,20 @@ pub async fn run(
         ));
     }
     let call_timeout = Duration::from_secs(cli.call_timeout.unwrap_or(45));
-    let (lock, leftover) = lock::acquire(&cli.policies, call_timeout).map_err(|e| match e {
-        lock::LockError::Held { pid, path } => Error::Locked { pid, path },
-        lock::LockError::Io { path, error } => Error::Write { path, error },
-    })?;
+    let settle = Duration::from_secs(cli.consistency_wait);
+    let (lock, leftover) =
+        lock::acquire(&cli.policies, call_timeout, settle).map_err(|e| match e {
+            lock::LockError::Held { pid, path } => Error::Locked { pid, path },
+            lock::LockError::Io { path, error } => Error::Write { path, error },
+        })?;
     if let Some(left) = leftover.filter(|l| !l.wait.is_zero()) {
+        let what = match left.in_flight {
+            0 => "just after making backups".to_string(),
+            n => format!("with {n} backup creation(s) in flight"),
+        };
         printer.note(&format!(
-            "A previous apply (pid {}) stopped with {} backup creation(s) in flight; waiting {} s for them to land before observing, so they are not made twice.",
+            "A previous apply (pid {}) stopped {what}; waiting {} s for them to land and show in EC2 before observing, so they are not made twice.",
             left.pid,
-            left.in_flight,
             left.wait.as_secs_f32().ceil()
         ));
         tokio::time::sleep(left.wait).await;

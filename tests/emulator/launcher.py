@@ -736,6 +736,8 @@ class Emulator:
         {} switches them off."""
         REAL.clear()
         REAL.update(body)
+        if not real("describe_delay_seconds"):
+            VISIBLE_AT.clear()
         return {"ok": True}
 
     def ctl_regions(self, body):

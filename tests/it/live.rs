@@ -53,7 +53,8 @@ pub fn apply(emu: &Emulator, policies: &Path, now: &str) -> Output {
     )
 }
 
-fn instance_ids(seeded: &Value) -> Vec<String> {
+/// The instance ids a seeding returned, in order.
+pub fn instance_ids(seeded: &Value) -> Vec<String> {
     seeded["instances"]
         .as_array()
         .unwrap()

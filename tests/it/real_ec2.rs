@@ -6,7 +6,7 @@
 //! of AWS Backup and DLM, and snapshots a deregistration left behind.
 
 use crate::emulator::{day, Emulator};
-use crate::live::{exits, ok, owned, plan};
+use crate::live::{exits, instance_ids, ok, owned, plan};
 use crate::support::{stderr, stdout};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,15 +34,6 @@ fn backups_per_source(
         out.entry(source).or_default().insert(unit);
     }
     out
-}
-
-fn seeded_ids(seeded: &Value) -> Vec<String> {
-    seeded["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["id"].as_str().unwrap().to_string())
-        .collect()
 }
 
 fn creates(emu: &Emulator) -> u64 {
@@ -76,7 +67,7 @@ fn creates_whose_answers_are_lost_are_found_not_made_twice() {
     let emu = Emulator::start();
     let seeded = emu.seed(json!({"region": "us-east-1", "instances": [{"count": 5,
         "tags": {"Backup": "daily"}, "volumes": [{"device": "/dev/sdf"}]}]}));
-    let ids = seeded_ids(&seeded);
+    let ids = instance_ids(&seeded);
     let policies = emu.dir.policies(&[
         ("web", &policy("web", "ami", "1 day", "")),
         ("data", &policy("data", "snapshot", "1 day", "")),
@@ -131,7 +122,7 @@ fn policies_sharing_instances_keep_to_the_per_volume_snapshot_rate() {
         let emu = Emulator::start();
         let seeded = emu.seed(json!({"region": "us-east-1", "instances": [{"count": 2,
             "tags": {"Backup": "daily"}, "volumes": [{"device": "/dev/sdf", "tags": {"Snapshot": "yes"}}]}]}));
-        let ids = seeded_ids(&seeded);
+        let ids = instance_ids(&seeded);
         let texts: Vec<(String, String)> = case
             .iter()
             .map(|(n, k, e, t)| (n.to_string(), policy(n, k, e, t)))
@@ -177,7 +168,7 @@ fn a_volume_with_pending_snapshots_postpones_the_next_backup() {
     let emu = Emulator::start();
     let seeded = emu.seed(json!({"region": "us-east-1", "instances": [{"count": 1,
         "tags": {"Backup": "daily"}, "volumes": [{"device": "/dev/sdf", "type": "st1"}]}]}));
-    let ids = seeded_ids(&seeded);
+    let ids = instance_ids(&seeded);
     let policies = emu.dir.policies(&[
         ("web", &policy("web", "ami", "1 day", "")),
         ("data", &policy("data", "snapshot", "1 day", "")),
@@ -271,7 +262,7 @@ fn disabled_amis_and_backups_of_other_services() {
     let emu = Emulator::start();
     let seeded = emu.seed(json!({"region": "us-east-1", "instances": [{"count": 1,
         "tags": {"Backup": "daily"}}]}));
-    let source = seeded_ids(&seeded)[0].clone();
+    let source = instance_ids(&seeded)[0].clone();
     let rolling = "name = \"web\"\n[target]\nregions = [\"us-east-1\"]\ninstance_tags = { Backup = \"daily\" }\n\
                    [backup]\nkind = \"ami\"\n[retention]\nmax_age = \"1 day\"\nkeep_last = 1\n";
     let policies = emu.dir.policies(&[("web", rolling)]);
