@@ -8,8 +8,8 @@
 //! action does not stop the others, and every outcome is returned, in plan
 //! order. Re-running plan and apply converges.
 //!
-//! Creations of one instance run one after another, [`Pacing`]
-//! apart ([`Pacing`]): EC2 takes one snapshot of a volume about every 15 seconds
+//! Creations of one instance run one after another, spaced (see
+//! [`Pacing`]): EC2 takes one snapshot of a volume about every 15 seconds
 //! (`SnapshotCreationPerVolumeRateExceeded`) and at most 5 pending
 //! snapshots per volume, 1 for st1 and sc1 volumes
 //! (`ConcurrentSnapshotLimitExceeded`; "Amazon EBS snapshot quotas" and the
@@ -260,7 +260,7 @@ where
         instances.spawn(async move {
             let mut out = Vec::with_capacity(changes.len());
             for (n, (i, change)) in changes.into_iter().enumerate() {
-                if n > 0 {
+                if n > 0 && !stop.load(Ordering::SeqCst) {
                     pause(pacing.per_volume_gap).await;
                 }
                 let result =

@@ -167,7 +167,11 @@ def bench(binary, regions_count, per_region):
                 + pages(counts["volumes"])
             )
             emu.control("reset-calls")
-            run_env = dict(env, BACKUPCTL_NOW=(base + timedelta(days=day)).isoformat())
+            now = (base + timedelta(days=day)).isoformat()
+            # EC2's clock follows the simulated one, as in the tests: the
+            # creation times it records move with the simulated days.
+            emu.control("clock", {"now": now})
+            run_env = dict(env, BACKUPCTL_NOW=now)
             code, out, err, wall, rss = run_measured(binary, ["--policies", pol, "-q"] + args, run_env)
             calls = emu.control("calls")["calls"]
             by_action = {}

@@ -59,13 +59,13 @@ impl<'a> Trial<'a> {
     }
 
     fn apply(&self, d: i64) -> std::process::Command {
-        // A short call timeout and consistency wait (just above the
-        // emulator's Describe lag) keep the wait after a kill short (see
-        // lock.rs).
+        // A short call timeout and consistency wait (a few seconds above
+        // the emulator's Describe lag, for a loaded machine) keep the wait
+        // after a kill short (see lock.rs).
         let env = [
             ("BACKUPCTL_NOW", day(d)),
             ("BACKUPCTL_CALL_TIMEOUT", "2".to_string()),
-            ("BACKUPCTL_CONSISTENCY_WAIT", "3".to_string()),
+            ("BACKUPCTL_CONSISTENCY_WAIT", "6".to_string()),
         ];
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut cmd = self.emu.command(
