@@ -307,15 +307,12 @@ impl Provider for AwsProvider {
         let window = self.consistency_window;
         let action = action.clone();
         async move {
-            if action.is_create() {
-                let clients = create::Clients {
-                    once: &once,
-                    client: &client,
-                    consistency_window: window,
-                };
-                return create::create(&clients, &action).await;
-            }
-            execute(&client, &action).await
+            let clients = create::Clients {
+                once: &once,
+                client: &client,
+                consistency_window: window,
+            };
+            execute(&clients, &action).await
         }
     }
 
@@ -595,12 +592,12 @@ fn already_gone(code: &str) -> bool {
     )
 }
 
-async fn execute(client: &Client, action: &Action) -> Result<Done, ProviderError> {
+async fn execute(clients: &create::Clients<'_>, action: &Action) -> Result<Done, ProviderError> {
+    let client = clients.client;
     match action {
-        Action::CreateImage { .. } | Action::CreateSnapshots { .. } => Err(ProviderError {
-            code: "Internal".into(),
-            message: "creations go through create::create".into(),
-        }),
+        Action::CreateImage { .. } | Action::CreateSnapshots { .. } => {
+            create::create(clients, action).await
+        }
         Action::DeregisterImage {
             image_id,
             snapshot_ids,
