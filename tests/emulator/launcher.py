@@ -465,7 +465,11 @@ def choose_fault(region, action, params):
             deny.get("region") in (region, "*")
             and (action in deny.get("actions", ["*"]) or "*" in deny.get("actions", ["*"]))
             and (not deny.get("ids") or set(deny["ids"]) & set(params.values()))
+            and deny.get("times", 1) > 0
         ):
+            # "times": N denies only the next N matching calls.
+            if "times" in deny:
+                deny["times"] -= 1
             return ("deny", deny)
     if only and action not in only:
         return None

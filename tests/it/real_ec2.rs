@@ -407,3 +407,39 @@ fn a_failed_leftover_fails_its_own_image_only_and_the_next_run_finishes() {
         "left behind after the next run: {strays:?}"
     );
 }
+
+/// A busy account throttles many calls in a row. A throttled create made
+/// nothing, so it is sent again, as often as the SDK retries any other
+/// call, and its backup is made once (the faults matrix once failed a run
+/// on eight throttles in a row, with the ambiguous sends' budget spent).
+#[test]
+fn a_create_throttled_eight_times_in_a_row_is_made_once() {
+    let emu = Emulator::start();
+    let seeded = emu.seed(json!({"region": "us-east-1", "instances": [{"count": 1,
+        "tags": {"Backup": "daily"}, "volumes": [{"device": "/dev/sdf"}]}]}));
+    let ids = instance_ids(&seeded);
+    let policies = emu
+        .dir
+        .policies(&[("data", &policy("data", "snapshot", "1 day", ""))]);
+    emu.faults(
+        json!({"deny": [{"region": "*", "actions": ["CreateSnapshots"], "times": 8,
+        "status": 503, "code": "RequestLimitExceeded", "message": "Request limit exceeded."}]}),
+    );
+    ok(&emu.run(
+        &policies,
+        &["apply", "--auto-approve"],
+        &[("BACKUPCTL_NOW", &day(0))],
+    ));
+    assert_exactly(
+        &emu,
+        &ids,
+        &[("data", "snapshots")],
+        1,
+        "after the throttling",
+    );
+    assert_eq!(
+        creates(&emu),
+        9,
+        "eight throttled sends and one that made the set"
+    );
+}

@@ -33,8 +33,13 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-/// Sends of one creation, throttled or ambiguous ones included.
-const MAX_SENDS: u32 = 8;
+/// Sends of one creation whose outcome was unknown and whose backup was
+/// then not found.
+const MAX_UNKNOWN: u32 = 8;
+/// Throttled sends of one creation, counted apart: they made nothing, and
+/// under a busy account's throttling they are common (the SDK's own retry,
+/// used for every other call, allows as many attempts).
+const MAX_THROTTLED: u32 = 10;
 /// EC2 accepts at most this many ids in `ExcludeDataVolumeIds`.
 pub const EXCLUDE_LIMIT: usize = 40;
 
@@ -63,17 +68,18 @@ pub struct Clients<'a> {
 
 pub async fn create(c: &Clients<'_>, action: &Action) -> Result<Done, ProviderError> {
     let token = request_token(action);
-    let mut throttled = 0u32;
-    let mut last = None;
-    for _ in 0..MAX_SENDS {
+    let (mut throttled, mut unknown) = (0u32, 0u32);
+    loop {
         let outcome = send(c.once, action, &token).await;
         let error = match outcome {
             Sent::Made(ids) => return finish(c.client, action, ids).await,
             Sent::Refused(e) => return Err(e),
             Sent::Throttled(e) => {
                 throttled += 1;
+                if throttled >= MAX_THROTTLED {
+                    return Err(e);
+                }
                 tokio::time::sleep(backoff(throttled)).await;
-                last = Some(e);
                 continue;
             }
             Sent::Unknown(e) | Sent::Duplicate(e) => e,
@@ -96,12 +102,11 @@ pub async fn create(c: &Clients<'_>, action: &Action) -> Result<Done, ProviderEr
                 ),
             });
         }
-        last = Some(error);
+        unknown += 1;
+        if unknown >= MAX_UNKNOWN {
+            return Err(error);
+        }
     }
-    Err(last.unwrap_or_else(|| ProviderError {
-        code: "Unknown".into(),
-        message: "the creation was never sent".into(),
-    }))
 }
 
 /// A tag value unique to this execution of this creation.
@@ -120,9 +125,12 @@ fn request_token(action: &Action) -> String {
     format!("{:x}", h.finalize()).chars().take(24).collect()
 }
 
-/// Exponential from 0.5 s, at most 20 s, with jitter.
+/// Exponential from 0.25 s up to 10 s, the lower half fixed and the upper
+/// half random (so that throttled callers spread out).
 fn backoff(attempt: u32) -> Duration {
-    let base = 500u64.saturating_mul(1 << attempt.min(6)).min(20_000);
+    let base = 250u64
+        .saturating_mul(1 << attempt.saturating_sub(1).min(6))
+        .min(10_000);
     let jitter = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
