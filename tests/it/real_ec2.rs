@@ -443,3 +443,38 @@ fn a_create_throttled_eight_times_in_a_row_is_made_once() {
         "eight throttled sends and one that made the set"
     );
 }
+
+/// A run started in the same minute as one that made an image (a rerun
+/// after a kill, a second cron line), while DescribeImages does not show
+/// that image yet, sends CreateImage with the same name and is refused as
+/// a duplicate. That image is this backup (same policy, source and minute):
+/// the run reports it made, not failed, and makes no second one.
+#[test]
+fn a_duplicate_name_from_a_run_in_the_same_minute_is_that_backup() {
+    let emu = Emulator::start();
+    let seeded = emu.seed(json!({"region": "us-east-1", "instances": [{"count": 2,
+        "tags": {"Backup": "daily"}}]}));
+    let ids = instance_ids(&seeded);
+    let policies = emu
+        .dir
+        .policies(&[("web", &policy("web", "ami", "1 day", ""))]);
+    emu.control("ec2", json!({"describe_delay_seconds": 4}));
+    let env = [("BACKUPCTL_NOW", day(0))];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    ok(&emu.run(&policies, &["apply", "--auto-approve"], &env));
+    let out = emu.run(&policies, &["apply", "--auto-approve"], &env);
+    ok(&out);
+    assert!(
+        stdout(&out).contains("2 created, 0 deleted, 0 failed"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_exactly(&emu, &ids, &[("web", "images")], 1, "after two runs");
+    let refused = emu.control("calls", json!({}))["calls"]["us-east-1"]["CreateImage"].clone();
+    assert_eq!(
+        refused,
+        json!(4),
+        "the second run's sends were made and refused"
+    );
+}

@@ -12,7 +12,9 @@
 //!   again after a backoff with jitter;
 //! - an ambiguous outcome (timeout, reset, 5xx, an unreadable answer) and
 //!   `InvalidAMIName.Duplicate` are resolved by looking for the backup by
-//!   that tag, with backoff across EC2's eventual-consistency window (a
+//!   that tag (an image by its unique name, with this backup's policy and
+//!   source tags: a run killed in the same minute may have made it), with
+//!   backoff across EC2's eventual-consistency window (a
 //!   Describe right after a Create may not show it yet: "Eventual
 //!   consistency in the Amazon EC2 API", EC2 API reference); only if it is
 //!   not found is the call sent again;
@@ -96,7 +98,7 @@ pub async fn create(c: &Clients<'_>, action: &Action) -> Result<Done, ProviderEr
             return Err(ProviderError {
                 code: error.code,
                 message: format!(
-                    "{}; no image of this run with that name was found within {} s, so the name is used by another image",
+                    "{}; within {} s no image of that name showed with this policy's tags for this source, so the name is used by another image: rename or deregister it",
                     error.message,
                     c.consistency_window.as_secs()
                 ),
@@ -247,15 +249,15 @@ where
     }
 }
 
-/// Looks for what this creation made, by its request tag, until the
-/// consistency window has passed. A snapshot set counts as found once every
+/// Looks for what this creation made (a snapshot set by its request tag,
+/// an image by its name) until the consistency window has passed. A snapshot set counts as found once every
 /// planned volume shows (or, at the end of the window, once any does).
 async fn find_made(
     c: &Clients<'_>,
     action: &Action,
     token: &str,
 ) -> Result<Option<Vec<(String, String)>>, ProviderError> {
-    let by_token = || vec![filter(&format!("tag:{}", tags::REQUEST), [token])];
+    let by_token = || filter(&format!("tag:{}", tags::REQUEST), [token]);
     let mut waited = Duration::ZERO;
     let mut pause = Duration::from_secs(1);
     let mut seen = Vec::new();
@@ -264,18 +266,23 @@ async fn find_made(
         tokio::time::sleep(step).await;
         waited += step;
         match action {
-            Action::CreateImage { .. } => {
+            Action::CreateImage { name, tags, .. } => {
+                // By name, which EC2 keeps unique: an image of that name with
+                // this backup's policy and source is this backup, whichever
+                // send made it, this run's or a killed run's in the same
+                // minute (the name holds the run's minute).
                 let out = c
                     .client
                     .describe_images()
                     .owners("self")
-                    .set_filters(Some(by_token()))
+                    .filters(filter("name", [name]))
                     .send()
                     .await
                     .map_err(|e| sdk_error("DescribeImages", e))?;
                 let ids: Vec<(String, String)> = out
                     .images()
                     .iter()
+                    .filter(|i| same_backup(i.tags(), tags, token))
                     .filter_map(|i| Some((i.image_id()?.to_string(), String::new())))
                     .collect();
                 if !ids.is_empty() {
@@ -287,7 +294,7 @@ async fn find_made(
                     .client
                     .describe_snapshots()
                     .owner_ids("self")
-                    .set_filters(Some(by_token()))
+                    .filters(by_token())
                     .send()
                     .await
                     .map_err(|e| sdk_error("DescribeSnapshots", e))?;
@@ -314,6 +321,21 @@ async fn find_made(
         }
         pause *= 2;
     }
+}
+
+/// Whether a found resource's tags make it the backup `planned` describes:
+/// it carries this creation's request tag, or the same policy and source.
+fn same_backup(found: &[aws_sdk_ec2::types::Tag], planned: &Tags, token: &str) -> bool {
+    let tag = |key: &str| {
+        found
+            .iter()
+            .find(|t| t.key() == Some(key))
+            .and_then(|t| t.value())
+    };
+    tag(tags::REQUEST) == Some(token)
+        || [tags::POLICY, tags::SOURCE]
+            .iter()
+            .all(|k| tag(k).is_some() && tag(k) == planned.get(*k).map(String::as_str))
 }
 
 /// A set made with more unselected data volumes than EC2 can exclude holds
