@@ -12,12 +12,19 @@
 //! observes before then would find the backup missing and make it again
 //! (CreateSnapshots has no idempotency token; a duplicate AMI name would be
 //! caught). So the lock file also journals creations: "start" before the
-//! call, "done" after. A run that finds creations started but not done by a
-//! holder that is gone waits until a call timeout has passed since the
-//! journal was last written, then observes.
+//! call, "made" or "done" (nothing made) after. A run that finds creations
+//! started but not answered by a holder that is gone waits until a call
+//! timeout has passed since the journal was last written, then observes.
 //!
-//! The file lives in the user's state directory (see [`lock_path`]) and is
-//! removed when an apply ends; only a crashed run's journal stays behind.
+//! Backups made seconds ago may not show in EC2's Describe calls yet
+//! (eventual consistency), whether their run was killed or ended: the next
+//! run started within the consistency window checks that each backup the
+//! journal says was made shows, and observes again until it does (see
+//! `commands::apply`), instead of making it a second time.
+//!
+//! The file lives in the user's state directory (see [`lock_path`]). An
+//! apply that made nothing removes it when it ends; one that made backups
+//! leaves its journal, ended with "end", for the next run.
 //!
 //! Across hosts there is no lock: there the freshness check makes a second
 //! run's creations not due once the first run's backups exist, and deletions
@@ -28,13 +35,15 @@ use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-/// Held for as long as it lives; dropping it removes the file.
+/// Held for as long as it lives; dropping it ends the journal.
 pub struct ApplyLock {
     file: Mutex<File>,
     path: PathBuf,
+    made: AtomicBool,
 }
 
 /// Why the lock could not be taken.
@@ -52,10 +61,14 @@ pub enum LockError {
 /// What the previous holder left behind.
 pub struct Leftover {
     pub pid: String,
-    /// Creations it started and never saw finish.
+    /// Creations it started and never saw answered (it was killed).
     pub in_flight: usize,
     /// How long to wait before observing, so those calls have landed.
     pub wait: Duration,
+    /// The backups it made, as `region/Name tag`.
+    pub made: Vec<String>,
+    /// How long ago its journal was last written.
+    pub since: Duration,
 }
 
 /// Where the lock of a policy directory lives: the same file for every
@@ -122,7 +135,7 @@ pub fn acquire(
             break (file, previous, pid);
         }
     };
-    let leftover = leftover(&previous, &file, pid, call_timeout, settle);
+    let leftover = leftover(&previous, &file, pid, call_timeout.max(settle));
     file.set_len(0).map_err(io)?;
     file.rewind().map_err(io)?;
     writeln!(file, "{}", std::process::id()).map_err(io)?;
@@ -131,25 +144,24 @@ pub fn acquire(
         ApplyLock {
             file: Mutex::new(file),
             path,
+            made: AtomicBool::new(false),
         },
         leftover,
     ))
 }
 
-/// A journal left behind means its run did not end (a clean end removes
-/// the file). Creations it started and never saw answered may still land:
-/// wait a call timeout. Creations it made just before it died may not show
-/// in EC2's Describe calls yet (eventual consistency): wait `settle`. Both
-/// counted from the journal's last write.
+/// What the previous run's journal says. Creations it started and never
+/// saw answered (it was killed) may still land and then take a while to
+/// show: wait `in_flight_wait` from the journal's last write. What it made
+/// is checked after observing.
 fn leftover(
     previous: &str,
     file: &File,
     pid: String,
-    call_timeout: Duration,
-    settle: Duration,
+    in_flight_wait: Duration,
 ) -> Option<Leftover> {
     let mut open = std::collections::BTreeSet::new();
-    let mut made = 0;
+    let mut made = Vec::new();
     for line in previous.lines().skip(1) {
         match line.split_once(' ') {
             Some(("start", what)) => {
@@ -157,29 +169,34 @@ fn leftover(
             }
             Some(("done", what)) => {
                 open.remove(what);
-                made += 1;
+            }
+            Some(("made", what)) => {
+                open.remove(what);
+                made.push(what.to_string());
             }
             _ => {}
         }
     }
-    if open.is_empty() && made == 0 {
+    if open.is_empty() && made.is_empty() {
         return None;
     }
-    let needed = if open.is_empty() {
-        settle
-    } else {
-        call_timeout.max(settle)
-    };
     let since = file
         .metadata()
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| SystemTime::now().duration_since(t).ok())
         .unwrap_or_default();
+    let wait = if open.is_empty() {
+        Duration::ZERO
+    } else {
+        in_flight_wait.saturating_sub(since)
+    };
     Some(Leftover {
         pid,
         in_flight: open.len(),
-        wait: needed.saturating_sub(since),
+        wait,
+        made,
+        since,
     })
 }
 
@@ -198,23 +215,71 @@ fn same_file(_file: &File, path: &Path) -> bool {
 }
 
 /// The run is over and every creation it started was answered (apply
-/// waits for them): the journal is not needed any more, so the file goes,
-/// while still locked. A run that is killed, or exits at a second Ctrl-C,
-/// never gets here, and its journal stays for the next one.
+/// waits for them). If it made nothing the journal is not needed any more,
+/// so the file goes, while still locked; if it made backups, the journal
+/// stays for a run started before they show in EC2. A run that is killed,
+/// or exits at a second Ctrl-C, never gets here, and its journal stays.
 impl Drop for ApplyLock {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if self.made.load(Ordering::SeqCst) {
+            self.journal("end", "");
+        } else {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
 impl ApplyLock {
-    /// Records that a creation is about to be sent (`start`) or has been
-    /// answered (`done`). Best effort: a journal that cannot be written only
-    /// loses the crash protection, never the run.
+    /// Records that a creation is about to be sent (`start`), has made its
+    /// backup (`made`) or was answered with nothing made (`done`). Best
+    /// effort: a journal that cannot be written only loses the crash
+    /// protection, never the run.
     pub fn journal(&self, event: &str, address: &str) {
+        if event == "made" {
+            self.made.store(true, Ordering::SeqCst);
+        }
         if let Ok(mut f) = self.file.lock() {
             let _ = writeln!(f, "{event} {address}");
             let _ = f.flush();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(journal: &str) -> Option<Leftover> {
+        let file = scratch_file();
+        leftover(journal, &file, "42".into(), Duration::from_secs(45))
+    }
+
+    fn scratch_file() -> File {
+        let path = std::env::temp_dir().join(format!("backupctl-lock-test-{}", std::process::id()));
+        let file = File::create(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        file
+    }
+
+    #[test]
+    fn a_journal_says_what_was_in_flight_and_what_was_made() {
+        let left = read("42\nstart r/a\nmade r/a\nstart r/b\ndone r/b\nstart r/c\n")
+            .expect("a journal with work in it");
+        assert_eq!(left.in_flight, 1, "r/c was never answered");
+        assert_eq!(left.made, vec!["r/a".to_string()]);
+        assert!(
+            left.wait > Duration::from_secs(40),
+            "just written: wait for r/c"
+        );
+
+        let ended = read("42\nstart r/a\nmade r/a\nend \n").expect("made backups");
+        assert_eq!((ended.in_flight, ended.wait), (0, Duration::ZERO));
+        assert_eq!(ended.made, vec!["r/a".to_string()]);
+
+        assert!(
+            read("42\nstart r/b\ndone r/b\n").is_none(),
+            "nothing made, nothing open"
+        );
+        assert!(read("").is_none());
     }
 }

@@ -6,7 +6,8 @@ use crate::apply::{apply, Pacing, NOT_STARTED};
 use crate::cli::{resolve_now, ApplyArgs, Cli, Format};
 use crate::error::{Error, ExitCode};
 use crate::guard;
-use crate::lock::{self, ApplyLock};
+use crate::inventory::{Inventory, Tags};
+use crate::lock::{self, ApplyLock, Leftover};
 use crate::output::{Printer, Progress};
 use crate::plan::{Action, Plan};
 use crate::planner;
@@ -20,7 +21,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const QUESTION: &str = "Do you want to perform these actions? Only 'yes' will be accepted:";
 
@@ -44,23 +45,24 @@ pub async fn run(
             lock::LockError::Held { pid, path } => Error::Locked { pid, path },
             lock::LockError::Io { path, error } => Error::Write { path, error },
         })?;
-    if let Some(left) = leftover.filter(|l| !l.wait.is_zero()) {
-        let what = match left.in_flight {
-            0 => "just after making backups".to_string(),
-            n => format!("with {n} backup creation(s) in flight"),
-        };
+    if let Some(left) = leftover.as_ref().filter(|l| !l.wait.is_zero()) {
         printer.note(&format!(
-            "A previous apply (pid {}) stopped {what}; waiting {} s for them to land and show in EC2 before observing, so they are not made twice.",
+            "A previous apply (pid {}) stopped with {} backup creation(s) in flight; waiting {} s for them to land and show in EC2 before observing, so they are not made twice.",
             left.pid,
+            left.in_flight,
             left.wait.as_secs_f32().ceil()
         ));
         tokio::time::sleep(left.wait).await;
     }
-    let lock = Arc::new(lock);
+    let locked = Held {
+        lock: Arc::new(lock),
+        leftover,
+        window: settle,
+    };
     if let Some(path) = &args.plan_file {
-        return saved(cli, args, path, &policies, now, printer, lock).await;
+        return saved(cli, args, path, &policies, now, printer, locked).await;
     }
-    let (provider, observation) = super::observe(cli, &policies, printer, true, false).await?;
+    let (provider, observation) = locked.observe(cli, &policies, printer).await?;
     let region_failed = super::report_failures(&observation, &policies);
     let plan = planner::plan(&policies, &observation.inventory, now);
     printer.result(&super::render(&plan, Format::Text, cli, printer));
@@ -81,7 +83,7 @@ pub async fn run(
         printer.note("Apply cancelled; nothing was changed.");
         return Ok(ExitCode::Invalid);
     }
-    let code = execute(&plan, provider, lock, printer, cli.per_volume_gap).await;
+    let code = execute(&plan, provider, locked.lock, printer, cli.per_volume_gap).await;
     Ok(after_apply(code, failure_code, held))
 }
 
@@ -123,7 +125,7 @@ async fn saved(
     policies: &PolicySet,
     now: DateTime<Utc>,
     printer: &Printer,
-    lock: Arc<ApplyLock>,
+    locked: Held,
 ) -> Result<ExitCode, Error> {
     let plan = super::read_plan_file(path)?;
     let max_age = parse_duration(&args.max_plan_age)
@@ -134,7 +136,7 @@ async fn saved(
     // Everything the plan's changes depend on (their sources, the sources'
     // other backups, the images that use their snapshots) is what a plan
     // observes, so observe as a plan does and let stale plan again.
-    let (provider, observation) = super::observe(cli, policies, printer, true, false).await?;
+    let (provider, observation) = locked.observe(cli, policies, printer).await?;
     super::report_failures(&observation, policies);
     let differences = stale::differences(&plan, policies, &observation.inventory, now, max_age);
     if !differences.is_empty() {
@@ -155,7 +157,7 @@ async fn saved(
         sum.create,
         sum.delete
     ));
-    let code = execute(&plan, provider, lock, printer, cli.per_volume_gap).await;
+    let code = execute(&plan, provider, locked.lock, printer, cli.per_volume_gap).await;
     Ok(after_apply(code, ExitCode::Success, held))
 }
 
@@ -222,6 +224,68 @@ async fn execute(
     }
 }
 
+/// The apply lock, and what its previous holder made, to be seen before
+/// planning.
+struct Held {
+    lock: Arc<ApplyLock>,
+    leftover: Option<Leftover>,
+    /// How long after they were made backups may stay invisible.
+    window: Duration,
+}
+
+impl Held {
+    /// Observes, and again while a backup the previous apply made (its
+    /// journal, see [`crate::lock`]) does not show yet and the consistency
+    /// window since is not over: EC2's Describe calls lag behind creations,
+    /// and planning without that backup would make it a second time.
+    async fn observe(
+        &self,
+        cli: &Cli,
+        policies: &PolicySet,
+        printer: &Printer,
+    ) -> Result<(Arc<AwsProvider>, Observation), Error> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(500);
+        loop {
+            let (provider, observation) =
+                super::observe(cli, policies, printer, true, false).await?;
+            let Some(left) = &self.leftover else {
+                return Ok((provider, observation));
+            };
+            let missing = left
+                .made
+                .iter()
+                .filter(|k| !shows(&observation.inventory, k))
+                .count();
+            let remaining = self.window.saturating_sub(left.since + started.elapsed());
+            if missing == 0 || remaining.is_zero() {
+                return Ok((provider, observation));
+            }
+            let pause_now = pause.min(remaining);
+            printer.note(&format!(
+                "{missing} backup(s) the previous apply (pid {}) made do not show in EC2 yet; observing again in {:.1} s so they are not made twice.",
+                left.pid,
+                pause_now.as_secs_f32()
+            ));
+            tokio::time::sleep(pause_now).await;
+            pause *= 2;
+        }
+    }
+}
+
+/// Whether a journaled backup (`region/Name tag`) shows in the inventory.
+/// One in a region no longer observed cannot be checked, and does not count.
+fn shows(inventory: &Inventory, key: &str) -> bool {
+    let Some((region, name)) = key.split_once('/') else {
+        return true;
+    };
+    let Some(r) = inventory.regions.get(region) else {
+        return true;
+    };
+    let named = |tags: &Tags| tags.get(crate::policy::tags::NAME).map(String::as_str) == Some(name);
+    r.images.iter().any(|i| named(&i.tags)) || r.snapshots.iter().any(|s| named(&s.tags))
+}
+
 /// The AWS provider, journaling each creation in the lock file (see
 /// [`crate::lock`]) so that a run after a crash waits for it to land.
 struct Journaled {
@@ -261,7 +325,8 @@ impl Provider for Journaled {
             }
             let result = inner.execute(&region, &action).await;
             if let Some(k) = &key {
-                lock.journal("done", k);
+                let made = matches!(result, Ok(Done::Created(_)));
+                lock.journal(if made { "made" } else { "done" }, k);
             }
             result
         }

@@ -59,12 +59,13 @@ impl<'a> Trial<'a> {
     }
 
     fn apply(&self, d: i64) -> std::process::Command {
-        // A short call timeout and consistency wait keep the wait after a
-        // kill short (see lock.rs).
+        // A short call timeout and consistency wait (a few seconds above
+        // the emulator's Describe lag, for a loaded machine) keep the wait
+        // after a kill short (see lock.rs).
         let env = [
             ("BACKUPCTL_NOW", day(d)),
             ("BACKUPCTL_CALL_TIMEOUT", "2".to_string()),
-            ("BACKUPCTL_CONSISTENCY_WAIT", "3".to_string()),
+            ("BACKUPCTL_CONSISTENCY_WAIT", "6".to_string()),
         ];
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut cmd = self.emu.command(
@@ -157,12 +158,27 @@ fn apply_killed_anywhere_then_rerun_ends_where_an_unkilled_run_ends() {
         let delay = std::time::Duration::from_micros(next(&mut state) % (window + 1));
         let t = Trial::new(&emu);
         emu.faults(slow.clone());
+        // Describe calls lag 2 s behind a creation, as EC2's can: the run
+        // started right after the kill (or right after the first run ended,
+        // when the kill came late) must not miss what the first one made
+        // (it waits for calls in flight and observes again until what the
+        // journal says was made shows, see lock.rs).
+        emu.control("ec2", json!({"describe_delay_seconds": 2}));
         let mut child = t.apply(2).spawn().unwrap();
         std::thread::sleep(delay);
         let finished = child.try_wait().unwrap().is_some();
         let _ = child.kill();
         let _ = child.wait();
         killed_mid_run += usize::from(!finished);
+        let rerun = t.apply(2).output().unwrap();
+        assert_eq!(
+            rerun.status.code(),
+            Some(0),
+            "trial {trial} (kill after {delay:?}):\n{}\n{}",
+            stdout(&rerun),
+            stderr(&rerun)
+        );
+        emu.control("ec2", json!({}));
         t.converge(2);
         let got = t.shape();
         let diff: Vec<String> = expected

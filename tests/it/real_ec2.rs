@@ -444,10 +444,10 @@ fn a_create_throttled_eight_times_in_a_row_is_made_once() {
     );
 }
 
-/// A run started in the same minute as one that made an image (a rerun
-/// after a kill, a second cron line), while DescribeImages does not show
-/// that image yet, sends CreateImage with the same name and is refused as
-/// a duplicate. That image is this backup (same policy, source and minute):
+/// A run on another host (no shared journal) started in the same minute as
+/// one that made an image, while DescribeImages does not show that image
+/// yet, sends CreateImage with the same name and is refused as a
+/// duplicate. That image is this backup (same policy, source and minute):
 /// the run reports it made, not failed, and makes no second one.
 #[test]
 fn a_duplicate_name_from_a_run_in_the_same_minute_is_that_backup() {
@@ -462,6 +462,7 @@ fn a_duplicate_name_from_a_run_in_the_same_minute_is_that_backup() {
     let env = [("BACKUPCTL_NOW", day(0))];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     ok(&emu.run(&policies, &["apply", "--auto-approve"], &env));
+    std::fs::remove_dir_all(emu.dir.path().join("state")).unwrap();
     let out = emu.run(&policies, &["apply", "--auto-approve"], &env);
     ok(&out);
     assert!(
@@ -477,4 +478,48 @@ fn a_duplicate_name_from_a_run_in_the_same_minute_is_that_backup() {
         json!(4),
         "the second run's sends were made and refused"
     );
+}
+
+/// Two applies back to back (a person re-running at once, two cron lines)
+/// while EC2's Describe calls lag: the second sees, through the first's
+/// journal, that the backups it made do not show yet, observes again until
+/// they do, and makes no second snapshot set.
+#[test]
+fn back_to_back_runs_within_the_describe_lag_make_one_backup() {
+    let emu = Emulator::start();
+    let seeded = emu.seed(json!({"region": "us-east-1", "instances": [{"count": 2,
+        "tags": {"Backup": "daily"}, "volumes": [{"device": "/dev/sdf"}]}]}));
+    let ids = instance_ids(&seeded);
+    let policies = emu
+        .dir
+        .policies(&[("data", &policy("data", "snapshot", "1 day", ""))]);
+    emu.control("ec2", json!({"describe_delay_seconds": 4}));
+    let first = day(0);
+    ok(&emu.run(
+        &policies,
+        &["apply", "--auto-approve"],
+        &[("BACKUPCTL_NOW", &first)],
+    ));
+    // A minute later by the run's clock: a new backup name, the same EC2.
+    let next = (chrono::DateTime::parse_from_rfc3339(&first).unwrap()
+        + chrono::TimeDelta::minutes(1))
+    .to_rfc3339();
+    let out = emu.run(
+        &policies,
+        &["apply", "--auto-approve"],
+        &[("BACKUPCTL_NOW", &next)],
+    );
+    ok(&out);
+    assert!(
+        stdout(&out).ends_with("No changes.\n"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("do not show in EC2 yet; observing again"),
+        "{}",
+        stderr(&out)
+    );
+    assert_exactly(&emu, &ids, &[("data", "snapshots")], 1, "after two runs");
 }
