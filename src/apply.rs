@@ -194,8 +194,14 @@ async fn sweep<P>(region: &str, outcomes: &mut [(usize, Outcome)], provider: &Ar
 where
     P: Provider + Send + Sync + 'static,
 {
+    // EC2 reported some deletions already (they are in the outcome); the
+    // rest are checked here.
     let snapshots_of = |o: &Outcome| match (&o.result, &o.change.action) {
-        (Ok(_), Action::DeregisterImage { snapshot_ids, .. }) => snapshot_ids.clone(),
+        (Ok(Done::Deleted(gone)), Action::DeregisterImage { snapshot_ids, .. }) => snapshot_ids
+            .iter()
+            .filter(|id| !gone.contains(id))
+            .cloned()
+            .collect(),
         _ => Vec::new(),
     };
     let snapshot_ids: Vec<String> = outcomes.iter().flat_map(|(_, o)| snapshots_of(o)).collect();
@@ -211,6 +217,9 @@ where
         let errors: Vec<&(String, ProviderError)> =
             failed.iter().filter(|(id, _)| mine.contains(id)).collect();
         let Some((_, first)) = errors.first() else {
+            if let Ok(Done::Deleted(gone)) = &mut o.result {
+                gone.extend(mine);
+            }
             continue;
         };
         let listed: Vec<String> = errors.iter().map(|(id, e)| format!("{id}: {e}")).collect();

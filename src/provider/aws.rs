@@ -42,7 +42,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{Filter, ResourceType, SnapshotReturnCodes, Tag, TagSpecification};
 use aws_sdk_ec2::Client;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet};
@@ -344,6 +344,9 @@ fn time_of(t: &aws_sdk_ec2::primitives::DateTime) -> DateTime<Utc> {
     DateTime::from_timestamp(t.secs(), t.subsec_nanos()).unwrap_or_default()
 }
 
+/// One region's inventory. The Describe chains are independent, so they
+/// run at once: on real EC2 each page takes 100–300 ms and a region's
+/// observation takes as long as its longest chain, not their sum.
 async fn observe_region(
     client: &Client,
     scope: &RegionScope,
@@ -354,34 +357,48 @@ async fn observe_region(
         queries.push(filter("tag-key", scope.instance_tag_keys.iter().cloned()));
     }
     queries.extend(id_filters("instance-id", &scope.instance_ids));
-    let mut instances = BTreeMap::new();
-    for query in queries {
-        let state = filter("instance-state-name", live_states);
-        describe_instances(client, vec![query, state], &mut instances).await?;
-    }
-    let mut inv = RegionInventory {
-        instances: instances.into_values().collect(),
-        ..RegionInventory::default()
+    // Usually one query (a tag key); batches of ids follow one another.
+    let instances = async {
+        let mut instances = BTreeMap::new();
+        for query in queries {
+            let state = filter("instance-state-name", live_states);
+            describe_instances(client, vec![query, state], &mut instances).await?;
+        }
+        Ok(instances.into_values().collect())
     };
-    let mut images = BTreeMap::new();
-    describe_images(client, vec![], &mut images).await?;
-    inv.images = images.into_values().collect();
-    let mut snapshots = BTreeMap::new();
-    describe_snapshots(
-        client,
-        vec![filter("tag-key", [tags::POLICY])],
-        &mut snapshots,
-    )
-    .await?;
-    inv.snapshots = snapshots.into_values().collect();
-    if !scope.volume_tag_keys.is_empty() {
-        inv.volumes = describe_volumes(
+    let images = async {
+        let mut images = BTreeMap::new();
+        describe_images(client, vec![], &mut images).await?;
+        Ok(images.into_values().collect())
+    };
+    let snapshots = async {
+        let mut snapshots = BTreeMap::new();
+        describe_snapshots(
+            client,
+            vec![filter("tag-key", [tags::POLICY])],
+            &mut snapshots,
+        )
+        .await?;
+        Ok(snapshots.into_values().collect())
+    };
+    let volumes = async {
+        if scope.volume_tag_keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        describe_volumes(
             client,
             filter("tag-key", scope.volume_tag_keys.iter().cloned()),
         )
-        .await?;
-    }
-    Ok(inv)
+        .await
+    };
+    let (instances, images, snapshots, volumes) =
+        tokio::try_join!(instances, images, snapshots, volumes)?;
+    Ok(RegionInventory {
+        instances,
+        volumes,
+        images,
+        snapshots,
+    })
 }
 
 /// One filter per batch of at most 200 values (EC2's limit per filter).
@@ -611,15 +628,27 @@ async fn execute(clients: &create::Clients<'_>, action: &Action) -> Result<Done,
                 .delete_associated_snapshots(kept_snapshot_ids.is_empty())
                 .send()
                 .await;
-            if let Err(e) = sent {
-                if !e.code().is_some_and(already_gone) {
-                    return Err(sdk_error("DeregisterImage", e));
-                }
-            }
-            // The snapshots are verified, and leftovers deleted, by `sweep`
-            // once per region, not with one Describe call per image.
+            // EC2 answers with the outcome of each snapshot's deletion: those
+            // that succeeded are gone. The others (skipped, failed, or not
+            // reported) are verified, and deleted, by `sweep` once per
+            // region, not with one Describe call per image.
+            let confirmed: BTreeSet<String> = match sent {
+                Ok(out) => out
+                    .delete_snapshot_results()
+                    .iter()
+                    .filter(|r| r.return_code() == Some(&SnapshotReturnCodes::Success))
+                    .filter_map(|r| r.snapshot_id().map(str::to_string))
+                    .collect(),
+                Err(e) if e.code().is_some_and(already_gone) => BTreeSet::new(),
+                Err(e) => return Err(sdk_error("DeregisterImage", e)),
+            };
             let mut gone = vec![image_id.clone()];
-            gone.extend(snapshot_ids.iter().cloned());
+            gone.extend(
+                snapshot_ids
+                    .iter()
+                    .filter(|id| confirmed.contains(*id))
+                    .cloned(),
+            );
             Ok(Done::Deleted(gone))
         }
         Action::DeleteSnapshot { snapshot_id } => {
@@ -660,9 +689,23 @@ async fn delete_leftovers(
     ids: &[String],
 ) -> Result<Vec<(String, ProviderError)>, ProviderError> {
     let ids: BTreeSet<String> = ids.iter().cloned().collect();
-    let mut left = BTreeMap::new();
+    // Batches of 200 ids (EC2's filter limit), described at once.
+    let mut batches = JoinSet::new();
     for f in id_filters("snapshot-id", &ids) {
-        describe_snapshots(client, vec![f], &mut left).await?;
+        let client = client.clone();
+        batches.spawn(async move {
+            let mut found = BTreeMap::new();
+            describe_snapshots(&client, vec![f], &mut found).await?;
+            Ok::<_, ProviderError>(found)
+        });
+    }
+    let mut left = BTreeMap::new();
+    while let Some(joined) = batches.join_next().await {
+        let found = joined.map_err(|e| ProviderError {
+            code: "Internal".into(),
+            message: format!("a snapshot check failed: {e}"),
+        })??;
+        left.extend(found);
     }
     let mut failed = Vec::new();
     for id in left.keys() {

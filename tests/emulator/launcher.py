@@ -152,11 +152,20 @@ def deregister_image(self):
     ami = self.ec2_backend.amis.get(ami_id)
     snapshots = ami_snapshots(ami) if ami else []
     self.ec2_backend.deregister_image(ami_id)
-    if delete and not REAL.get("keep_associated_snapshots"):
+    if not delete:
+        return ActionResult({"Return": True})
+    # As EC2 does: one result per associated snapshot ("skipped" when
+    # another image uses it; with keep_associated_snapshots, no results, as
+    # from a version of EC2 that does not report them).
+    results = []
+    if not REAL.get("keep_associated_snapshots"):
         for sid in snapshots:
-            if not images_using(self.ec2_backend, sid):
+            if images_using(self.ec2_backend, sid):
+                results.append({"SnapshotId": sid, "ReturnCode": "skipped"})
+            else:
                 self.ec2_backend.snapshots.pop(sid, None)
-    return ActionResult({"Return": True})
+                results.append({"SnapshotId": sid, "ReturnCode": "success"})
+    return ActionResult({"Return": True, "DeleteSnapshotResults": results})
 
 
 def as_list(value):
@@ -404,6 +413,9 @@ class State:
         self.faults = {}
         self.rng = random.Random(0)
         self.imds = None
+        # EC2 calls being answered now, and the most at once, per region.
+        self.in_flight = {}
+        self.max_in_flight = {}
 
 
 STATE = State()
@@ -543,6 +555,18 @@ class Emulator:
         return c
 
     def __call__(self, environ, start_response):
+        region = region_of(environ)
+        with STATE.lock:
+            n = STATE.in_flight.get(region, 0) + 1
+            STATE.in_flight[region] = n
+            STATE.max_in_flight[region] = max(n, STATE.max_in_flight.get(region, 0))
+        try:
+            return self.answer(environ, start_response)
+        finally:
+            with STATE.lock:
+                STATE.in_flight[region] -= 1
+
+    def answer(self, environ, start_response):
         request = Request(environ)
         if request.path.startswith("/latest/"):
             return imds(request)(environ, start_response)
@@ -688,6 +712,7 @@ class Emulator:
                 "calls": STATE.calls,
                 "faults": STATE.faults_injected,
                 "access_keys": sorted(STATE.keys),
+                "max_in_flight": STATE.max_in_flight,
             }
 
     def ctl_reset_calls(self, _):
@@ -696,6 +721,7 @@ class Emulator:
             STATE.keys = set()
             STATE.faults_injected = {}
             STATE.requests = []
+            STATE.max_in_flight = {}
         return {"ok": True}
 
     def ctl_requests(self, _):

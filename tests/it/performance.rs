@@ -1,0 +1,77 @@
+//! Performance at real EC2 latency (issue 14), as properties the tests can
+//! check without timing anything: which calls run at once, and which calls
+//! are not made at all. Wall times are the benchmark's (tests/emulator/
+//! bench.py), not the tests'.
+
+use crate::emulator::{day, Emulator, ROLLING_AMI};
+use crate::live::ok;
+use serde_json::json;
+
+/// A region's Describe chains (instances, images, snapshots, volumes) are
+/// independent and run at once: with every call answered slowly, the
+/// emulator sees several of one region's calls in flight together.
+#[test]
+fn a_regions_describe_calls_run_at_once() {
+    let emu = Emulator::start();
+    emu.seed(json!({"region": "us-east-1", "instances": [{"count": 2,
+        "tags": {"Backup": "daily"}, "volumes": [{"device": "/dev/sdf", "tags": {"Snapshot": "yes"}}]}]}));
+    let policy = "name = \"data\"\n[target]\nregions = [\"us-east-1\"]\ninstance_tags = { Backup = \"daily\" }\n\
+                  volume_tags = { Snapshot = \"yes\" }\n[backup]\nkind = \"snapshot\"\n[retention]\nmax_age = \"1 day\"\n";
+    let policies = emu.dir.policies(&[("web", ROLLING_AMI), ("data", policy)]);
+    emu.faults(json!({"latency": 1.0, "latency_seconds": 0.4,
+        "actions": ["DescribeInstances", "DescribeImages", "DescribeSnapshots", "DescribeVolumes"]}));
+    ok(&emu.run(&policies, &["plan"], &[("BACKUPCTL_NOW", &day(0))]));
+    let seen = emu.control("calls", json!({}))["max_in_flight"]["us-east-1"].clone();
+    assert!(
+        seen.as_u64().unwrap_or(0) >= 4,
+        "the four Describe chains of us-east-1 ran one after another: at most {seen} at once"
+    );
+}
+
+/// DeregisterImage with DeleteAssociatedSnapshots answers with the result
+/// of each snapshot's deletion; the snapshots it reports deleted are not
+/// described again. A rolling AMI policy's second day deregisters one image
+/// per source, and its apply describes snapshots only to observe.
+#[test]
+fn deregistered_images_snapshots_are_not_described_again() {
+    let emu = Emulator::start();
+    emu.seed(
+        json!({"region": "us-east-1", "instances": [{"count": 3, "tags": {"Backup": "daily"}}]}),
+    );
+    emu.seed(
+        json!({"region": "eu-west-1", "instances": [{"count": 1, "tags": {"Backup": "daily"}}]}),
+    );
+    let policies = emu.dir.policies(&[("web", ROLLING_AMI)]);
+    for d in 0..2 {
+        ok(&emu.run(
+            &policies,
+            &["apply", "--auto-approve"],
+            &[("BACKUPCTL_NOW", &day(d))],
+        ));
+    }
+    emu.control("reset_calls", json!({}));
+    let out = emu.run(
+        &policies,
+        &["apply", "--auto-approve"],
+        &[("BACKUPCTL_NOW", &day(2))],
+    );
+    ok(&out);
+    assert!(
+        crate::support::stdout(&out).contains("4 created, 4 deleted, 0 failed"),
+        "{}",
+        crate::support::stdout(&out)
+    );
+    let calls = emu.calls();
+    for region in ["us-east-1", "eu-west-1"] {
+        assert_eq!(
+            calls[region]["DeregisterImage"],
+            json!(if region == "us-east-1" { 3 } else { 1 })
+        );
+        assert_eq!(
+            calls[region]["DescribeSnapshots"],
+            json!(1),
+            "{region}: only the observation describes snapshots: {calls}"
+        );
+        assert!(calls[region].get("DeleteSnapshot").is_none(), "{calls}");
+    }
+}
