@@ -1,8 +1,9 @@
 //! Executes a plan through a provider.
 //!
 //! One attempt that can be repeated. Regions run in parallel (they are
-//! independent throttling buckets); within a region, a few calls at a time,
-//! in three phases: creations, then image deregistrations, then snapshot
+//! independent throttling buckets); within a region, calls are paced by
+//! client-side copies of EC2's token buckets (see [`crate::rate`]), in
+//! three phases: creations, then image deregistrations, then snapshot
 //! deletions (so a failed creation never leaves a source with fewer backups
 //! than before, and a snapshot goes only once no image uses it). A failed
 //! action does not stop the others, and every outcome is returned, in plan
@@ -22,6 +23,7 @@
 use crate::output::Progress;
 use crate::plan::{Action, Change, Plan};
 use crate::provider::{Done, Provider, ProviderError};
+use crate::rate::{Buckets, Rates};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,22 +31,26 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-/// Calls in flight at once within one region: well inside EC2's mutating
-/// buckets (CreateImage refills at 5/s), so the SDK's retries rarely fire.
-const CALLS_PER_REGION: usize = 4;
+/// Calls in flight at once within one region. The token buckets set the
+/// rate; this only bounds connections while a burst is spent (at 100–200
+/// ms per call, 16 spend a burst of 50 in about half a second).
+const CALLS_IN_FLIGHT: usize = 16;
 
 /// How apply spaces its calls.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Pacing {
     /// Between two creations on one instance (and after a refusal for the
     /// per-volume rate): EC2 takes one snapshot of a volume about every 15 s.
     pub per_volume_gap: Duration,
+    /// EC2's request rates, per action, in each region.
+    pub rates: Rates,
 }
 
 impl Default for Pacing {
     fn default() -> Self {
         Pacing {
             per_volume_gap: Duration::from_secs(15),
+            rates: Rates::default(),
         }
     }
 }
@@ -54,7 +60,48 @@ impl Pacing {
     pub fn none() -> Self {
         Pacing {
             per_volume_gap: Duration::ZERO,
+            rates: Rates(Default::default()),
         }
+    }
+}
+
+/// What the calls of one region share.
+struct Lane<P> {
+    region: String,
+    provider: Arc<P>,
+    progress: Arc<dyn Progress>,
+    stop: Arc<AtomicBool>,
+    gap: Duration,
+    limit: Semaphore,
+    buckets: Buckets,
+}
+
+impl<P: Provider + Send + Sync + 'static> Lane<P> {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// One call of `action`, once a token of its bucket and a slot are
+    /// free; not started if Ctrl-C came while it waited.
+    async fn execute(&self, action: &Action) -> Result<Done, ProviderError> {
+        let (name, calls) = api_calls(action);
+        self.buckets.take(name, calls).await;
+        let _permit = self.limit.acquire().await;
+        if self.stopped() {
+            return Err(not_started());
+        }
+        self.provider.execute(&self.region, action).await
+    }
+}
+
+/// The EC2 action an action's calls count against, and how many it makes.
+fn api_calls(action: &Action) -> (&'static str, usize) {
+    match action {
+        Action::CreateImage { .. } => ("CreateImage", 1),
+        Action::CreateSnapshots { .. } => ("CreateSnapshots", 1),
+        Action::DeregisterImage { .. } => ("DeregisterImage", 1),
+        Action::DeleteSnapshot { .. } => ("DeleteSnapshot", 1),
+        Action::DeleteSnapshotSet { snapshot_ids, .. } => ("DeleteSnapshot", snapshot_ids.len()),
     }
 }
 
@@ -139,10 +186,20 @@ where
     }
     let mut regions = JoinSet::new();
     for (region, mut changes) in by_region {
-        let (provider, progress, stop) = (provider.clone(), progress.clone(), stop.clone());
         changes.sort_by_key(|(i, c)| (phase(&c.action), *i));
+        let lane = Arc::new(Lane {
+            buckets: Buckets::new(&pacing.rates),
+            region,
+            provider: provider.clone(),
+            progress: progress.clone(),
+            stop: stop.clone(),
+            gap: pacing.per_volume_gap,
+            limit: Semaphore::new(CALLS_IN_FLIGHT),
+        });
         regions.spawn(async move {
-            progress.start(&region, changes.len() as u64, "applying");
+            let region = lane.region.clone();
+            lane.progress
+                .start(&region, changes.len() as u64, "applying");
             let mut done = Vec::with_capacity(changes.len());
             let mut failed = 0;
             let mut rest = changes.as_slice();
@@ -155,12 +212,12 @@ where
                 let (batch, tail) = rest.split_at(n);
                 rest = tail;
                 let mut outcomes = if p == 0 {
-                    run_creations(&region, batch, &provider, &progress, &stop, pacing).await
+                    run_creations(&lane, batch).await
                 } else {
-                    run_phase(&region, batch, &provider, &progress, &stop).await
+                    run_phase(&lane, batch).await
                 };
                 if p == 1 {
-                    sweep(&region, &mut outcomes, &provider).await;
+                    sweep(&region, &mut outcomes, &lane.provider).await;
                 }
                 for outcome in outcomes {
                     failed += usize::from(outcome.1.result.is_err());
@@ -172,7 +229,7 @@ where
             } else {
                 format!("{failed} failed")
             };
-            progress.finish(&region, &message);
+            lane.progress.finish(&region, &message);
             done
         });
     }
@@ -234,17 +291,9 @@ where
     }
 }
 
-/// Runs the creations of one region: instances in parallel (a few calls at
-/// a time), the creations of one instance one after another, spaced by
-/// the per-volume gap.
-async fn run_creations<P>(
-    region: &str,
-    batch: &[(usize, Change)],
-    provider: &Arc<P>,
-    progress: &Arc<dyn Progress>,
-    stop: &Arc<AtomicBool>,
-    pacing: Pacing,
-) -> Vec<(usize, Outcome)>
+/// Runs the creations of one region: instances in parallel, the creations
+/// of one instance one after another, spaced by the per-volume gap.
+async fn run_creations<P>(lane: &Arc<Lane<P>>, batch: &[(usize, Change)]) -> Vec<(usize, Outcome)>
 where
     P: Provider + Send + Sync + 'static,
 {
@@ -260,22 +309,18 @@ where
             .or_default()
             .push((*i, change.clone()));
     }
-    let limit = Arc::new(Semaphore::new(CALLS_PER_REGION));
     let mut instances = JoinSet::new();
     for (_, changes) in by_instance {
-        let (provider, progress, limit) = (provider.clone(), progress.clone(), limit.clone());
-        let stop = stop.clone();
-        let region = region.to_string();
+        let lane = lane.clone();
         instances.spawn(async move {
             let mut out = Vec::with_capacity(changes.len());
             for (n, (i, change)) in changes.into_iter().enumerate() {
-                if n > 0 && !stop.load(Ordering::SeqCst) {
-                    pause(pacing.per_volume_gap).await;
+                if n > 0 && !lane.stopped() {
+                    pause(lane.gap).await;
                 }
-                let result =
-                    create_spaced(&region, &change.action, &provider, &limit, &stop, pacing).await;
+                let result = create_spaced(&lane, &change.action).await;
                 if !matches!(&result, Err(e) if e.code == NOT_STARTED) {
-                    progress.advance(&region);
+                    lane.progress.advance(&lane.region);
                 }
                 out.push((i, Outcome { change, result }));
             }
@@ -290,34 +335,19 @@ where
 }
 
 /// One creation, with EC2's per-volume refusals handled as "later".
-async fn create_spaced<P>(
-    region: &str,
-    action: &Action,
-    provider: &Arc<P>,
-    limit: &Arc<Semaphore>,
-    stop: &Arc<AtomicBool>,
-    pacing: Pacing,
-) -> Result<Done, ProviderError>
+async fn create_spaced<P>(lane: &Lane<P>, action: &Action) -> Result<Done, ProviderError>
 where
     P: Provider + Send + Sync + 'static,
 {
     let mut refused = 0;
     loop {
-        if stop.load(Ordering::SeqCst) {
+        if lane.stopped() {
             return Err(not_started());
         }
-        let result = {
-            let _permit = limit.acquire().await;
-            // Ctrl-C may have come while this waited for its turn.
-            if stop.load(Ordering::SeqCst) {
-                return Err(not_started());
-            }
-            provider.execute(region, action).await
-        };
-        match result {
+        match lane.execute(action).await {
             Err(e) if e.code == RATE_EXCEEDED && refused < RATE_RETRIES => {
                 refused += 1;
-                pause(pacing.per_volume_gap.max(Duration::from_secs(1))).await;
+                pause(lane.gap.max(Duration::from_secs(1))).await;
             }
             Err(e) if e.code == PENDING_LIMIT || e.code == RATE_EXCEEDED => {
                 return Ok(Done::Postponed(e))
@@ -340,31 +370,23 @@ fn not_started() -> ProviderError {
     }
 }
 
-/// Runs one phase of one region, a few calls at a time.
-async fn run_phase<P>(
-    region: &str,
-    batch: &[(usize, Change)],
-    provider: &Arc<P>,
-    progress: &Arc<dyn Progress>,
-    stop: &Arc<AtomicBool>,
-) -> Vec<(usize, Outcome)>
+/// Runs one phase of one region, at the pace of its buckets.
+async fn run_phase<P>(lane: &Arc<Lane<P>>, batch: &[(usize, Change)]) -> Vec<(usize, Outcome)>
 where
     P: Provider + Send + Sync + 'static,
 {
-    let limit = Arc::new(Semaphore::new(CALLS_PER_REGION));
     let mut calls = JoinSet::new();
     for (i, change) in batch.iter().cloned() {
-        let (provider, progress, limit) = (provider.clone(), progress.clone(), limit.clone());
-        let stop = stop.clone();
-        let region = region.to_string();
+        let lane = lane.clone();
         calls.spawn(async move {
-            let _permit = limit.acquire_owned().await;
-            if stop.load(Ordering::SeqCst) {
+            if lane.stopped() {
                 let result = Err(not_started());
                 return (i, Outcome { change, result });
             }
-            let result = provider.execute(&region, &change.action).await;
-            progress.advance(&region);
+            let result = lane.execute(&change.action).await;
+            if !matches!(&result, Err(e) if e.code == NOT_STARTED) {
+                lane.progress.advance(&lane.region);
+            }
             (i, Outcome { change, result })
         });
     }

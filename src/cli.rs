@@ -72,6 +72,21 @@ pub struct Cli {
           default_value_t = 15, value_parser = clap::value_parser!(u64).range(0..=600))]
     pub per_volume_gap: u64,
 
+    /// EC2's request rate for one action in this account, as
+    /// ACTION=BURST/PER_SECOND (repeatable; comma-separated in the
+    /// environment). Apply paces its calls to these token buckets; the
+    /// defaults are EC2's documented ones: CreateImage=50/5,
+    /// CreateSnapshots=50/5, DeregisterImage=200/5, DeleteSnapshot=200/5.
+    /// Raise them when AWS has raised the account's limits.
+    #[arg(
+        long,
+        global = true,
+        env = "BACKUPCTL_API_RATES",
+        value_name = "ACTION=BURST/PER_SECOND",
+        value_delimiter = ','
+    )]
+    pub api_rate: Vec<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }

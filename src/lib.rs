@@ -26,6 +26,7 @@ pub mod plan;
 pub mod planner;
 pub mod policy;
 pub mod provider;
+pub mod rate;
 pub mod stale;
 
 use clap::Parser;

@@ -14,6 +14,7 @@ use crate::planner;
 use crate::policy::{load_dir, parse_duration, PolicySet};
 use crate::provider::aws::AwsProvider;
 use crate::provider::{Done, Observation, Provider, ProviderError, Scope};
+use crate::rate::Rates;
 use crate::stale;
 use chrono::{DateTime, TimeDelta, Utc};
 use std::future::Future;
@@ -38,6 +39,10 @@ pub async fn run(
             "apply asks for confirmation, but stdin is not a terminal; review the plan (backupctl plan) and re-run with --auto-approve, as schedulers and CI should".into(),
         ));
     }
+    let pacing = Pacing {
+        per_volume_gap: Duration::from_secs(cli.per_volume_gap),
+        rates: Rates::parse(cli.api_rate.iter().map(String::as_str)).map_err(Error::Usage)?,
+    };
     let call_timeout = Duration::from_secs(cli.call_timeout.unwrap_or(45));
     let settle = Duration::from_secs(cli.consistency_wait);
     let (lock, leftover) =
@@ -56,6 +61,7 @@ pub async fn run(
     }
     let locked = Held {
         lock: Arc::new(lock),
+        pacing,
         leftover,
         window: settle,
     };
@@ -83,7 +89,7 @@ pub async fn run(
         printer.note("Apply cancelled; nothing was changed.");
         return Ok(ExitCode::Invalid);
     }
-    let code = execute(&plan, provider, locked.lock, printer, cli.per_volume_gap).await;
+    let code = execute(&plan, provider, locked, printer).await;
     Ok(after_apply(code, failure_code, held))
 }
 
@@ -157,32 +163,28 @@ async fn saved(
         sum.create,
         sum.delete
     ));
-    let code = execute(&plan, provider, locked.lock, printer, cli.per_volume_gap).await;
+    let code = execute(&plan, provider, locked, printer).await;
     Ok(after_apply(code, ExitCode::Success, held))
 }
 
 async fn execute(
     plan: &Plan,
     provider: Arc<AwsProvider>,
-    lock: Arc<ApplyLock>,
+    locked: Held,
     printer: &Printer,
-    gap: u64,
 ) -> ExitCode {
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = tokio::spawn(watch_interrupts(stop.clone()));
     let journaled = Arc::new(Journaled {
         inner: provider,
-        lock,
+        lock: locked.lock,
     });
-    let pacing = Pacing {
-        per_volume_gap: Duration::from_secs(gap),
-    };
     let report = apply(
         plan,
         journaled,
         printer.progress(true),
         stop.clone(),
-        pacing,
+        locked.pacing,
     )
     .await;
     watcher.abort();
@@ -224,10 +226,11 @@ async fn execute(
     }
 }
 
-/// The apply lock, and what its previous holder made, to be seen before
-/// planning.
+/// What apply holds before it observes: the lock, what its previous holder
+/// made (to be seen before planning), and how to pace the calls.
 struct Held {
     lock: Arc<ApplyLock>,
+    pacing: Pacing,
     leftover: Option<Leftover>,
     /// How long after they were made backups may stay invisible.
     window: Duration,

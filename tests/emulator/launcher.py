@@ -264,6 +264,39 @@ VISIBLE_AT = {}
 PENDING = {}
 
 
+# Token buckets of EC2's request throttling, per (region, action):
+# [tokens, monotonic time of the last refill].
+BUCKETS = {}
+LATENCY_RNG = [random.Random(0)]
+
+
+def take_token(region, action):
+    """False when the action's bucket (REAL["buckets"]: {action: [burst,
+    per_second]}) is empty: EC2 refuses with RequestLimitExceeded."""
+    spec = (REAL.get("buckets") or {}).get(action)
+    if not spec:
+        return True
+    burst, per_second = float(spec[0]), float(spec[1])
+    now = time.monotonic()
+    tokens, at = BUCKETS.get((region, action), (burst, now))
+    tokens = min(burst, tokens + (now - at) * per_second)
+    if tokens < 1:
+        BUCKETS[(region, action)] = (tokens, now)
+        return False
+    BUCKETS[(region, action)] = (tokens - 1, now)
+    return True
+
+
+def real_latency(action):
+    """Seconds this call takes on real EC2 (REAL["latency"]: {"describe":
+    [lo, hi], "mutating": [lo, hi], "seed": N}); calls overlap."""
+    spec = REAL.get("latency")
+    if not spec:
+        return 0
+    lo, hi = spec.get("mutating" if action.startswith(MUTATING_PREFIXES) else "describe", [0, 0])
+    return LATENCY_RNG[0].uniform(float(lo), float(hi))
+
+
 def real(key, default=0):
     return float(REAL.get(key, default) or 0)
 
@@ -585,8 +618,13 @@ class Emulator:
             if action.startswith(MUTATING_PREFIXES):
                 STATE.requests.append({"region": region, "params": params})
             fault = choose_fault(region, action, params)
+            if not fault and not take_token(region, action):
+                fault = ("bucket", None)
             if fault:
                 bump(STATE.faults_injected, region, f"{action}:{fault[0]}")
+            latency = real_latency(action)
+        if latency:
+            time.sleep(latency)
         if fault:
             kind, seconds = fault
             if kind == "deny":
@@ -600,7 +638,7 @@ class Emulator:
                         f"You are not authorized to perform this operation ({action} in {region}).",
                     ),
                 )(environ, start_response)
-            if kind == "throttle":
+            if kind in ("throttle", "bucket"):
                 return ec2_error(503, "RequestLimitExceeded", "Request limit exceeded.")(
                     environ, start_response
                 )
@@ -762,10 +800,14 @@ class Emulator:
 
     def ctl_ec2(self, body):
         """Switches real EC2 behaviours on (see REAL EC2): {"per_volume_rate_seconds": 15,
-        "per_volume_pending": 5, "pending_seconds": 600, "describe_delay_seconds": 5};
+        "per_volume_pending": 5, "pending_seconds": 600, "describe_delay_seconds": 5,
+        "buckets": {"CreateSnapshots": [50, 5]}, "latency": {"describe": [0.15, 0.3],
+        "mutating": [0.1, 0.2], "seed": 1}};
         {} switches them off."""
         REAL.clear()
         REAL.update(body)
+        BUCKETS.clear()
+        LATENCY_RNG[0] = random.Random((body.get("latency") or {}).get("seed", 0))
         if not real("describe_delay_seconds"):
             VISIBLE_AT.clear()
         return {"ok": True}

@@ -75,3 +75,53 @@ fn deregistered_images_snapshots_are_not_described_again() {
         assert!(calls[region].get("DeleteSnapshot").is_none(), "{calls}");
     }
 }
+
+/// With the emulator enforcing EC2's token buckets (small ones, so that
+/// the test is short), apply paces its calls to them: three daily runs
+/// that create and delete 30 backups of each kind draw no
+/// `RequestLimitExceeded` at all (a fixed number of calls in flight ran
+/// through any bucket).
+#[test]
+fn apply_keeps_to_ec2s_token_buckets() {
+    let emu = Emulator::start();
+    emu.seed(json!({"region": "us-east-1", "instances": [{"count": 30,
+        "tags": {"Backup": "daily"}, "volumes": [{"device": "/dev/sdf", "tags": {"Snapshot": "yes"}}]}]}));
+    let policies = emu.dir.policies(&[
+        ("web", ROLLING_AMI),
+        ("data", crate::emulator::ROLLING_SNAPSHOTS),
+    ]);
+    let rates = "CreateImage=5/10,CreateSnapshots=5/10,DeregisterImage=5/10,DeleteSnapshot=5/10";
+    let buckets: serde_json::Map<String, serde_json::Value> = rates
+        .split(',')
+        .map(|r| {
+            let (action, rate) = r.split_once('=').unwrap();
+            let (burst, per) = rate.split_once('/').unwrap();
+            (
+                action.to_string(),
+                json!([burst.parse::<u64>().unwrap(), per.parse::<u64>().unwrap()]),
+            )
+        })
+        .collect();
+    emu.control("ec2", json!({ "buckets": buckets }));
+    for d in 0..3 {
+        let out = emu.run(
+            &policies,
+            &["apply", "--auto-approve"],
+            &[("BACKUPCTL_NOW", &day(d)), ("BACKUPCTL_API_RATES", rates)],
+        );
+        ok(&out);
+        if d == 2 {
+            assert!(
+                crate::support::stdout(&out).contains("60 created, 60 deleted, 0 failed"),
+                "{}",
+                crate::support::stdout(&out)
+            );
+        }
+    }
+    let injected = emu.control("calls", json!({}))["faults"].clone();
+    assert_eq!(
+        injected,
+        json!({}),
+        "throttled by EC2's buckets: {injected}"
+    );
+}
