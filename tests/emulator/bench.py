@@ -11,9 +11,27 @@ the peak resident memory of the backupctl process, and the EC2 calls by
 action as counted by the emulator, beside the minimum number of Describe
 calls real EC2 would need (ceil(n / 1000) pages per resource list).
 
-Usage: bench.py BINARY [RxN ...]   (default: 2x100 4x1000)
-Prints a Markdown table on stdout.
+Modes (issue 14):
+  --latency   every EC2 call takes as long as on real EC2 (Describe 150-300
+              ms, mutating 100-200 ms, seeded, overlapping across concurrent
+              calls); backupctl runs with -vv and its call log gives, per
+              step, the longest single paginated Describe chain of any region
+              (the floor of an observation), printed beside the wall time.
+  --buckets   the emulator enforces EC2's token buckets, with the refill
+              rates scaled by --scale (default 4, so that a run takes a
+              minute, not ten) and backupctl told the same rates; one
+              snapshot policy, so that one run creates and deletes 1,000
+              sets in a region of 1,000 instances (use 1x1000). Printed per
+              step: RequestLimitExceeded answers, and the bucket-limited
+              minimum of the run's calls (creations, then deregistrations,
+              then deletions, each phase its bucket's (n - burst) / rate).
+
+Usage: bench.py [--latency] [--buckets [--scale K]] BINARY [RxN ...]
+       (default configurations: 2x100 4x1000). Prints a Markdown table on
+stdout and one JSON line per step on stderr.
 """
+
+import re
 
 import json
 import math
@@ -98,11 +116,43 @@ def run_measured(binary, args, env):
     return code, out.decode(), err.decode(), wall, usage.ru_maxrss / 1024
 
 
+# EC2's documented default buckets (see src/rate.rs): burst, refill per s.
+BUCKETS = {
+    "CreateImage": (50, 5),
+    "CreateSnapshots": (50, 5),
+    "DeregisterImage": (200, 5),
+    "DeleteSnapshot": (200, 5),
+}
+PHASES = [["CreateImage", "CreateSnapshots"], ["DeregisterImage"], ["DeleteSnapshot"]]
+CALL_LINE = re.compile(r"action=(\S+) region=(\S+) .*latency_ms=(\d+)")
+
+
+def longest_chain(stderr):
+    """The longest total latency of one Describe action in one region, in
+    seconds, from backupctl's -vv call log."""
+    chains = {}
+    for line in stderr.splitlines():
+        m = CALL_LINE.search(line)
+        if m and m.group(1).startswith("Describe") and m.group(1) != "DescribeRegions":
+            key = (m.group(1), m.group(2))
+            chains[key] = chains.get(key, 0) + int(m.group(3)) / 1000
+    return max(chains.values(), default=0)
+
+
+def bucket_minimum(by_action, scale):
+    total = 0
+    for phase in PHASES:
+        total += max(
+            max(0, by_action.get(a, 0) - BUCKETS[a][0]) / (BUCKETS[a][1] * scale) for a in phase
+        )
+    return total
+
+
 def pages(n):
     return max(1, math.ceil(n / 1000))
 
 
-def bench(binary, regions_count, per_region):
+def bench(binary, regions_count, per_region, mode):
     regions = REGIONS[:regions_count]
     emu = Emulator()
     try:
@@ -127,6 +177,8 @@ def bench(binary, regions_count, per_region):
         pol = os.path.join(tmp, "policies")
         os.makedirs(pol)
         for name, text in POLICIES.items():
+            if mode["buckets"] and name != "db":
+                continue
             with open(os.path.join(pol, name + ".toml"), "w") as f:
                 f.write(text.format(regions=json.dumps(regions)))
         base = (datetime.now(timezone.utc) + timedelta(days=2)).replace(
@@ -141,6 +193,16 @@ def bench(binary, regions_count, per_region):
             "AWS_EC2_METADATA_DISABLED": "true",
             "HOME": tmp,
         }
+        switches = {}
+        if mode["latency"]:
+            switches["latency"] = {"describe": [0.15, 0.3], "mutating": [0.1, 0.2], "seed": 7}
+            env["RUST_LOG"] = "backupctl::aws=info"
+        if mode["buckets"]:
+            k = mode["scale"]
+            switches["buckets"] = {a: [b, r * k] for a, (b, r) in BUCKETS.items()}
+            env["BACKUPCTL_API_RATES"] = ",".join(f"{a}={b}/{r * k}" for a, (b, r) in BUCKETS.items())
+            env["BACKUPCTL_PER_VOLUME_GAP"] = "0"
+        emu.control("ec2", switches)
         steps = [
             ("apply, day 0 (all due)", APPLY, 0),
             ("apply, day 1", APPLY, 1),
@@ -172,8 +234,11 @@ def bench(binary, regions_count, per_region):
             # creation times it records move with the simulated days.
             emu.control("clock", {"now": now})
             run_env = dict(env, BACKUPCTL_NOW=now)
-            code, out, err, wall, rss = run_measured(binary, ["--policies", pol, "-q"] + args, run_env)
-            calls = emu.control("calls")["calls"]
+            verbose = ["-vv"] if mode["latency"] else []
+            code, out, err, wall, rss = run_measured(binary, ["--policies", pol, "-q"] + verbose + args, run_env)
+            answer = emu.control("calls")
+            calls = answer["calls"]
+            throttled = sum(n for per in answer["faults"].values() for k, n in per.items() if k.endswith(":bucket"))
             by_action = {}
             for per in calls.values():
                 for action, n in per.items():
@@ -191,7 +256,10 @@ def bench(binary, regions_count, per_region):
                     "describe_min": minimum,
                     "calls": by_action,
                     "summary": " / ".join(summary),
-                    "stderr": err.strip()[-300:],
+                    "longest_chain_s": round(longest_chain(err), 2) if mode["latency"] else None,
+                    "throttled": throttled if mode["buckets"] else None,
+                    "bucket_min_s": round(bucket_minimum(by_action, mode["scale"]), 1) if mode["buckets"] else None,
+                    "stderr": "\n".join(l for l in err.splitlines() if "action=" not in l)[-300:],
                 }
             )
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
@@ -201,19 +269,35 @@ def bench(binary, regions_count, per_region):
 
 
 def main():
-    binary = os.path.abspath(sys.argv[1])
-    configs = sys.argv[2:] or ["2x100", "4x1000"]
-    print("| regions x instances/region | step | wall (s) | peak RSS (MiB) | Describe calls (min) | other calls | result |")
-    print("|---|---|---|---|---|---|---|")
+    args = sys.argv[1:]
+    mode = {"latency": "--latency" in args, "buckets": "--buckets" in args, "scale": 4}
+    if "--scale" in args:
+        mode["scale"] = int(args[args.index("--scale") + 1])
+        del args[args.index("--scale") : args.index("--scale") + 2]
+    args = [a for a in args if a not in ("--latency", "--buckets")]
+    binary = os.path.abspath(args[0])
+    configs = args[1:] or ["2x100", "4x1000"]
+    extra = ""
+    if mode["latency"]:
+        extra += " longest Describe chain (s) |"
+    if mode["buckets"]:
+        extra += " throttled | bucket minimum (s) |"
+    print(f"| regions x instances/region | step | wall (s) |{extra} peak RSS (MiB) | Describe calls (min) | other calls | result |")
+    print("|---|---|---|" + "---|" * extra.count("|") + "---|---|---|---|")
     for config in configs:
         r, n = (int(x) for x in config.split("x"))
-        seed_seconds, rows = bench(binary, r, n)
+        seed_seconds, rows = bench(binary, r, n, mode)
         for row in rows:
             other = ", ".join(
                 f"{a} {c}" for a, c in sorted(row["calls"].items()) if not a.startswith("Describe") or a == "DescribeRegions"
             )
+            cells = ""
+            if mode["latency"]:
+                cells += f" {row['longest_chain_s']} |"
+            if mode["buckets"]:
+                cells += f" {row['throttled']} | {row['bucket_min_s']} |"
             print(
-                f"| {row['config']} | {row['step']} | {row['wall_s']} | {row['peak_rss_mib']} | "
+                f"| {row['config']} | {row['step']} | {row['wall_s']} |{cells} {row['peak_rss_mib']} | "
                 f"{row['describe_calls']} ({row['describe_min']}) | {other} | {row['summary']} (exit {row['exit']}) |"
             )
         sys.stdout.flush()

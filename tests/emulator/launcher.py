@@ -446,12 +446,13 @@ class State:
         self.faults = {}
         self.rng = random.Random(0)
         self.imds = None
-        # EC2 calls being answered now, and the most at once, per region.
-        self.in_flight = {}
+        # The most EC2 calls answered at once, per region (the calls being
+        # answered now, `IN_FLIGHT`, survive a reset: some are).
         self.max_in_flight = {}
 
 
 STATE = State()
+IN_FLIGHT = {}
 
 
 def access_key_of(environ):
@@ -590,14 +591,14 @@ class Emulator:
     def __call__(self, environ, start_response):
         region = region_of(environ)
         with STATE.lock:
-            n = STATE.in_flight.get(region, 0) + 1
-            STATE.in_flight[region] = n
+            n = IN_FLIGHT.get(region, 0) + 1
+            IN_FLIGHT[region] = n
             STATE.max_in_flight[region] = max(n, STATE.max_in_flight.get(region, 0))
         try:
             return self.answer(environ, start_response)
         finally:
             with STATE.lock:
-                STATE.in_flight[region] -= 1
+                IN_FLIGHT[region] -= 1
 
     def answer(self, environ, start_response):
         request = Request(environ)

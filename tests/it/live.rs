@@ -921,15 +921,22 @@ fn the_iam_policy_allows_exactly_the_calls_backupctl_makes() {
 
 /// Starts `apply --auto-approve` without waiting for it.
 fn spawn_apply(emu: &Emulator, policies: &Path, now: &str) -> std::process::Child {
-    emu.command(
-        policies,
-        &["apply", "--auto-approve"],
-        &[("BACKUPCTL_NOW", now)],
-    )
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap()
+    spawn_apply_with(emu, policies, now, &[])
+}
+
+fn spawn_apply_with(
+    emu: &Emulator,
+    policies: &Path,
+    now: &str,
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    let mut env = env.to_vec();
+    env.push(("BACKUPCTL_NOW", now));
+    emu.command(policies, &["apply", "--auto-approve"], &env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 fn interrupt(child: &std::process::Child) {
@@ -949,7 +956,10 @@ fn ctrl_c_finishes_calls_in_flight_starts_no_new_ones_and_a_rerun_completes() {
     );
     let policies = emu.dir.policies(&[("web", DAILY_AMI)]);
     emu.faults(json!({"latency": 1.0, "latency_seconds": 2, "actions": ["CreateImage"]}));
-    let child = spawn_apply(&emu, &policies, &day(0));
+    // A small CreateImage bucket (4 at once, then 2 a second): the first
+    // calls are in flight when Ctrl-C comes, the others wait for tokens.
+    let rates = [("BACKUPCTL_API_RATES", "CreateImage=6/2")];
+    let child = spawn_apply_with(&emu, &policies, &day(0), &rates);
     emu.wait_for_calls("CreateImage", 1);
     interrupt(&child);
     let out = child.wait_with_output().unwrap();
