@@ -39,6 +39,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from datetime import datetime, timedelta, timezone
@@ -108,8 +109,14 @@ def run_measured(binary, args, env):
     proc = subprocess.Popen(
         [binary] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )
+    # Both pipes at once (-vv fills stderr long before stdout ends), and
+    # the process reaped here, for its resource usage.
+    err_chunks = []
+    reader = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()))
+    reader.start()
     out = proc.stdout.read()
-    err = proc.stderr.read()
+    reader.join()
+    err = err_chunks[0]
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - start
     code = os.waitstatus_to_exitcode(status)
