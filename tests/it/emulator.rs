@@ -162,6 +162,7 @@ impl Emulator {
             "BACKUPCTL_CALL_TIMEOUT",
             "BACKUPCTL_CONSISTENCY_WAIT",
             "BACKUPCTL_PER_VOLUME_GAP",
+            "BACKUPCTL_API_RATES",
             "NO_COLOR",
             "AWS_PROFILE",
             "AWS_ENDPOINT_URL_EC2",
