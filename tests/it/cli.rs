@@ -128,6 +128,31 @@ fn invalid_input_exits_1_with_a_clear_message() {
             "policy directory nowhere",
         ),
         (&["plan", "--format", "yaml"], &[], "invalid value 'yaml'"),
+        (
+            &[
+                "--policies",
+                "fixtures/calendar/policies",
+                "apply",
+                "--auto-approve",
+                "--api-rate",
+                "CreateImage=0/5",
+            ],
+            &[],
+            "invalid API rate \"CreateImage=0/5\": expected ACTION=BURST/PER_SECOND",
+        ),
+        (
+            &[
+                "--policies",
+                "fixtures/calendar/policies",
+                "apply",
+                "--auto-approve",
+            ],
+            &[(
+                "BACKUPCTL_API_RATES",
+                "CreateSnapshots=50/5,RunInstances=2/1",
+            )],
+            "invalid API rate \"RunInstances=2/1\"",
+        ),
         (&["frobnicate"], &[], "unrecognized subcommand"),
     ];
     for (args, env, want) in cases {
