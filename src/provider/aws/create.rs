@@ -21,7 +21,7 @@
 //! - any other refusal made nothing and is the outcome (the per-volume
 //!   snapshot limits among them, which apply handles as "later").
 
-use super::{filter, sdk_error, tag_spec};
+use super::{filter, sdk_error, tag_spec, tags_of};
 use crate::inventory::Tags;
 use crate::plan::Action;
 use crate::policy::tags;
@@ -250,14 +250,14 @@ where
 }
 
 /// Looks for what this creation made (a snapshot set by its request tag,
-/// an image by its name) until the consistency window has passed. A snapshot set counts as found once every
-/// planned volume shows (or, at the end of the window, once any does).
+/// an image by its name) until the consistency window has passed. A
+/// snapshot set counts as found once every planned volume shows (or, at
+/// the end of the window, once any does).
 async fn find_made(
     c: &Clients<'_>,
     action: &Action,
     token: &str,
 ) -> Result<Option<Vec<(String, String)>>, ProviderError> {
-    let by_token = || filter(&format!("tag:{}", tags::REQUEST), [token]);
     let mut waited = Duration::ZERO;
     let mut pause = Duration::from_secs(1);
     let mut seen = Vec::new();
@@ -294,7 +294,7 @@ async fn find_made(
                     .client
                     .describe_snapshots()
                     .owner_ids("self")
-                    .filters(by_token())
+                    .filters(filter(&format!("tag:{}", tags::REQUEST), [token]))
                     .send()
                     .await
                     .map_err(|e| sdk_error("DescribeSnapshots", e))?;
@@ -326,16 +326,11 @@ async fn find_made(
 /// Whether a found resource's tags make it the backup `planned` describes:
 /// it carries this creation's request tag, or the same policy and source.
 fn same_backup(found: &[aws_sdk_ec2::types::Tag], planned: &Tags, token: &str) -> bool {
-    let tag = |key: &str| {
-        found
-            .iter()
-            .find(|t| t.key() == Some(key))
-            .and_then(|t| t.value())
-    };
-    tag(tags::REQUEST) == Some(token)
+    let found = tags_of(found);
+    found.get(tags::REQUEST).map(String::as_str) == Some(token)
         || [tags::POLICY, tags::SOURCE]
             .iter()
-            .all(|k| tag(k).is_some() && tag(k) == planned.get(*k).map(String::as_str))
+            .all(|k| found.contains_key(*k) && found.get(*k) == planned.get(*k))
 }
 
 /// A set made with more unselected data volumes than EC2 can exclude holds
