@@ -23,7 +23,7 @@
 use crate::output::Progress;
 use crate::plan::{Action, Change, Plan};
 use crate::provider::{Done, Provider, ProviderError};
-use crate::rate::{Buckets, Rates};
+use crate::rate::{backoff, throttling, Buckets, Rates};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -81,18 +81,40 @@ impl<P: Provider + Send + Sync + 'static> Lane<P> {
         self.stop.load(Ordering::SeqCst)
     }
 
-    /// One call of `action`, once a token of its bucket and a slot are
-    /// free; not started if Ctrl-C came while it waited.
+    /// One call of `action`, once a slot and a token of its bucket are
+    /// free; not started if Ctrl-C came while it waited. A call EC2
+    /// refuses for an empty bucket empties this region's copy and is sent
+    /// again after a backoff, for a token like any other call.
+    ///
+    /// The slot is taken first, so that only the calls in flight hold
+    /// tokens: a refusal then holds back every call not yet sent.
     async fn execute(&self, action: &Action) -> Result<Done, ProviderError> {
         let (name, calls) = api_calls(action);
-        self.buckets.take(name, calls).await;
-        let _permit = self.limit.acquire().await;
-        if self.stopped() {
-            return Err(not_started());
+        let mut refused = 0;
+        loop {
+            let result = {
+                let _permit = self.limit.acquire().await;
+                self.buckets.take(name, calls).await;
+                if self.stopped() {
+                    return Err(not_started());
+                }
+                self.provider.execute(&self.region, action).await
+            };
+            match result {
+                Err(e) if throttling(&e.code) && refused + 1 < MAX_REFUSED => {
+                    refused += 1;
+                    self.buckets.refused(name);
+                    pause(backoff(refused)).await;
+                }
+                other => return other,
+            }
         }
-        self.provider.execute(&self.region, action).await
     }
 }
+
+/// Sends of one call EC2 may refuse for an empty bucket before it is
+/// reported failed (the SDK allows as many attempts for other calls).
+const MAX_REFUSED: u32 = 10;
 
 /// The EC2 action an action's calls count against, and how many it makes.
 fn api_calls(action: &Action) -> (&'static str, usize) {

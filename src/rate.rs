@@ -95,6 +95,30 @@ impl Rates {
     }
 }
 
+/// Whether an error code is a throttling bucket's refusal: nothing was
+/// done, and the call may be sent again once the bucket refills.
+pub fn throttling(code: &str) -> bool {
+    matches!(
+        code,
+        "RequestLimitExceeded" | "Throttling" | "ThrottlingException"
+    )
+}
+
+/// The pause before re-sending a refused call, after `attempt` refusals:
+/// exponential from 0.25 s up to 10 s, the lower half fixed and the upper
+/// half random (so that refused callers spread out).
+pub fn backoff(attempt: u32) -> Duration {
+    let base = 250u64
+        .saturating_mul(1 << attempt.saturating_sub(1).min(6))
+        .min(10_000);
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos() as u64
+        % (base / 2 + 1);
+    Duration::from_millis(base / 2 + jitter)
+}
+
 /// Tokens of each burst apply leaves unused, and the share of each refill
 /// rate it uses (see [`Buckets::new`]).
 const RESERVE: f64 = 2.0;
@@ -159,6 +183,17 @@ impl Buckets {
         }
     }
 
+    /// EC2 refused a call of `action` for an empty bucket: someone else
+    /// (another run a moment before, another tool of the account) spent
+    /// it, although this copy thought it full. The copy empties too, so
+    /// that the calls after it go at the refill rate, not into refusals.
+    pub fn refused(&self, action: &str) {
+        if let Some(Ok(mut b)) = self.buckets.get(action).map(|b| b.lock()) {
+            b.reserve(0.0, Instant::now());
+            b.tokens = b.tokens.min(0.0);
+        }
+    }
+
     /// Waits until `n` calls of `action` may be sent. Actions without a
     /// bucket are not paced.
     pub async fn take(&self, action: &str, n: usize) {
@@ -205,6 +240,25 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    /// A refusal empties the copy of that action's bucket, and only that
+    /// one: the next call waits for a token to be refilled.
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_empties_the_bucket() {
+        let rates = Rates::parse(["DeleteSnapshot=50/5"]).unwrap();
+        let buckets = Buckets::new(&rates);
+        let start = Instant::now();
+        buckets.take("DeleteSnapshot", 1).await;
+        buckets.take("CreateImage", 1).await;
+        assert_eq!(start.elapsed(), Duration::ZERO, "the burst is there");
+        buckets.refused("DeleteSnapshot");
+        buckets.take("CreateImage", 1).await;
+        assert_eq!(start.elapsed(), Duration::ZERO, "another action's bucket");
+        buckets.take("DeleteSnapshot", 1).await;
+        let waited = start.elapsed().as_secs_f64();
+        let refill = 1.0 / (5.0 * SHARE);
+        assert!((waited - refill).abs() < 0.01, "waited {waited} s");
     }
 
     /// 1,000 calls on a bucket of 50 refilled at 5 per second take the

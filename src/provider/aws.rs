@@ -42,6 +42,8 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::operation::delete_snapshot::DeleteSnapshotError;
+use aws_sdk_ec2::operation::deregister_image::DeregisterImageError;
 use aws_sdk_ec2::types::{Filter, ResourceType, SnapshotReturnCodes, Tag, TagSpecification};
 use aws_sdk_ec2::Client;
 use chrono::{DateTime, Utc};
@@ -123,26 +125,35 @@ impl AwsProvider {
     }
 
     fn client(&self, region: &str) -> Client {
-        let conf = aws_sdk_ec2::config::Builder::from(&*self.config)
-            .region(Region::new(region.to_string()))
-            .interceptor(calls::CallLog {
-                region: region.to_string(),
-            })
-            .build();
-        Client::from_conf(conf)
+        self.client_tuned(region, |b| b)
     }
 
     /// A client that never re-sends a call by itself: for creating calls,
     /// which are not idempotent (see [`create`]).
     fn client_once(&self, region: &str) -> Client {
+        self.client_tuned(region, |b| b.retry_config(RetryConfig::disabled()))
+    }
+
+    /// A client for the deletions apply paces: throttling refusals come
+    /// back at once (see [`calls::LeaveThrottlingToApply`]).
+    fn client_paced(&self, region: &str) -> Client {
+        self.client_tuned(region, |b| {
+            b.retry_classifier(calls::LeaveThrottlingToApply::<DeleteSnapshotError>::new())
+                .retry_classifier(calls::LeaveThrottlingToApply::<DeregisterImageError>::new())
+        })
+    }
+
+    fn client_tuned(
+        &self,
+        region: &str,
+        tune: impl FnOnce(aws_sdk_ec2::config::Builder) -> aws_sdk_ec2::config::Builder,
+    ) -> Client {
         let conf = aws_sdk_ec2::config::Builder::from(&*self.config)
             .region(Region::new(region.to_string()))
-            .retry_config(RetryConfig::disabled())
             .interceptor(calls::CallLog {
                 region: region.to_string(),
-            })
-            .build();
-        Client::from_conf(conf)
+            });
+        Client::from_conf(tune(conf).build())
     }
 
     fn default_client(&self) -> Result<Client, ProviderError> {
@@ -304,12 +315,14 @@ impl Provider for AwsProvider {
     ) -> impl Future<Output = Result<Done, ProviderError>> + Send {
         let client = self.client(region);
         let once = self.client_once(region);
+        let paced = self.client_paced(region);
         let window = self.consistency_window;
         let action = action.clone();
         async move {
             let clients = create::Clients {
                 once: &once,
                 client: &client,
+                paced: &paced,
                 consistency_window: window,
             };
             execute(&clients, &action).await
@@ -610,7 +623,7 @@ fn already_gone(code: &str) -> bool {
 }
 
 async fn execute(clients: &create::Clients<'_>, action: &Action) -> Result<Done, ProviderError> {
-    let client = clients.client;
+    let client = clients.paced;
     match action {
         Action::CreateImage { .. } | Action::CreateSnapshots { .. } => {
             create::create(clients, action).await
@@ -661,8 +674,12 @@ async fn execute(clients: &create::Clients<'_>, action: &Action) -> Result<Done,
             // deletes the rest.
             let mut failed = Vec::new();
             for id in snapshot_ids {
-                if let Err(e) = delete_snapshot(client, id).await {
-                    failed.push(format!("{id}: {e}"));
+                match delete_snapshot(client, id).await {
+                    // The whole set is sent again at the bucket's pace;
+                    // the snapshots already gone count as deleted then.
+                    Err(e) if crate::rate::throttling(&e.code) => return Err(e),
+                    Err(e) => failed.push(format!("{id}: {e}")),
+                    Ok(()) => {}
                 }
             }
             if failed.is_empty() {

@@ -272,13 +272,16 @@ LATENCY_RNG = [random.Random(0)]
 
 def take_token(region, action):
     """False when the action's bucket (REAL["buckets"]: {action: [burst,
-    per_second]}) is empty: EC2 refuses with RequestLimitExceeded."""
+    per_second, tokens at the start (default: burst)]}) is empty: EC2
+    refuses with RequestLimitExceeded. A bucket that starts empty is one
+    another client of the account just spent."""
     spec = (REAL.get("buckets") or {}).get(action)
     if not spec:
         return True
     burst, per_second = float(spec[0]), float(spec[1])
+    start = float(spec[2]) if len(spec) > 2 else burst
     now = time.monotonic()
-    tokens, at = BUCKETS.get((region, action), (burst, now))
+    tokens, at = BUCKETS.get((region, action), (start, now))
     tokens = min(burst, tokens + (now - at) * per_second)
     if tokens < 1:
         BUCKETS[(region, action)] = (tokens, now)

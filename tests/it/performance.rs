@@ -91,18 +91,7 @@ fn apply_keeps_to_ec2s_token_buckets() {
         ("data", crate::emulator::ROLLING_SNAPSHOTS),
     ]);
     let rates = "CreateImage=5/10,CreateSnapshots=5/10,DeregisterImage=5/10,DeleteSnapshot=5/10";
-    let buckets: serde_json::Map<String, serde_json::Value> = rates
-        .split(',')
-        .map(|r| {
-            let (action, rate) = r.split_once('=').unwrap();
-            let (burst, per) = rate.split_once('/').unwrap();
-            (
-                action.to_string(),
-                json!([burst.parse::<u64>().unwrap(), per.parse::<u64>().unwrap()]),
-            )
-        })
-        .collect();
-    emu.control("ec2", json!({ "buckets": buckets }));
+    emu.control("ec2", json!({ "buckets": buckets_of(rates, None) }));
     for d in 0..3 {
         let out = emu.run(
             &policies,
@@ -124,4 +113,72 @@ fn apply_keeps_to_ec2s_token_buckets() {
         json!({}),
         "throttled by EC2's buckets: {injected}"
     );
+}
+
+/// The emulator's buckets for `rates` (`ACTION=BURST/PER_SECOND,…`), full
+/// or holding `start` tokens.
+fn buckets_of(rates: &str, start: Option<u64>) -> serde_json::Value {
+    let buckets: serde_json::Map<String, serde_json::Value> = rates
+        .split(',')
+        .map(|r| {
+            let (action, rate) = r.split_once('=').unwrap();
+            let (burst, per) = rate.split_once('/').unwrap();
+            let mut spec = vec![
+                json!(burst.parse::<u64>().unwrap()),
+                json!(per.parse::<u64>().unwrap()),
+            ];
+            spec.extend(start.map(|s| json!(s)));
+            (action.to_string(), json!(spec))
+        })
+        .collect();
+    json!(buckets)
+}
+
+/// An apply that starts right after another client of the account spent
+/// EC2's buckets (a large apply a moment before, another tool) starts with
+/// its own buckets full and EC2's empty. Its first calls are refused; from
+/// then on it keeps to what EC2 refills: nothing fails, and no more calls
+/// are refused than were sent before the first refusal came back (at most
+/// the calls in flight, 16).
+#[test]
+fn an_apply_on_buckets_another_run_spent_fails_nothing() {
+    let emu = Emulator::start();
+    emu.seed(json!({"region": "us-east-1", "instances": [{"count": 60,
+        "tags": {"Backup": "daily"}, "volumes": [{"device": "/dev/sdf", "tags": {"Snapshot": "yes"}}]}]}));
+    let policies = emu
+        .dir
+        .policies(&[("data", crate::emulator::ROLLING_SNAPSHOTS)]);
+    // The client believes in a burst of 40; EC2 has none left.
+    let rates = "CreateSnapshots=40/20,DeleteSnapshot=40/20";
+    for d in 0..3 {
+        // Days 0 and 1 fill the account; day 2 creates and deletes 60
+        // snapshots each, on buckets spent just before.
+        let start = (d == 2).then_some(0);
+        emu.control("ec2", json!({ "buckets": buckets_of(rates, start) }));
+        emu.control("reset_calls", json!({}));
+        let out = emu.run(
+            &policies,
+            &["apply", "--auto-approve"],
+            &[("BACKUPCTL_NOW", &day(d)), ("BACKUPCTL_API_RATES", rates)],
+        );
+        ok(&out);
+        if d < 2 {
+            continue;
+        }
+        let stdout = crate::support::stdout(&out);
+        assert!(
+            stdout.contains("60 created, 60 deleted, 0 failed"),
+            "{stdout}"
+        );
+        let refused = emu.control("calls", json!({}))["faults"].clone();
+        for action in ["CreateSnapshots", "DeleteSnapshot"] {
+            let n = refused["us-east-1"][format!("{action}:bucket")]
+                .as_u64()
+                .unwrap_or(0);
+            assert!(
+                n <= 16,
+                "{n} {action} calls refused after the first refusal came back: {refused}"
+            );
+        }
+    }
 }

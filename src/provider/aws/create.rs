@@ -8,8 +8,10 @@
 //! calls go out with the SDK's retries off, each carrying a tag unique to
 //! this execution ([`tags::REQUEST`]) in its `TagSpecifications`, and:
 //!
-//! - a throttled call (`RequestLimitExceeded`) made nothing: it is sent
-//!   again after a backoff with jitter;
+//! - a throttled call (`RequestLimitExceeded`) made nothing: the first
+//!   sends' refusals go back to apply, which sends the call again when its
+//!   copy of EC2's bucket has a token (see [`crate::rate`]); after a send
+//!   of unknown outcome it is sent again here, after a backoff with jitter;
 //! - an ambiguous outcome (timeout, reset, 5xx, an unreadable answer) and
 //!   `InvalidAMIName.Duplicate` are resolved by looking for the backup by
 //!   that tag (an image by its unique name, with this backup's policy and
@@ -26,6 +28,7 @@ use crate::inventory::Tags;
 use crate::plan::Action;
 use crate::policy::tags;
 use crate::provider::{Done, ProviderError};
+use crate::rate::{backoff, throttling};
 use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{InstanceSpecification, ResourceType};
@@ -38,9 +41,9 @@ use std::time::{Duration, SystemTime};
 /// Sends of one creation whose outcome was unknown and whose backup was
 /// then not found.
 const MAX_UNKNOWN: u32 = 8;
-/// Throttled sends of one creation, counted apart: they made nothing, and
-/// under a busy account's throttling they are common (the SDK's own retry,
-/// used for every other call, allows as many attempts).
+/// Throttled sends of one creation after a send of unknown outcome,
+/// counted apart: they made nothing, and under a busy account's throttling
+/// they are common (apply allows as many for the first sends).
 const MAX_THROTTLED: u32 = 10;
 /// EC2 accepts at most this many ids in `ExcludeDataVolumeIds`.
 pub const EXCLUDE_LIMIT: usize = 40;
@@ -59,11 +62,13 @@ enum Sent {
     Refused(ProviderError),
 }
 
-/// Two clients of one region: `once` has the SDK's retries off (creating
-/// calls), `client` keeps them (the lookups).
+/// The clients of one region: `once` has the SDK's retries off (creating
+/// calls), `client` keeps them (the lookups), `paced` keeps them but for
+/// throttling (the deletions apply paces).
 pub struct Clients<'a> {
     pub once: &'a Client,
     pub client: &'a Client,
+    pub paced: &'a Client,
     /// How long a made backup may stay invisible to Describe calls.
     pub consistency_window: Duration,
 }
@@ -76,6 +81,10 @@ pub async fn create(c: &Clients<'_>, action: &Action) -> Result<Done, ProviderEr
         let error = match outcome {
             Sent::Made(ids) => return finish(c.client, action, ids).await,
             Sent::Refused(e) => return Err(e),
+            // Refused before any send of unknown outcome: nothing of this
+            // creation exists, and apply sends it again at its buckets'
+            // pace (see `crate::rate`).
+            Sent::Throttled(e) if unknown == 0 => return Err(e),
             Sent::Throttled(e) => {
                 throttled += 1;
                 if throttled >= MAX_THROTTLED {
@@ -125,20 +134,6 @@ fn request_token(action: &Action) -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     format!("{:x}", h.finalize()).chars().take(24).collect()
-}
-
-/// Exponential from 0.25 s up to 10 s, the lower half fixed and the upper
-/// half random (so that throttled callers spread out).
-fn backoff(attempt: u32) -> Duration {
-    let base = 250u64
-        .saturating_mul(1 << attempt.saturating_sub(1).min(6))
-        .min(10_000);
-    let jitter = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos() as u64
-        % (base / 2 + 1);
-    Duration::from_millis(base / 2 + jitter)
 }
 
 fn with_token(tags: &Tags, token: &str) -> Tags {
@@ -240,9 +235,7 @@ where
     };
     let error = sdk_error(operation, e);
     match code.as_deref() {
-        Some("RequestLimitExceeded" | "Throttling" | "ThrottlingException") => {
-            Sent::Throttled(error)
-        }
+        Some(c) if throttling(c) => Sent::Throttled(error),
         Some("InvalidAMIName.Duplicate") => Sent::Duplicate(error),
         _ if ambiguous => Sent::Unknown(error),
         _ => Sent::Refused(error),
