@@ -15,7 +15,9 @@ use std::fmt;
 /// The version of the inventory file format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 
-pub type Tags = BTreeMap<String, String>;
+#[path = "inventory/tags.rs"]
+mod tag_set;
+pub use tag_set::Tags;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -175,11 +177,11 @@ pub trait Backup {
     fn state_name(&self) -> String;
 
     fn policy(&self) -> Option<&str> {
-        self.tags().get(tags::POLICY).map(String::as_str)
+        self.tags().get(tags::POLICY)
     }
 
     fn source(&self) -> Option<&str> {
-        self.tags().get(tags::SOURCE).map(String::as_str)
+        self.tags().get(tags::SOURCE)
     }
 
     /// The `backupctl:created-at` tag, when present and readable: the clock
@@ -225,7 +227,7 @@ pub trait Backup {
 
     /// The set a snapshot belongs to (`backupctl:set`), if any.
     fn set_id(&self) -> Option<&str> {
-        self.tags().get(tags::SET).map(String::as_str)
+        self.tags().get(tags::SET)
     }
 }
 
@@ -319,11 +321,25 @@ impl Inventory {
     /// Parses an inventory file, checking its version first so that a file
     /// from a newer backupctl gets a version message, not a field error.
     pub fn from_json(text: &str) -> Result<Self, InventoryError> {
+        Inventory::read(|| Ok(text.as_bytes()))
+    }
+
+    /// Reads an inventory from what `open` opens (twice: the version is
+    /// read first), as it is parsed: a 50 MB state file is never held
+    /// whole beside the inventory made of it.
+    pub fn read<R: std::io::Read>(
+        open: impl Fn() -> std::io::Result<R>,
+    ) -> Result<Self, InventoryError> {
         #[derive(Deserialize)]
         struct Version {
             format_version: Option<serde_json::Value>,
         }
-        let version: Version = serde_json::from_str(text).map_err(|e| {
+        let reader = |open: &dyn Fn() -> std::io::Result<R>| {
+            open()
+                .map(|r| std::io::BufReader::with_capacity(1 << 16, r))
+                .map_err(|e| InventoryError(e.to_string()))
+        };
+        let version: Version = serde_json::from_reader(reader(&open)?).map_err(|e| {
             InventoryError(format!(
                 "it is not a backupctl inventory (JSON error at line {}, column {}: {e}); create one with `backupctl state pull` or see the README's inventory format",
                 e.line(),
@@ -343,7 +359,7 @@ impl Inventory {
                 ))
             }
         }
-        let mut inv: Inventory = serde_json::from_str(text).map_err(|e| {
+        let mut inv: Inventory = serde_json::from_reader(reader(&open)?).map_err(|e| {
             InventoryError(format!(
                 "line {}, column {}: {e}; see the README's inventory format",
                 e.line(),

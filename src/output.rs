@@ -34,8 +34,14 @@ impl Printer {
     /// [`Printer::write_failure`]; a reader that went away (`backupctl plan
     /// | head`) is not one.
     pub fn result(&self, text: &str) {
+        self.result_with(|out| out.write_all(text.as_bytes()));
+    }
+
+    /// A result written piece by piece, as [`Printer::result`]: a large
+    /// JSON plan is never held as one string.
+    pub fn result_with(&self, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) {
         let mut out = std::io::stdout().lock();
-        let written = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+        let written = write(&mut out).and_then(|()| out.flush());
         if let Err(e) = written {
             let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
             if e.kind() != std::io::ErrorKind::BrokenPipe && failed.is_none() {

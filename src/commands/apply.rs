@@ -71,7 +71,7 @@ pub async fn run(
     let (provider, observation) = locked.observe(cli, &policies, printer).await?;
     let region_failed = super::report_failures(&observation, &policies);
     let plan = planner::plan(&policies, &observation.inventory, now);
-    printer.result(&super::render(&plan, Format::Text, cli, printer));
+    super::print_plan(&plan, Format::Text, cli, printer);
     let failure_code = super::outcome(
         region_failed,
         args.fail_on_warning,
@@ -285,7 +285,7 @@ fn shows(inventory: &Inventory, key: &str) -> bool {
     let Some(r) = inventory.regions.get(region) else {
         return true;
     };
-    let named = |tags: &Tags| tags.get(crate::policy::tags::NAME).map(String::as_str) == Some(name);
+    let named = |tags: &Tags| tags.get(crate::policy::tags::NAME) == Some(name);
     r.images.iter().any(|i| named(&i.tags)) || r.snapshots.iter().any(|s| named(&s.tags))
 }
 

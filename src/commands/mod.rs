@@ -52,8 +52,9 @@ impl Timings {
         let now = std::time::Instant::now();
         if self.on {
             let took = now - self.last;
+            let peak = peak_rss_mib().map_or(String::new(), |m| format!(" (peak {m} MiB)"));
             self.phases
-                .push(format!("{name} {:.3} s", took.as_secs_f64()));
+                .push(format!("{name} {:.3} s{peak}", took.as_secs_f64()));
         }
         self.last = now;
     }
@@ -63,6 +64,15 @@ impl Timings {
             eprintln!("timings: {}", self.phases.join(", "));
         }
     }
+}
+
+/// The process's peak resident memory so far, where the system tells it
+/// (Linux): which phase of a large plan needs the memory.
+fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
 }
 
 pub async fn dispatch(cli: Cli, env: &Env) -> Result<ExitCode, Error> {
@@ -183,8 +193,7 @@ fn read_state(path: &std::path::Path) -> Result<Inventory, Error> {
         path: path.to_path_buf(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    Inventory::from_json(&text).map_err(|e| fail(e.0))
+    Inventory::read(|| std::fs::File::open(path)).map_err(|e| fail(e.0))
 }
 
 /// Reports what could not be observed (regions, the local instance); true
@@ -225,18 +234,21 @@ fn outcome(failed: bool, fail_on_warning: bool, warnings: bool, changes: bool) -
     }
 }
 
-/// A plan in the requested format.
-fn render(plan: &Plan, format: Format, cli: &Cli, printer: &Printer) -> String {
+/// Prints a plan in the requested format.
+fn print_plan(plan: &Plan, format: Format, cli: &Cli, printer: &Printer) {
     match format {
-        Format::Json => JsonPlan::from_plan(plan).to_string_pretty(),
-        Format::Markdown => markdown::render(plan),
-        Format::Text => text::render(
+        Format::Json => {
+            let doc = JsonPlan::from_plan(plan);
+            printer.result_with(|out| doc.write_pretty(out));
+        }
+        Format::Markdown => printer.result(&markdown::render(plan)),
+        Format::Text => printer.result(&text::render(
             plan,
             TextOptions {
                 color: printer.color,
                 verbose: cli.verbose > 0,
             },
-        ),
+        )),
     }
 }
 

@@ -6,6 +6,6 @@ use crate::output::Printer;
 
 pub fn run(cli: &Cli, args: &ShowArgs, printer: &Printer) -> Result<ExitCode, Error> {
     let plan = super::read_plan_file(&args.plan_file)?;
-    printer.result(&super::render(&plan, args.format, cli, printer));
+    super::print_plan(&plan, args.format, cli, printer);
     Ok(ExitCode::Success)
 }

@@ -17,6 +17,21 @@ use crate::inventory::Tags;
 use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::io::Write;
+
+/// Bytes written into a hash.
+struct HashWriter(Sha256);
+
+impl Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// `major.minor`. Readers must refuse an unknown major version.
 pub const FORMAT_VERSION: &str = "1.3";
@@ -278,11 +293,62 @@ impl JsonPlan {
         .sealed()
     }
 
+    /// `sha256:` of the document with `checksum` empty, as compact JSON
+    /// with the keys of every object sorted (what serialising a
+    /// `serde_json::Value` of it gives). Written item by item into the
+    /// hash: a plan of 100,000 backups is never held as a JSON tree.
     fn computed_checksum(&self) -> String {
-        let mut copy = serde_json::to_value(self).expect("plan serialises");
-        copy["checksum"] = serde_json::Value::String(String::new());
-        let bytes = serde_json::to_vec(&copy).expect("plan serialises");
-        format!("sha256:{:x}", Sha256::digest(bytes))
+        let mut hash = HashWriter(Sha256::new());
+        self.write_canonical(&mut hash)
+            .expect("hashing a plan cannot fail");
+        format!("sha256:{:x}", hash.0.finalize())
+    }
+
+    /// The checksum's input. The top-level keys are listed here in sorted
+    /// order; a test compares the result with the whole-tree form, so a
+    /// field added to the document and not here is caught.
+    fn write_canonical(&self, w: &mut impl Write) -> std::io::Result<()> {
+        fn value(w: &mut impl Write, v: &impl Serialize) -> std::io::Result<()> {
+            let v = serde_json::to_value(v).map_err(std::io::Error::other)?;
+            serde_json::to_writer(&mut *w, &v).map_err(std::io::Error::other)
+        }
+        fn list<T: Serialize>(w: &mut impl Write, items: &[T]) -> std::io::Result<()> {
+            w.write_all(b"[")?;
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    w.write_all(b",")?;
+                }
+                value(w, item)?;
+            }
+            w.write_all(b"]")
+        }
+        w.write_all(b"{\"blocked\":")?;
+        list(w, &self.blocked)?;
+        w.write_all(b",\"changes\":")?;
+        list(w, &self.changes)?;
+        w.write_all(b",\"checksum\":\"\",\"covered\":")?;
+        list(w, &self.covered)?;
+        w.write_all(b",\"format_version\":")?;
+        value(w, &self.format_version)?;
+        w.write_all(b",\"generated_at\":")?;
+        value(w, &self.generated_at)?;
+        w.write_all(b",\"inventory_fingerprint\":")?;
+        value(w, &self.inventory_fingerprint)?;
+        w.write_all(b",\"kept\":")?;
+        list(w, &self.kept)?;
+        w.write_all(b",\"orphans\":")?;
+        list(w, &self.orphans)?;
+        w.write_all(b",\"out_of_scope\":")?;
+        list(w, &self.out_of_scope)?;
+        w.write_all(b",\"policies_digest\":")?;
+        value(w, &self.policies_digest)?;
+        w.write_all(b",\"summary\":")?;
+        value(w, &self.summary)?;
+        w.write_all(b",\"tool\":")?;
+        value(w, &self.tool)?;
+        w.write_all(b",\"warnings\":")?;
+        list(w, &self.warnings)?;
+        w.write_all(b"}")
     }
 
     fn sealed(mut self) -> Self {
@@ -290,10 +356,19 @@ impl JsonPlan {
         self
     }
 
+    /// Writes the document, indented, as it is serialised: no copy of a
+    /// large plan is held as one string.
+    pub fn write_pretty(&self, w: impl Write) -> std::io::Result<()> {
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
+        serde_json::to_writer_pretty(&mut w, self).map_err(std::io::Error::other)?;
+        w.write_all(b"\n")?;
+        w.flush()
+    }
+
     pub fn to_string_pretty(&self) -> String {
-        let mut text = serde_json::to_string_pretty(self).expect("plan serialises");
-        text.push('\n');
-        text
+        let mut text = Vec::new();
+        self.write_pretty(&mut text).expect("plan serialises");
+        String::from_utf8(text).expect("JSON is UTF-8")
     }
 
     /// Reads a saved plan: a backupctl plan of a known major version, intact.
@@ -607,4 +682,36 @@ fn change(c: &super::Change) -> JsonChange {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The checksum streamed item by item is the one of the whole JSON
+    /// tree (the form plans were sealed with before), for every shipped
+    /// plan: saved plans stay valid, and a field added to the document but
+    /// not to [`JsonPlan::write_canonical`] fails here.
+    #[test]
+    fn the_streamed_checksum_is_the_trees() {
+        for text in [
+            include_str!("../../fixtures/demo/plan.json"),
+            include_str!("../../fixtures/calendar/plan.json"),
+            include_str!("../../fixtures/no-changes/plan.json"),
+            include_str!("../../fixtures/selection/plan.json"),
+            include_str!("../../fixtures/snapshot-volumes/plan.json"),
+        ] {
+            let plan = JsonPlan::parse(text).expect("a shipped plan parses");
+            let mut tree = serde_json::to_value(&plan).unwrap();
+            tree["checksum"] = serde_json::Value::String(String::new());
+            let whole = serde_json::to_vec(&tree).unwrap();
+            let mut streamed = Vec::new();
+            plan.write_canonical(&mut streamed).unwrap();
+            assert_eq!(
+                String::from_utf8(streamed).unwrap(),
+                String::from_utf8(whole).unwrap()
+            );
+            assert_eq!(plan.checksum, plan.computed_checksum());
+        }
+    }
 }

@@ -320,7 +320,7 @@ impl<'a> RegionPlan<'a, '_> {
         let set = self.unique_name(policy, &instance.id, &self.index.set_ids);
         let name = backup_name(policy, &instance.id, self.now);
         let mut tags = self.backup_tags(policy, &instance.id, &name);
-        tags.insert(tags::SET.into(), set);
+        tags.insert(tags::SET, set);
         Action::CreateSnapshots {
             instance_id: instance.id.clone(),
             volume_ids: volumes.iter().map(|v| v.to_string()).collect(),
@@ -339,7 +339,7 @@ impl<'a> RegionPlan<'a, '_> {
             self.now.to_rfc3339_opts(SecondsFormat::Secs, true),
         );
         t.insert(tags::NAME.into(), name.into());
-        t
+        t.into_iter().collect()
     }
 
     /// The backup name, made unique among `taken` (AMI names are unique per
@@ -417,7 +417,7 @@ fn orphans(
     let orphan_policy = |tags: &Tags| {
         tags.get(tags::POLICY)
             .filter(|p| policies.get(p).is_none())
-            .cloned()
+            .map(str::to_string)
     };
     let mut in_orphan_image = HashSet::new();
     for image in &inv.images {

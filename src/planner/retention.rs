@@ -235,11 +235,11 @@ mod tests {
         let mut young_tag = image("b", 40, A);
         young_tag
             .tags
-            .insert(tags::CREATED_AT.into(), "2026-11-21T00:00:00Z".into());
+            .insert(tags::CREATED_AT, "2026-11-21T00:00:00Z");
         let mut old_tag = image("c", 40, A);
         old_tag
             .tags
-            .insert(tags::CREATED_AT.into(), "2020-01-01T00:00:00Z".into());
+            .insert(tags::CREATED_AT, "2020-01-01T00:00:00Z");
         let images = vec![image("a", 0, A), young_tag, old_tag];
         // Ranked by EC2's time (a tie here, broken by id), aged by the tag.
         assert_eq!(
@@ -249,7 +249,7 @@ mod tests {
         // 29 days by EC2's time; the tag says 31: aged 29 days and an hour.
         let mut slow_clock = image("d", 29, A);
         slow_clock.tags.insert(
-            tags::CREATED_AT.into(),
+            tags::CREATED_AT,
             (now() - chrono::TimeDelta::days(31)).to_rfc3339(),
         );
         assert_eq!(
@@ -268,7 +268,7 @@ mod tests {
         yesterday.created_at = run_start + chrono::TimeDelta::seconds(40);
         yesterday
             .tags
-            .insert(tags::CREATED_AT.into(), run_start.to_rfc3339());
+            .insert(tags::CREATED_AT, run_start.to_rfc3339());
         assert_eq!(
             run(&[image("a", 0, A), yesterday], &rules("1 day", 1)),
             vec!["a:keep:keep_last", "y:delete:expired"]
@@ -280,9 +280,7 @@ mod tests {
     #[test]
     fn a_future_tag_never_shortens_retention() {
         let mut future = image("f", 10, A);
-        future
-            .tags
-            .insert(tags::CREATED_AT.into(), "2030-01-01T00:00:00Z".into());
+        future.tags.insert(tags::CREATED_AT, "2030-01-01T00:00:00Z");
         let images = vec![future, image("a", 1, A), image("b", 2, A), image("c", 3, A)];
         assert_eq!(
             run(&images, &rules("1 day", 3)),

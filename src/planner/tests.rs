@@ -64,7 +64,7 @@ fn tags(policy: &str, source: &str, created: DateTime<Utc>, set: Option<&str>) -
     ]
     .into();
     if let Some(s) = set {
-        t.insert("backupctl:set".into(), s.into());
+        t.insert("backupctl:set", s);
     }
     t
 }

@@ -82,7 +82,7 @@ impl TagMatch {
         }
     }
 
-    pub fn matches(&self, value: Option<&String>) -> bool {
+    pub fn matches(&self, value: Option<&str>) -> bool {
         match (self, value) {
             (_, None) => false,
             (TagMatch::Any, Some(_)) => true,
@@ -92,7 +92,7 @@ impl TagMatch {
 }
 
 /// Checks that every `(key, match)` pair holds in `tags`.
-pub fn tags_match(wanted: &BTreeMap<String, TagMatch>, tags: &BTreeMap<String, String>) -> bool {
+pub fn tags_match(wanted: &BTreeMap<String, TagMatch>, tags: &crate::inventory::Tags) -> bool {
     wanted.iter().all(|(k, m)| m.matches(tags.get(k)))
 }
 

@@ -26,7 +26,14 @@ Modes (issue 14):
               minimum of the run's calls (creations, then deregistrations,
               then deletions, each phase its bucket's (n - burst) / rate).
 
+  --large     one region of 1,000 instances holding 100,000 snapshots and
+              10,000 images (per instance 10 daily AMIs and 90 daily
+              one-snapshot sets, made in the emulator directly), all kept by
+              their policies: plan live and from a saved state, text and
+              JSON with --out, each with its peak RSS (target: 150 MiB).
+
 Usage: bench.py [--latency] [--buckets [--scale K]] BINARY [RxN ...]
+       bench.py --large BINARY
        (default configurations: 2x100 4x1000). Prints a Markdown table on
 stdout and one JSON line per step on stderr.
 """
@@ -275,8 +282,115 @@ def bench(binary, regions_count, per_region, mode):
         emu.stop()
 
 
+LARGE_POLICIES = {
+    "web": """name = "web"
+[target]
+regions = ["us-east-1"]
+instance_tags = { Backup = "daily" }
+[backup]
+kind = "ami"
+[retention]
+max_age = "30 days"
+keep_last = 10
+""",
+    "db": """name = "db"
+[target]
+regions = ["us-east-1"]
+instance_tags = { Backup = "daily" }
+volume_tags = { Snapshot = "yes" }
+exclude_boot_volume = true
+[backup]
+kind = "snapshot"
+[retention]
+max_age = "100 days"
+keep_last = 90
+""",
+}
+
+
+def bench_large(binary):
+    emu = Emulator()
+    tmp = tempfile.mkdtemp(prefix="backupctl-bench-")
+    try:
+        region = "us-east-1"
+        emu.control("regions", {"regions": [region]})
+        now = datetime.now(timezone.utc).replace(hour=6, minute=0, second=0, microsecond=0)
+        emu.control(
+            "seed",
+            {
+                "region": region,
+                "instances": [
+                    {
+                        "count": 1000,
+                        "tags": {"Backup": "daily"},
+                        "volumes": [{"device": "/dev/sdf", "tags": {"Snapshot": "yes"}}],
+                    }
+                ],
+            },
+        )
+        made = emu.control(
+            "bulk_backups",
+            {"region": region, "now": now.isoformat(), "images": 10, "sets": 90,
+             "image_policy": "web", "set_policy": "db"},
+        )
+        print(f"seeded: {made}", file=sys.stderr, flush=True)
+        pol = os.path.join(tmp, "policies")
+        os.makedirs(pol)
+        for name, text in LARGE_POLICIES.items():
+            with open(os.path.join(pol, name + ".toml"), "w") as f:
+                f.write(text)
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "AWS_ACCESS_KEY_ID": "AKIDBENCH",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_REGION": region,
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{emu.port}",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "HOME": tmp,
+            "BACKUPCTL_NOW": now.isoformat(),
+        }
+        state = os.path.join(tmp, "state.json")
+        out = os.path.join(tmp, "plan.json")
+        steps = [
+            ("state pull", ["state", "pull", "-o", state]),
+            ("plan, live, text", ["plan"]),
+            ("plan, live, JSON with --out", ["plan", "--format", "json", "--out", out]),
+            ("plan --state, text", ["plan", "--state", state]),
+            ("plan --state, JSON with --out", ["plan", "--state", state, "--format", "json", "--out", out]),
+        ]
+        rows = []
+        for label, args in steps:
+            code, stdout, err, wall, rss = run_measured(binary, ["--policies", pol, "-q"] + args, env)
+            summary = [l for l in stdout.splitlines() if l.startswith(("Plan:", "No changes"))]
+            if "json" in args:
+                summary = [f"{len(stdout) / 1e6:.1f} MB of JSON"]
+            row = {
+                "config": "1 x 1000, 100k snapshots, 10k images",
+                "step": label,
+                "exit": code,
+                "wall_s": round(wall, 2),
+                "peak_rss_mib": round(rss, 1),
+                "summary": " / ".join(summary),
+                "stderr": err[-300:],
+            }
+            if label == "state pull":
+                row["summary"] = f"{os.path.getsize(state) / 1e6:.1f} MB state"
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+        print("| configuration | step | wall (s) | peak RSS (MiB) | result |")
+        print("|---|---|---|---|---|")
+        for row in rows:
+            print(f"| {row['config']} | {row['step']} | {row['wall_s']} | {row['peak_rss_mib']} | {row['summary']} (exit {row['exit']}) |")
+    finally:
+        emu.stop()
+
+
 def main():
     args = sys.argv[1:]
+    if "--large" in args:
+        args.remove("--large")
+        bench_large(os.path.abspath(args[0]))
+        return
     mode = {"latency": "--latency" in args, "buckets": "--buckets" in args, "scale": 4}
     if "--scale" in args:
         mode["scale"] = int(args[args.index("--scale") + 1])

@@ -421,6 +421,45 @@ def emulator_utcnow():
 _amis_module.utcnow = emulator_utcnow
 _ebs_module.utcnow = emulator_utcnow
 
+# Pagination, as EC2 does it (moto answers every match in one response):
+# with MaxResults, a Describe call answers that many and a NextToken for
+# the rest. The matches are computed once, at the first page (moto filters
+# every resource for each call, which at 100,000 snapshots takes seconds),
+# and later pages are cut from them.
+PAGES = {}
+PAGE_TOKENS = iter(range(1, 1 << 62))
+
+
+def paginated(method, key):
+    def describe(self):
+        token = self._get_param("NextToken")
+        size = self._get_param("MaxResults")
+        if token:
+            with STATE.lock:
+                rest = PAGES.pop(token, None)
+            if rest is None:
+                raise EC2ClientError("InvalidParameterValue", f"The pagination token {token} is invalid.")
+        else:
+            result = method(self)
+            if not size:
+                return result
+            rest = list(result.result[key])
+        page, rest = rest[: int(size)], rest[int(size):]
+        answer = {key: page}
+        if rest:
+            with STATE.lock:
+                answer["NextToken"] = f"page-{next(PAGE_TOKENS)}"
+                PAGES[answer["NextToken"]] = rest
+        return ActionResult(answer)
+
+    return describe
+
+
+from moto.ec2.responses.elastic_block_store import ElasticBlockStore  # noqa: E402
+
+ElasticBlockStore.describe_snapshots = paginated(ElasticBlockStore.describe_snapshots, "Snapshots")
+ElasticBlockStore.describe_volumes = paginated(ElasticBlockStore.describe_volumes, "Volumes")
+AmisResponse.describe_images = paginated(AmisResponse.describe_images, "Images")
 AmiBackend.create_image = create_image
 Ami.block_device_mappings = property(block_device_mappings)
 AmisResponse.deregister_image = deregister_image
@@ -853,6 +892,58 @@ class Emulator:
         if body.get("tags"):
             ami.add_tags(body["tags"])
         return {"id": ami.id}
+
+    def ctl_bulk_backups(self, body):
+        """Backups of every instance of a region, made in moto directly (the
+        benchmark's 100,000 snapshots would take an hour through the API):
+        {"region": R, "now": RFC 3339, "images": A, "sets": S,
+         "image_policy": "web", "set_policy": "db"}: per instance, A
+        images, one a day back from `now` (each with its root snapshot), and
+        S one-snapshot sets of its first data volume, one a day; tagged as
+        backupctl tags them."""
+        backend = ec2_backends[ACCOUNT][body["region"]]
+        now = _dt.datetime.fromisoformat(body["now"].replace("Z", "+00:00"))
+        now = now.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+        counts = {"images": 0, "snapshots": 0}
+        instances = [i for r in backend.reservations.values() for i in r.instances]
+        for inst in instances:
+            devices = sorted(inst.block_device_mapping.items())
+            data = [d.volume_id for name, d in devices if name != inst.root_device_name]
+            for k in range(int(body.get("images", 0))):
+                at = now - _dt.timedelta(days=k + 1)
+                stamp = at.strftime("%Y%m%dT%H%MZ")
+                tags = {
+                    "backupctl:policy": body["image_policy"],
+                    "backupctl:source": inst.id,
+                    "backupctl:created-at": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "Name": f'{body["image_policy"]}-{inst.id}-{stamp}',
+                }
+                ami = backend.create_image(inst.id, tags["Name"], "", [])
+                ami.creation_date = at
+                ami.ebs_snapshot.start_time = at
+                for key, value in tags.items():
+                    ami.add_tag(key, value)
+                backend.create_tags([ami.ebs_snapshot.id], tags)
+                counts["images"] += 1
+                counts["snapshots"] += 1
+            for k in range(int(body.get("sets", 0)) if data else 0):
+                at = now - _dt.timedelta(days=k + 1)
+                stamp = at.strftime("%Y%m%dT%H%MZ")
+                snap = backend.create_snapshot(data[0], "bulk")
+                snap.start_time = at
+                snap.status = "completed"
+                backend.create_tags(
+                    [snap.id],
+                    {
+                        "backupctl:policy": body["set_policy"],
+                        "backupctl:source": inst.id,
+                        "backupctl:created-at": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "backupctl:set": f'{body["set_policy"]}-{inst.id}-{stamp}',
+                        "Name": f'{body["set_policy"]}-{inst.id}-{stamp}',
+                    },
+                )
+                counts["snapshots"] += 1
+        return counts
 
     def ctl_seed(self, body):
         """Creates instances (with root and data volumes) and backups.

@@ -92,19 +92,19 @@ fn backup_tags(g: &mut Gen, sources: &[String], t: DateTime<Utc>, image: bool) -
     match g.below(10) {
         0 => return tags, // unmanaged
         1 => {
-            tags.insert("backupctl:policy".into(), "removed-policy".into());
+            tags.insert("backupctl:policy", "removed-policy");
         }
         _ => {
-            tags.insert("backupctl:policy".into(), g.pick(policies).to_string());
+            tags.insert("backupctl:policy", g.pick(policies).to_string());
         }
     }
     if g.chance(90) {
-        tags.insert("backupctl:source".into(), g.pick(sources).clone());
+        tags.insert("backupctl:source", g.pick(sources).clone());
     }
     if g.chance(70) {
         // Sometimes a wrong tag: it may only make the backup look younger.
         let skew = TimeDelta::hours(g.below(200) as i64 - 100);
-        tags.insert("backupctl:created-at".into(), (t + skew).to_rfc3339());
+        tags.insert("backupctl:created-at", (t + skew).to_rfc3339());
     }
     tags
 }
@@ -124,7 +124,7 @@ fn inventory(g: &mut Gen) -> Inventory {
             for k in 0..1 + g.below(3) {
                 let vid = id("vol");
                 let mut tags = Tags::new();
-                tags.insert("Snapshot".into(), g.pick(&["yes", "no"]).to_string());
+                tags.insert("Snapshot", g.pick(&["yes", "no"]).to_string());
                 reg.volumes.push(Volume {
                     id: vid.clone(),
                     tags,
@@ -137,7 +137,7 @@ fn inventory(g: &mut Gen) -> Inventory {
             }
             let mut tags = Tags::new();
             if g.chance(80) {
-                tags.insert("Backup".into(), g.pick(&["a", "b"]).to_string());
+                tags.insert("Backup", g.pick(&["a", "b"]).to_string());
             }
             let state = *g.pick(&[
                 InstanceState::Running,
@@ -163,7 +163,7 @@ fn inventory(g: &mut Gen) -> Inventory {
             let t = now() - TimeDelta::hours(g.below(24 * 60) as i64);
             let mut tags = backup_tags(g, &sources, t, false);
             let members = if g.chance(70) {
-                tags.insert("backupctl:set".into(), format!("set-{n}"));
+                tags.insert("backupctl:set", format!("set-{n}"));
                 1 + g.below(3)
             } else {
                 1
@@ -219,7 +219,7 @@ fn inventory(g: &mut Gen) -> Inventory {
             // CreateImage, which only ever makes new snapshots.
             let foreign = !POLICIES
                 .iter()
-                .any(|p| tags.get("backupctl:policy").is_some_and(|t| t == p));
+                .any(|p| tags.get("backupctl:policy").is_some_and(|t| t == *p));
             if foreign && !reg.snapshots.is_empty() && g.chance(40) {
                 snapshot_ids.push(g.pick(&reg.snapshots).id.clone());
             }
@@ -269,7 +269,7 @@ fn selected_volumes(
         backupctl::policy::TagMatch::Exactly(v) => Some(v.as_str()),
         backupctl::policy::TagMatch::Any => None,
     };
-    let has = i.tags.get("Backup").map(String::as_str);
+    let has = i.tags.get("Backup");
     if i.state.is_gone() || has.is_none() || (wanted.is_some() && has != wanted) {
         return None;
     }
@@ -322,7 +322,7 @@ fn managed(inv: &Inventory, set: &PolicySet) -> Vec<Seen> {
             let source = s.source().filter(|_| s.volume_id != "vol-ffffffff");
             match (source, s.tags.get("backupctl:set")) {
                 (Some(source), Some(set_id)) => sets
-                    .entry((p.to_string(), source.to_string(), set_id.clone()))
+                    .entry((p.to_string(), source.to_string(), set_id.to_string()))
                     .or_default()
                     .push(s),
                 (source, _) => out.push(Seen {
@@ -609,9 +609,7 @@ fn meddle(g: &mut Gen, set: &PolicySet, inv: &Inventory) -> (PolicySet, Inventor
                     "backupctl:created-at",
                     "backupctl:set",
                 ]);
-                reg.snapshots[k]
-                    .tags
-                    .insert(key.to_string(), "changed".into());
+                reg.snapshots[k].tags.insert(key.to_string(), "changed");
                 what.push(format!("re-tagged {} {key}", reg.snapshots[k].id));
             }
             4 if !reg.images.is_empty() => {

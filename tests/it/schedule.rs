@@ -68,7 +68,7 @@ fn backups(provider: &MemoryProvider, kind: &str) -> usize {
     if kind == "ami" {
         reg.images.len()
     } else {
-        let sets: std::collections::BTreeSet<&String> = reg
+        let sets: std::collections::BTreeSet<&str> = reg
             .snapshots
             .iter()
             .filter_map(|s| s.tags.get("backupctl:set"))

@@ -138,7 +138,7 @@ fn request_token(action: &Action) -> String {
 
 fn with_token(tags: &Tags, token: &str) -> Tags {
     let mut tags = tags.clone();
-    tags.insert(tags::REQUEST.into(), token.to_string());
+    tags.insert(tags::REQUEST, token);
     tags
 }
 
@@ -320,10 +320,10 @@ async fn find_made(
 /// it carries this creation's request tag, or the same policy and source.
 fn same_backup(found: &[aws_sdk_ec2::types::Tag], planned: &Tags, token: &str) -> bool {
     let found = tags_of(found);
-    found.get(tags::REQUEST).map(String::as_str) == Some(token)
+    found.get(tags::REQUEST) == Some(token)
         || [tags::POLICY, tags::SOURCE]
             .iter()
-            .all(|k| found.contains_key(*k) && found.get(*k) == planned.get(*k))
+            .all(|k| found.contains_key(k) && found.get(k) == planned.get(k))
 }
 
 /// A set made with more unselected data volumes than EC2 can exclude holds
