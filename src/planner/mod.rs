@@ -72,12 +72,12 @@ pub fn plan(policies: &PolicySet, inventory: &Inventory, now: DateTime<Utc>) -> 
     let mut selected_anywhere: BTreeSet<&str> = BTreeSet::new();
     let mut region_warnings = Vec::new();
     for r in regions {
-        out.changes.extend(r.plan.changes);
-        out.kept.extend(r.plan.kept);
-        out.blocked.extend(r.plan.blocked);
-        out.orphans.extend(r.plan.orphans);
-        out.out_of_scope.extend(r.plan.out_of_scope);
-        out.covered.extend(r.plan.covered);
+        append(&mut out.changes, r.plan.changes);
+        append(&mut out.kept, r.plan.kept);
+        append(&mut out.blocked, r.plan.blocked);
+        append(&mut out.orphans, r.plan.orphans);
+        append(&mut out.out_of_scope, r.plan.out_of_scope);
+        append(&mut out.covered, r.plan.covered);
         region_warnings.extend(r.warnings);
         selected_anywhere.extend(r.selected);
     }
@@ -87,6 +87,16 @@ pub fn plan(policies: &PolicySet, inventory: &Inventory, now: DateTime<Utc>) -> 
     // only merges a few sorted runs.
     sort_lists(&mut out);
     out
+}
+
+/// Moves `more` to the end of `to`; the first region's list is taken as
+/// it is, not copied (100,000 kept backups: 16 MB).
+fn append<T>(to: &mut Vec<T>, mut more: Vec<T>) {
+    if to.is_empty() {
+        *to = more;
+    } else {
+        to.append(&mut more);
+    }
 }
 
 /// Sorts every list of the plan into its documented order.

@@ -110,11 +110,27 @@ class Emulator:
         self.proc.wait()
 
 
+# Starts the measured process from a fresh interpreter and reports its peak
+# RSS. A child's ru_maxrss counts the memory of the process it was forked
+# from until it execs, so a benchmark process holding the previous step's
+# 38 MB of JSON made a 129 MiB plan show 183 MiB; this small parent keeps
+# that floor at its own ~10 MiB.
+MEASURE = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+sys.stderr.write("\\nbench-peak-rss-kib %d\\n" % usage.ru_maxrss)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_measured(binary, args, env):
     """Runs backupctl and returns (exit, stdout, stderr, wall seconds, peak RSS MiB)."""
     start = time.monotonic()
     proc = subprocess.Popen(
-        [binary] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        [sys.executable, "-c", MEASURE, binary] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )
     # Both pipes at once (-vv fills stderr long before stdout ends), and
     # the process reaped here, for its resource usage.
@@ -123,11 +139,11 @@ def run_measured(binary, args, env):
     reader.start()
     out = proc.stdout.read()
     reader.join()
-    err = err_chunks[0]
-    _, status, usage = os.wait4(proc.pid, 0)
+    err = err_chunks[0].decode()
+    code = proc.wait()
     wall = time.monotonic() - start
-    code = os.waitstatus_to_exitcode(status)
-    return code, out.decode(), err.decode(), wall, usage.ru_maxrss / 1024
+    err, _, peak = err.rpartition("\nbench-peak-rss-kib ")
+    return code, out.decode(), err, wall, int(peak) / 1024
 
 
 # EC2's documented default buckets (see src/rate.rs): burst, refill per s.
