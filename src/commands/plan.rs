@@ -46,7 +46,7 @@ pub async fn run(
     if args.out.is_some() || args.format == Format::Json {
         // The JSON document is a copy of the plan: the inventory goes
         // first, so that its memory holds the copy (at 100,000 backups,
-        // about 100 MiB).
+        // tens of MiB each).
         drop(inventory);
         let doc = JsonPlan::from_plan(&plan);
         if let Some(path) = &args.out {

@@ -100,8 +100,8 @@ impl Intercept for CallLog {
 /// a token comes (see [`crate::rate`]). The SDK's retries follow no
 /// bucket: when another client has just spent EC2's, every call in flight
 /// is refused, and the re-sends, spread only by backoff, are refused again
-/// until the SDK's retry quota runs out and fails them (53 of 1,000
-/// deletions, measured). Other errors keep the SDK's retries.
+/// until the SDK gives up on some (53 of 1,000 deletions failed, measured).
+/// Other errors keep the SDK's retries.
 #[derive(Debug)]
 pub struct LeaveThrottlingToApply<E>(PhantomData<fn() -> E>);
 
