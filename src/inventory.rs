@@ -15,6 +15,21 @@ use std::fmt;
 /// The version of the inventory file format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// Bytes written into a SHA-256 hash: fingerprints and plan checksums are
+/// hashes of JSON serialised straight into it, never held as a string.
+pub(crate) struct HashWriter(pub Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[path = "inventory/tags.rs"]
 mod tag_set;
 pub use tag_set::Tags;
@@ -412,16 +427,6 @@ impl Inventory {
             let mut refs: Vec<&T> = items.iter().collect();
             refs.sort_by(|a, b| id(a).cmp(id(b)));
             refs
-        }
-        struct HashWriter(Sha256);
-        impl std::io::Write for HashWriter {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.update(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
         }
         let view = View {
             format_version: self.format_version,

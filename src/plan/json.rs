@@ -13,25 +13,11 @@ use super::{
     Action, BackupsLeft, Blocked, Change, Covered, Kept, Orphan, Plan, Precondition, Reason,
     ReasonCode, ResourceType,
 };
-use crate::inventory::Tags;
+use crate::inventory::{HashWriter, Tags};
 use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::Write;
-
-/// Bytes written into a hash.
-struct HashWriter(Sha256);
-
-impl Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// `major.minor`. Readers must refuse an unknown major version.
 pub const FORMAT_VERSION: &str = "1.3";
