@@ -373,26 +373,17 @@ impl Validator<'_> {
 
     fn backup(&mut self, raw: super::raw::RawBackup, kind: Kind) -> Backup {
         let every = match raw.every {
-            None => Duration {
-                amount: 1,
-                unit: Unit::Day,
-            },
+            None => Duration::of(1, Unit::Day),
             Some(text) => {
                 let span = text.span();
                 let text = text.into_inner();
                 if text.trim().eq_ignore_ascii_case("never") {
                     self.err(span, "`every` cannot be \"never\"; to stop taking backups set `enabled = false` at the top of the file");
-                    Duration {
-                        amount: 1,
-                        unit: Unit::Day,
-                    }
+                    Duration::of(1, Unit::Day)
                 } else {
                     parse_duration(&text).unwrap_or_else(|e| {
                         self.err(span, format!("invalid `every`: {e}"));
-                        Duration {
-                            amount: 1,
-                            unit: Unit::Day,
-                        }
+                        Duration::of(1, Unit::Day)
                     })
                 }
             }

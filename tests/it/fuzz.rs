@@ -43,7 +43,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 40_000, ..ProptestConfig::default() })]
 
     #[test]
-    fn durations_never_panic_and_round_trip(text in "\\PC{0,12}|[0-9]{1,12} ?(min|h|d|w|mo|y|m|days?|months?|years?|weeks?|hours?|minutes?|never|x)") {
+    fn durations_never_panic_and_round_trip(text in "\\PC{0,12}|\\+? ?[0-9]{1,12}([.,][0-9])? ?(min|h|d|w|mo|y|m|days?|months?|years?|weeks?|hours?|minutes?|fortnights?|secs?|never|ago|x)( [0-9]{1,4} ?(days?|hours?|weeks?|months?))?") {
         if let Ok(d) = parse_duration(&text) {
             prop_assert_eq!(parse_duration(&d.to_string()), Ok(d));
         }
