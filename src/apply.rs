@@ -3,9 +3,10 @@
 //! One attempt that can be repeated. Regions run in parallel (they are
 //! independent throttling buckets); within a region, calls are paced by
 //! client-side copies of EC2's token buckets (see [`crate::rate`]), in
-//! three phases: creations, then image deregistrations, then snapshot
-//! deletions (so a failed creation never leaves a source with fewer backups
-//! than before, and a snapshot goes only once no image uses it). A failed
+//! four phases: adoptions, creations, then image deregistrations, then
+//! snapshot deletions (so a failed creation never leaves a source with fewer
+//! backups than before, a snapshot goes only once no image uses it, and an
+//! old tool's backup is deleted only once it carries the ownership tags). A failed
 //! action does not stop the others, and every outcome is returned, in plan
 //! order. Re-running plan and apply converges.
 //!
@@ -124,6 +125,7 @@ fn api_calls(action: &Action) -> (&'static str, usize) {
         Action::DeregisterImage { .. } => ("DeregisterImage", 1),
         Action::DeleteSnapshot { .. } => ("DeleteSnapshot", 1),
         Action::DeleteSnapshotSet { snapshot_ids, .. } => ("DeleteSnapshot", snapshot_ids.len()),
+        Action::Adopt { .. } => ("CreateTags", 1),
     }
 }
 
@@ -160,6 +162,10 @@ impl ApplyReport {
         self.count(|o| matches!(o.result, Ok(Done::Deleted(_))))
     }
 
+    pub fn adopted(&self) -> usize {
+        self.count(|o| matches!(o.result, Ok(Done::Adopted(_))))
+    }
+
     /// Actions that were tried and failed.
     pub fn failed(&self) -> usize {
         self.count(|o| o.result.as_ref().is_err_and(|e| e.code != NOT_STARTED))
@@ -175,11 +181,15 @@ impl ApplyReport {
     }
 }
 
+/// Adoptions first: an expired backup adopted and deleted by one plan must
+/// carry the ownership tags before its deletion, which the IAM policy
+/// allows only on tagged backups.
 fn phase(action: &Action) -> u8 {
     match action {
-        Action::CreateImage { .. } | Action::CreateSnapshots { .. } => 0,
-        Action::DeregisterImage { .. } => 1,
-        Action::DeleteSnapshot { .. } | Action::DeleteSnapshotSet { .. } => 2,
+        Action::Adopt { .. } => 0,
+        Action::CreateImage { .. } | Action::CreateSnapshots { .. } => 1,
+        Action::DeregisterImage { .. } => 2,
+        Action::DeleteSnapshot { .. } | Action::DeleteSnapshotSet { .. } => 3,
     }
 }
 
@@ -224,6 +234,7 @@ where
                 .start(&region, changes.len() as u64, "applying");
             let mut done = Vec::with_capacity(changes.len());
             let mut failed = 0;
+            let mut not_adopted = Vec::new();
             let mut rest = changes.as_slice();
             while let Some((_, first)) = rest.first() {
                 let p = phase(&first.action);
@@ -233,12 +244,15 @@ where
                     .count();
                 let (batch, tail) = rest.split_at(n);
                 rest = tail;
-                let mut outcomes = if p == 0 {
+                let mut outcomes = if p == 1 {
                     run_creations(&lane, batch).await
                 } else {
-                    run_phase(&lane, batch).await
+                    run_phase(&lane, batch, &not_adopted).await
                 };
-                if p == 1 {
+                if p == 0 {
+                    not_adopted = failed_adoptions(&outcomes);
+                }
+                if p == 2 {
                     sweep(&region, &mut outcomes, &lane.provider).await;
                 }
                 for outcome in outcomes {
@@ -392,17 +406,47 @@ fn not_started() -> ProviderError {
     }
 }
 
-/// Runs one phase of one region, at the pace of its buckets.
-async fn run_phase<P>(lane: &Arc<Lane<P>>, batch: &[(usize, Change)]) -> Vec<(usize, Outcome)>
+/// The backups whose adoption failed: not deleted by this run, whatever
+/// the plan says (they do not carry the ownership tags).
+fn failed_adoptions(outcomes: &[(usize, Outcome)]) -> Vec<String> {
+    outcomes
+        .iter()
+        .filter(|(_, o)| o.result.is_err())
+        .filter_map(|(_, o)| o.change.action.target_id().map(str::to_string))
+        .collect()
+}
+
+/// The error code of a deletion skipped because its adoption failed.
+pub const NOT_ADOPTED: &str = "NotAdopted";
+
+/// Runs one phase of one region, at the pace of its buckets. Deletions of
+/// the backups in `not_adopted` are not sent.
+async fn run_phase<P>(
+    lane: &Arc<Lane<P>>,
+    batch: &[(usize, Change)],
+    not_adopted: &[String],
+) -> Vec<(usize, Outcome)>
 where
     P: Provider + Send + Sync + 'static,
 {
     let mut calls = JoinSet::new();
     for (i, change) in batch.iter().cloned() {
         let lane = lane.clone();
+        let skip = change.action.is_delete()
+            && change
+                .action
+                .target_id()
+                .is_some_and(|id| not_adopted.iter().any(|n| n == id));
         calls.spawn(async move {
             if lane.stopped() {
                 let result = Err(not_started());
+                return (i, Outcome { change, result });
+            }
+            if skip {
+                let result = Err(ProviderError {
+                    code: NOT_ADOPTED.into(),
+                    message: "not deleted: its adoption failed in this run, so it does not carry the ownership tags; the next run tries again".into(),
+                });
                 return (i, Outcome { change, result });
             }
             let result = lane.execute(&change.action).await;

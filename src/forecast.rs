@@ -94,7 +94,7 @@ pub fn forecast(
             }
             if c.action.is_create() {
                 out.creations += 1;
-            } else {
+            } else if c.action.is_delete() {
                 out.deletions.push((at, c.clone()));
             }
         }

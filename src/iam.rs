@@ -1,10 +1,11 @@
 //! The least-privilege IAM policy for a policy set: only the EC2 actions the
 //! loaded policies make backupctl call, tagging allowed only inside the
-//! creating calls, deletions only of resources tagged with one of the loaded
-//! policies' names, and requests only in the targeted regions when no policy
-//! says `["*"]`. Pure: derived from the policies alone.
+//! creating calls (and, while a policy adopts, on the old tools' backups),
+//! deletions only of resources tagged with one of the loaded policies'
+//! names, and requests only in the targeted regions when no policy says
+//! `["*"]`. Pure: derived from the policies alone.
 
-use crate::policy::{Kind, PolicySet, Regions};
+use crate::policy::{tags, Kind, OldTool, PolicySet, Regions};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
@@ -95,12 +96,40 @@ pub fn policy_document(policies: &PolicySet) -> Value {
             vec!["ec2:CreateTags".into()],
             condition(&[("ec2:CreateAction", json!(create))]),
         ));
-        let own_tag = format!("aws:ResourceTag/{}", crate::policy::tags::POLICY);
+        let own_tag = format!("aws:ResourceTag/{}", tags::POLICY);
         statements.push(statement(
             "DeleteOnlyBackupsOfThesePolicies",
             delete.iter().map(|s| s.to_string()).collect(),
             condition(&[(&own_tag, json!(names))]),
         ));
+    }
+    let tools: BTreeSet<OldTool> = enabled.iter().filter_map(|p| p.adopt).collect();
+    if !tools.is_empty() {
+        let created_by = format!("aws:ResourceTag/{}", tags::CREATED_BY);
+        let names: Vec<&str> = tools.iter().map(|t| t.as_str()).collect();
+        statements.push(statement(
+            "AdoptOnlyTheOldToolsBackups",
+            vec!["ec2:CreateTags".into()],
+            condition(&[(&created_by, json!(names))]),
+        ));
+    }
+    if tools.contains(&OldTool::BackupViaTag) {
+        // backupViaTag tagged its AMIs only: their snapshots carry no tag a
+        // condition could name, so tagging any snapshot is allowed, but only
+        // with backupctl's ownership tags and the adoption marker.
+        let mut s = statement(
+            "TagTheSnapshotsOfAdoptedImages",
+            vec!["ec2:CreateTags".into()],
+            condition(&[(
+                &format!("aws:RequestTag/{}", tags::ADOPTED_FROM),
+                json!(OldTool::BackupViaTag.as_str()),
+            )]),
+        );
+        s["Resource"] = json!("arn:aws:ec2:*::snapshot/*");
+        s["Condition"]["ForAllValues:StringEquals"] = json!({
+            "aws:TagKeys": [tags::POLICY, tags::SOURCE, tags::CREATED_AT, tags::ADOPTED_FROM]
+        });
+        statements.push(s);
     }
     json!({ "Version": "2012-10-17", "Statement": statements })
 }

@@ -22,8 +22,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// The EC2 actions apply paces, with their default burst and refill rate.
-pub const DEFAULTS: [(&str, f64, f64); 4] = [
+pub const DEFAULTS: [(&str, f64, f64); 5] = [
     ("CreateImage", 50.0, 5.0),
+    ("CreateTags", 200.0, 5.0),
     ("CreateSnapshots", 50.0, 5.0),
     ("DeregisterImage", 200.0, 5.0),
     ("DeleteSnapshot", 200.0, 5.0),

@@ -134,6 +134,13 @@ fn missing(c: &Change, fresh: &Plan, policies: &PolicySet, observed: &Inventory)
                 )
             }
         }
+        Action::Adopt { id, .. } => {
+            if matches!(find(region, &[id.as_str()]), Found::None) {
+                format!("{id} is gone")
+            } else {
+                format!("a fresh plan does not adopt {id} (adopted already, or claimed by another policy since)")
+            }
+        }
         Action::DeregisterImage { image_id: id, .. }
         | Action::DeleteSnapshot { snapshot_id: id }
         | Action::DeleteSnapshotSet { set_id: id, .. } => {

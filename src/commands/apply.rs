@@ -114,9 +114,9 @@ fn hold_mass_deletions(mut plan: Plan, args: &ApplyArgs) -> (Plan, bool) {
         return (plan, false);
     }
     let held = plan.summary().delete;
-    plan.changes.retain(|c| c.action.is_create());
+    plan.changes.retain(|c| !c.action.is_delete());
     eprintln!(
-        "warning: the mass-deletion guard held back all {held} deletion(s) of this plan; the due backups are still made:\n  - {}\nNothing is deleted this run. If these deletions are intended (a shorter max_age, the first run after a long pause), run apply again with --allow-mass-delete.",
+        "warning: the mass-deletion guard held back all {held} deletion(s) of this plan; the due backups (and adoptions) are still made:\n  - {}\nNothing is deleted this run. If these deletions are intended (a shorter max_age, the first run after a long pause), run apply again with --allow-mass-delete.",
         tripped.join("\n  - ")
     );
     (plan, true)

@@ -85,8 +85,10 @@ pub fn diff(base: &Plan, head: &Plan) -> PlanDiff {
             None => {
                 if c.action.is_create() {
                     out.summary.creations_added += 1;
-                } else {
+                } else if c.action.is_delete() {
                     out.summary.deletions_added += 1;
+                } else {
+                    out.summary.changed += 1;
                 }
                 out.added.push(entry(c));
             }
@@ -122,8 +124,10 @@ pub fn diff(base: &Plan, head: &Plan) -> PlanDiff {
         if !h.contains_key(address) {
             if c.action.is_create() {
                 out.summary.creations_removed += 1;
-            } else {
+            } else if c.action.is_delete() {
                 out.summary.deletions_removed += 1;
+            } else {
+                out.summary.changed += 1;
             }
             out.removed.push(entry(c));
         }

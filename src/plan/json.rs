@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use std::io::Write;
 
 /// `major.minor`. Readers must refuse an unknown major version.
-pub const FORMAT_VERSION: &str = "1.3";
+pub const FORMAT_VERSION: &str = "1.4";
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,21 +57,24 @@ pub struct JsonTool {
 #[serde(deny_unknown_fields)]
 pub struct JsonChange {
     pub address: String,
-    /// `["create"]` or `["delete"]`, as in Terraform, so reviewers can grep.
+    /// `["create"]`, `["update"]` (adoptions, 1.4) or `["delete"]`, as in
+    /// Terraform, so reviewers can grep.
     pub actions: Vec<String>,
     /// `create_image`, `create_snapshots`, `deregister_image`,
-    /// `delete_snapshot`, `delete_snapshot_set` (1.2).
+    /// `delete_snapshot`, `delete_snapshot_set` (1.2), `adopt_image`,
+    /// `adopt_snapshot` (1.4).
     pub operation: String,
     pub policy: String,
     pub region: String,
     /// `image` or `snapshot`.
     pub resource_type: String,
     pub source: String,
-    /// The image, snapshot or snapshot set deleted (deletions only).
+    /// The image, snapshot or snapshot set deleted or adopted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// deregister_image: the image's snapshots, deleted with it;
-    /// delete_snapshot_set: the set's snapshots.
+    /// delete_snapshot_set: the set's snapshots; adopt_image: the image's
+    /// snapshots, tagged with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_ids: Option<Vec<String>>,
     /// deregister_image: the image's snapshots that survive it (not owned by
@@ -91,7 +94,7 @@ pub struct JsonChange {
     pub exclude_boot_volume: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclude_data_volume_ids: Option<Vec<String>>,
-    /// Creations: every tag the new backup gets.
+    /// Creations: every tag the new backup gets; adoptions: the tags added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Tags>,
     /// Deletions: backups of the same source (volume, for snapshot backups)
@@ -110,10 +113,10 @@ pub struct JsonDependsOn {
     /// plan was made (absent: there was none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub newest_backup_at: Option<String>,
-    /// Deletions: the backup's state when the plan was made.
+    /// Deletions and adoptions: the backup's state when the plan was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
-    /// Deletions: the backup's tags when the plan was made.
+    /// Deletions and adoptions: the backup's tags when the plan was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Tags>,
 }
@@ -186,10 +189,17 @@ pub struct JsonCovered {
 pub struct JsonSummary {
     pub create: usize,
     pub delete: usize,
+    /// Adoptions (1.4); absent when there are none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub adopt: usize,
     pub blocked: usize,
     pub orphans: usize,
     #[serde(default)]
     pub out_of_scope: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn reason(r: &Reason) -> JsonReason {
@@ -270,6 +280,7 @@ impl JsonPlan {
             summary: JsonSummary {
                 create: summary.create,
                 delete: summary.delete,
+                adopt: summary.adopt,
                 blocked: summary.blocked,
                 orphans: summary.orphans,
                 out_of_scope: summary.out_of_scope,
@@ -508,8 +519,12 @@ fn change_from_json(
 ) -> Result<Change, String> {
     let missing = |field: &str| format!("{} needs {field}", c.operation);
     let create = c.actions == ["create"];
-    let expected_create = matches!(c.operation.as_str(), "create_image" | "create_snapshots");
-    if create != expected_create || (c.actions != ["create"] && c.actions != ["delete"]) {
+    let expected = match c.operation.as_str() {
+        "create_image" | "create_snapshots" => "create",
+        "adopt_image" | "adopt_snapshot" => "update",
+        _ => "delete",
+    };
+    if c.actions != [expected] {
         return Err(format!(
             "actions {:?} do not fit operation {}",
             c.actions, c.operation
@@ -547,6 +562,16 @@ fn change_from_json(
         },
         "delete_snapshot" => Action::DeleteSnapshot {
             snapshot_id: c.id.clone().ok_or_else(|| missing("id"))?,
+        },
+        "adopt_image" | "adopt_snapshot" => Action::Adopt {
+            resource_type: if c.operation == "adopt_image" {
+                ResourceType::Image
+            } else {
+                ResourceType::Snapshot
+            },
+            id: c.id.clone().ok_or_else(|| missing("id"))?,
+            snapshot_ids: c.snapshot_ids.clone().unwrap_or_default(),
+            tags: c.tags.clone().ok_or_else(|| missing("tags"))?,
         },
         "delete_snapshot_set" => Action::DeleteSnapshotSet {
             set_id: c.id.clone().ok_or_else(|| missing("id"))?,
@@ -666,6 +691,16 @@ fn change(c: &super::Change) -> JsonChange {
             out.operation = "delete_snapshot_set".into();
             out.snapshot_ids = Some(snapshot_ids.clone());
         }
+        Action::Adopt {
+            resource_type,
+            snapshot_ids,
+            tags,
+            ..
+        } => {
+            out.operation = format!("adopt_{}", resource_type.as_str());
+            out.snapshot_ids = (!snapshot_ids.is_empty()).then(|| snapshot_ids.clone());
+            out.tags = Some(tags.clone());
+        }
     }
     out
 }
@@ -683,6 +718,7 @@ mod tests {
         for text in [
             include_str!("../../fixtures/demo/plan.json"),
             include_str!("../../fixtures/calendar/plan.json"),
+            include_str!("../../fixtures/migration/plan.json"),
             include_str!("../../fixtures/no-changes/plan.json"),
             include_str!("../../fixtures/selection/plan.json"),
             include_str!("../../fixtures/snapshot-volumes/plan.json"),

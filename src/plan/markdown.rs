@@ -40,10 +40,16 @@ pub fn render(plan: &Plan) -> String {
     }
     for ((policy, region), changes) in groups {
         let creates = changes.iter().filter(|c| c.action.is_create()).count();
-        let deletes = changes.len() - creates;
+        let deletes = changes.iter().filter(|c| c.action.is_delete()).count();
+        let adopts = changes.len() - creates - deletes;
+        let adopts = if adopts > 0 {
+            format!(", {adopts} to adopt")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
-            "<details><summary><code>{policy}</code> in <code>{region}</code>: {creates} to create, {deletes} to delete</summary>\n"
+            "<details><summary><code>{policy}</code> in <code>{region}</code>: {creates} to create, {deletes} to delete{adopts}</summary>\n"
         );
         let _ = writeln!(s, "| | what | source | why |\n|---|---|---|---|");
         for c in changes {
@@ -112,6 +118,23 @@ fn cell(text: &str) -> String {
 
 fn describe(c: &Change) -> (&'static str, String) {
     match &c.action {
+        Action::Adopt {
+            resource_type,
+            id,
+            snapshot_ids,
+            ..
+        } => (
+            "~ adopt",
+            format!(
+                "{} `{id}`{}",
+                resource_type.as_str(),
+                if snapshot_ids.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and {} snapshot(s)", snapshot_ids.len())
+                }
+            ),
+        ),
         Action::CreateImage { name, reboot, .. } => (
             "+ create",
             format!("image `{name}`{}", if *reboot { " (reboots)" } else { "" }),

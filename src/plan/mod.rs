@@ -136,6 +136,19 @@ pub enum Action {
         set_id: String,
         snapshot_ids: Vec<String>,
     },
+    /// CreateTags: takes over a backup an old tool made (an image with its
+    /// snapshots, or one snapshot) by adding the ownership tags. Nothing
+    /// else about it changes.
+    Adopt {
+        resource_type: ResourceType,
+        /// The image or snapshot adopted.
+        id: String,
+        /// An image's snapshots, tagged with it so that they go with it.
+        snapshot_ids: Vec<String>,
+        /// The tags added (an existing tag of the same key is overwritten;
+        /// none of these keys exists on an adoptable backup).
+        tags: Tags,
+    },
 }
 
 impl Action {
@@ -146,12 +159,32 @@ impl Action {
         )
     }
 
-    /// `create` or `delete`: the Terraform-style action word of the JSON forms.
+    /// Removes backups (the guard's business).
+    pub fn is_delete(&self) -> bool {
+        matches!(
+            self,
+            Action::DeregisterImage { .. }
+                | Action::DeleteSnapshot { .. }
+                | Action::DeleteSnapshotSet { .. }
+        )
+    }
+
+    /// `create`, `update` (adoption) or `delete`: the Terraform-style action
+    /// word of the JSON forms.
     pub fn verb(&self) -> &'static str {
-        if self.is_create() {
-            "create"
-        } else {
-            "delete"
+        match self {
+            _ if self.is_create() => "create",
+            Action::Adopt { .. } => "update",
+            _ => "delete",
+        }
+    }
+
+    /// Sorting and apply order: adoptions, creations, deletions.
+    pub fn rank(&self) -> u8 {
+        match self {
+            Action::Adopt { .. } => 0,
+            _ if self.is_create() => 1,
+            _ => 2,
         }
     }
 
@@ -161,6 +194,7 @@ impl Action {
             Action::CreateSnapshots { .. }
             | Action::DeleteSnapshot { .. }
             | Action::DeleteSnapshotSet { .. } => ResourceType::Snapshot,
+            Action::Adopt { resource_type, .. } => *resource_type,
         }
     }
 
@@ -179,16 +213,19 @@ impl Action {
             Action::DeleteSnapshotSet { snapshot_ids, .. } => {
                 snapshot_ids.iter().map(String::as_str).collect()
             }
-            Action::CreateImage { .. } | Action::CreateSnapshots { .. } => Vec::new(),
+            Action::CreateImage { .. } | Action::CreateSnapshots { .. } | Action::Adopt { .. } => {
+                Vec::new()
+            }
         }
     }
 
-    /// The existing resource a deletion removes.
+    /// The existing resource a deletion removes or an adoption tags.
     pub fn target_id(&self) -> Option<&str> {
         match self {
             Action::DeregisterImage { image_id, .. } => Some(image_id),
             Action::DeleteSnapshot { snapshot_id } => Some(snapshot_id),
             Action::DeleteSnapshotSet { set_id, .. } => Some(set_id),
+            Action::Adopt { id, .. } => Some(id),
             _ => None,
         }
     }
@@ -214,7 +251,8 @@ impl Plan {
 
 impl Change {
     /// A stable, unique name for the change: `policy/region/source/what`,
-    /// where `what` is `new-image`, `new-snapshots` or the id being deleted.
+    /// where `what` is `new-image`, `new-snapshots`, the id being deleted or
+    /// `adopt-<id>`.
     pub fn address(&self) -> String {
         let what = match &self.action {
             Action::CreateImage { .. } => "new-image",
@@ -222,6 +260,9 @@ impl Change {
             Action::DeregisterImage { image_id, .. } => image_id,
             Action::DeleteSnapshot { snapshot_id } => snapshot_id,
             Action::DeleteSnapshotSet { set_id, .. } => set_id,
+            Action::Adopt { id, .. } => {
+                return format!("{}/{}/{}/adopt-{id}", self.policy, self.region, self.source)
+            }
         };
         format!("{}/{}/{}/{}", self.policy, self.region, self.source, what)
     }
@@ -248,10 +289,14 @@ pub enum ReasonCode {
     /// Its source cannot be told (no source tag, or a copy's placeholder
     /// VolumeId): kept, and reported.
     UnknownSource,
+    /// Expired, but backupViaTag's `Expire` tag keeps it longer.
+    OldExpiry,
+    /// Made by an old tool for an instance the policy selects: taken over.
+    Adopt,
 }
 
 impl ReasonCode {
-    const ALL: [ReasonCode; 9] = [
+    const ALL: [ReasonCode; 11] = [
         ReasonCode::Due,
         ReasonCode::Expired,
         ReasonCode::KeepLast,
@@ -261,6 +306,8 @@ impl ReasonCode {
         ReasonCode::NotExpired,
         ReasonCode::InUse,
         ReasonCode::UnknownSource,
+        ReasonCode::OldExpiry,
+        ReasonCode::Adopt,
     ];
 
     pub fn parse(code: &str) -> Option<ReasonCode> {
@@ -278,6 +325,8 @@ impl ReasonCode {
             ReasonCode::NotExpired => "not_expired",
             ReasonCode::InUse => "in_use",
             ReasonCode::UnknownSource => "unknown_source",
+            ReasonCode::OldExpiry => "old_expiry",
+            ReasonCode::Adopt => "adopt",
         }
     }
 }
@@ -331,6 +380,7 @@ pub struct Orphan {
 pub struct Summary {
     pub create: usize,
     pub delete: usize,
+    pub adopt: usize,
     pub blocked: usize,
     pub orphans: usize,
     pub out_of_scope: usize,
@@ -338,10 +388,11 @@ pub struct Summary {
 
 impl Plan {
     pub fn summary(&self) -> Summary {
-        let create = self.changes.iter().filter(|c| c.action.is_create()).count();
+        let count = |f: fn(&Action) -> bool| self.changes.iter().filter(|c| f(&c.action)).count();
         Summary {
-            create,
-            delete: self.changes.len() - create,
+            create: count(Action::is_create),
+            delete: count(Action::is_delete),
+            adopt: count(|a| matches!(a, Action::Adopt { .. })),
             blocked: self.blocked.len(),
             orphans: self.orphans.len(),
             out_of_scope: self.out_of_scope.len(),

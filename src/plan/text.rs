@@ -61,10 +61,10 @@ pub fn render(plan: &Plan, opts: TextOptions) -> String {
             let _ = writeln!(s, "\n  {}", p.bold(&format!("{} / {}", c.policy, c.region)));
         }
         let (sign, line) = describe(c);
-        let sign = if c.action.is_create() {
-            p.green(sign)
-        } else {
-            p.red(sign)
+        let sign = match c.action.rank() {
+            0 => p.yellow(sign),
+            1 => p.green(sign),
+            _ => p.red(sign),
         };
         let _ = writeln!(s, "    {sign} {line}");
         let mut why = c.reason.message.clone();
@@ -143,8 +143,14 @@ pub fn render(plan: &Plan, opts: TextOptions) -> String {
             s,
             "{}",
             p.bold(&format!(
-                "Plan: {} to create, {} to delete.",
-                summary.create, summary.delete
+                "Plan: {} to create, {} to delete{}.",
+                summary.create,
+                summary.delete,
+                if summary.adopt > 0 {
+                    format!(", {} to adopt", summary.adopt)
+                } else {
+                    String::new()
+                }
             ))
         );
     } else {
@@ -187,6 +193,26 @@ fn orphan_list(s: &mut String, p: &Paint, list: &[Orphan], title: &str, verbose:
 /// The sign and one-line description of a change.
 fn describe(c: &Change) -> (&'static str, String) {
     match &c.action {
+        Action::Adopt {
+            resource_type,
+            id,
+            snapshot_ids,
+            ..
+        } => {
+            let with = if snapshot_ids.is_empty() {
+                String::new()
+            } else {
+                format!(" and its snapshots {}", snapshot_ids.join(", "))
+            };
+            (
+                "~",
+                format!(
+                    "adopt {} {id} of {}{with}",
+                    resource_type.as_str(),
+                    c.source
+                ),
+            )
+        }
         Action::CreateImage {
             instance_id,
             name,

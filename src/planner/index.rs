@@ -12,6 +12,7 @@
 //! other tags they carry: they are never deleted, and never count as a
 //! policy's backup.
 
+use super::adoption::Adopted;
 use super::sets::{SnapshotSet, Unit};
 use crate::inventory::{
     managed_by_aws, Backup, Image, ImageState, RegionInventory, Snapshot, Tags, PLACEHOLDER_VOLUME,
@@ -53,7 +54,9 @@ impl<'a> PolicyBackups<'a> {
 }
 
 impl<'a> RegionIndex<'a> {
-    pub fn new(inv: &'a RegionInventory) -> Self {
+    /// `adopted`: the backups that adopting policies claim, as they will be
+    /// once adopted; they count as those policies' own.
+    pub fn new(inv: &'a RegionInventory, adopted: &'a Adopted) -> Self {
         let mut index = RegionIndex {
             volume_tags: inv
                 .volumes
@@ -77,7 +80,17 @@ impl<'a> RegionIndex<'a> {
                 index.images_by_policy.entry(p).or_default().push(image);
             }
         }
-        for snapshot in &inv.snapshots {
+        for image in &adopted.images {
+            if let Some(p) = image.policy() {
+                index.images_by_policy.entry(p).or_default().push(image);
+            }
+        }
+        for snapshot in &adopted.snapshots {
+            index.snapshots.insert(&snapshot.id, snapshot);
+        }
+        // A claimed snapshot's original carries no policy tag, so it is
+        // indexed once, as adopted.
+        for snapshot in inv.snapshots.iter().chain(&adopted.snapshots) {
             if let Some(p) = snapshot
                 .policy()
                 .filter(|_| !managed_by_aws(&snapshot.tags))

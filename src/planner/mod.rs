@@ -15,8 +15,10 @@
 //! - [`retention`]: which backups of one source to keep or delete;
 //! - [`deletions`]: retention's verdicts as changes, or blocked;
 //! - [`scope`]: a policy acts only in the regions it targets;
+//! - [`adoption`]: the old tools' backups that a policy takes over;
 //! - [`warnings`]: what would otherwise go wrong without a word.
 
+pub mod adoption;
 mod deletions;
 pub mod due;
 mod index;
@@ -144,10 +146,11 @@ fn plan_region<'p>(
         .as_ref()
         .filter(|l| l.region == region)
         .map(|l| l.instance_id.as_str());
+    let adopted = adoption::claims(policies, region, inv, local);
     let mut ctx = RegionPlan {
         region,
         inv,
-        index: RegionIndex::new(inv),
+        index: RegionIndex::new(inv, &adopted),
         local,
         now,
         out: &mut out,
@@ -168,6 +171,14 @@ fn plan_region<'p>(
         deletions, index, ..
     } = ctx;
     deletions.finish(region, &index, &mut out);
+    drop(index);
+    let adoption::Adopted {
+        changes,
+        warnings: claimed_twice,
+        ..
+    } = adopted;
+    out.changes.extend(changes);
+    warnings.extend(claimed_twice);
     orphans(region, inv, policies, &mut out.orphans);
     sort_lists(&mut out);
     RegionResult {
@@ -177,11 +188,11 @@ fn plan_region<'p>(
     }
 }
 
-fn change_key(c: &Change) -> (&str, &str, bool, &str, &str) {
+fn change_key(c: &Change) -> (&str, &str, u8, &str, &str) {
     (
         &c.policy,
         &c.region,
-        !c.action.is_create(),
+        c.action.rank(),
         &c.source,
         c.action.target_id().unwrap_or(""),
     )
@@ -373,6 +384,10 @@ impl<'a> RegionPlan<'a, '_> {
             let gid = self.deletions.group(group.len());
             let refs: Vec<&Unit<'a>> = group.iter().collect();
             for (unit, verdict) in retention::evaluate(&refs, &policy.retention, self.now) {
+                let verdict = match verdict {
+                    Verdict::Delete(reason) => floor(unit, reason, self.now),
+                    keep => keep,
+                };
                 match verdict {
                     Verdict::Delete(reason) => {
                         self.deletions.want(&policy.name, unit.clone(), reason, gid)
@@ -380,7 +395,13 @@ impl<'a> RegionPlan<'a, '_> {
                     Verdict::Keep(mut reason) => {
                         if matches!(unit, Unit::Legacy(_)) && reason.code == ReasonCode::NoNewerGood
                         {
-                            reason.message = "taken before snapshot sets: kept until a newer complete set of its instance exists".into();
+                            let made = match unit.tags().get(tags::ADOPTED_FROM) {
+                                Some(tool) => format!("taken volume by volume by {tool}"),
+                                None => "taken before snapshot sets".to_string(),
+                            };
+                            reason.message = format!(
+                                "{made}: kept until a newer complete set of its instance exists"
+                            );
                         }
                         self.keep(policy, source, unit, reason)
                     }
@@ -414,6 +435,27 @@ impl<'a> RegionPlan<'a, '_> {
             reason,
         });
     }
+}
+
+/// backupViaTag's `Expire` tag as a floor: a backup it made is never
+/// deleted before the expiry it was given then.
+fn floor(unit: &Unit, reason: Reason, now: DateTime<Utc>) -> Verdict {
+    use adoption::OldExpiry;
+    let why = match adoption::old_expiry(unit.tags(), now) {
+        None => return Verdict::Delete(reason),
+        Some(OldExpiry::Never) => "its backupViaTag Expire tag says never".to_string(),
+        Some(OldExpiry::Until(t)) => format!(
+            "its backupViaTag Expire tag keeps it until {}",
+            t.to_rfc3339_opts(SecondsFormat::Secs, true)
+        ),
+        Some(OldExpiry::Unreadable(text)) => format!(
+            "its backupViaTag Expire tag \"{text}\" cannot be read, so it is kept; fix or remove the tag to let retention decide"
+        ),
+    };
+    Verdict::Keep(Reason {
+        code: ReasonCode::OldExpiry,
+        message: format!("{}, but {why}", reason.message),
+    })
 }
 
 /// Backups tagged with a policy that is not in the set: reported, never

@@ -282,3 +282,233 @@ fn planning_before_the_observation_is_a_warning() {
         .iter()
         .any(|w| w.contains("before the inventory was observed")));
 }
+
+/// backupViaTag's AMIs, as it made them: tagged after CreateImage with
+/// `CreatedBy`, `Expire` (`date` output or `never`) and `Name`; snapshots
+/// untagged.
+mod adoption {
+    use super::*;
+    use crate::plan::ReasonCode;
+    use crate::provider::memory::MemoryProvider;
+
+    const ADOPTING: &str =
+        "name = \"web\"\n[target]\nregions = [\"us-east-1\"]\ninstance_tags = { B = \"y\" }\n\
+        [backup]\nkind = \"ami\"\n[retention]\nmax_age = \"30 days\"\nkeep_last = 1\n\
+        [adopt]\nfrom = \"backupViaTag\"\n";
+
+    fn old_image(id: &str, instance: &str, days: i64, expire: &str) -> (Image, Snapshot) {
+        let created = now() - TimeDelta::days(days);
+        let tags: Tags = [
+            ("CreatedBy".to_string(), "backupViaTag".to_string()),
+            ("Expire".to_string(), expire.to_string()),
+            ("Name".to_string(), format!("Backup of {instance}")),
+        ]
+        .into();
+        let snap = format!("snap-{}", &id[4..]);
+        let image = Image {
+            id: id.into(),
+            name: format!("{} {instance}", created.format("%Y%m%d%H%M%S")),
+            state: ImageState::Available,
+            created_at: created,
+            tags,
+            snapshot_ids: vec![snap.clone()],
+        };
+        let snapshot = Snapshot {
+            id: snap,
+            volume_id: "vol-1".into(),
+            state: SnapshotState::Completed,
+            started_at: created,
+            tags: Tags::default(),
+        };
+        (image, snapshot)
+    }
+
+    fn date(days_from_now: i64) -> String {
+        (now() + TimeDelta::days(days_from_now))
+            .format("%a %b %e %H:%M:%S UTC %Y")
+            .to_string()
+    }
+
+    /// The fleet of a backupViaTag user: its AMIs of a selected instance
+    /// (fresh, old with `never`, old and past its Expire, old but held by
+    /// its Expire), one of an instance the policy does not select, and one
+    /// another policy already owns.
+    fn fleet() -> Inventory {
+        let mut unselected = instance("i-0000000b", &[("vol-2", true)]);
+        unselected.tags = Tags::default();
+        let mut images = Vec::new();
+        let mut snapshots = Vec::new();
+        for (id, source, days, expire) in [
+            ("ami-fresh", "i-0000000a", 0, date(30)),
+            ("ami-never", "i-0000000a", 90, "never".to_string()),
+            ("ami-gone", "i-0000000a", 60, date(-30)),
+            ("ami-held", "i-0000000a", 45, date(10)),
+            ("ami-other", "i-0000000b", 60, date(-30)),
+            ("ami-owned", "i-0000000a", 60, date(-30)),
+        ] {
+            let (mut image, snapshot) = old_image(id, source, days, &expire);
+            if id == "ami-owned" {
+                image.tags.insert("backupctl:policy", "someone-else");
+            }
+            images.push(image);
+            snapshots.push(snapshot);
+        }
+        inventory(RegionInventory {
+            instances: vec![instance("i-0000000a", &[("vol-1", true)]), unselected],
+            images,
+            // Observation sees only tagged snapshots: none of these.
+            snapshots: Vec::new(),
+            ..Default::default()
+        })
+    }
+
+    fn adopted(p: &Plan) -> Vec<&str> {
+        p.changes
+            .iter()
+            .filter_map(|c| match &c.action {
+                Action::Adopt { id, .. } => Some(id.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn adopts_only_what_the_policy_names_and_honours_expire() {
+        let p = plan(&set(&[ADOPTING]), &fleet(), now());
+        assert_eq!(
+            adopted(&p),
+            ["ami-fresh", "ami-gone", "ami-held", "ami-never"],
+            "{p:#?}"
+        );
+        // The fresh backupViaTag AMI counts: no second backup today.
+        assert!(creates(&p).is_empty(), "{p:#?}");
+        let deleted: Vec<&str> = p
+            .changes
+            .iter()
+            .filter(|c| c.action.is_delete())
+            .filter_map(|c| c.action.target_id())
+            .collect();
+        assert_eq!(deleted, ["ami-gone"]);
+        let gone = p
+            .changes
+            .iter()
+            .find(|c| c.action.target_id() == Some("ami-gone") && c.action.is_delete())
+            .unwrap();
+        // Its untagged snapshot goes with it (tagged by the adoption first).
+        assert!(
+            matches!(&gone.action, Action::DeregisterImage { snapshot_ids, kept_snapshot_ids, .. }
+                if snapshot_ids == &["snap-gone"] && kept_snapshot_ids.is_empty()),
+            "{gone:#?}"
+        );
+        for (id, why) in [("ami-never", "says never"), ("ami-held", "keeps it until")] {
+            let k = p.kept.iter().find(|k| k.id == id).expect(id);
+            assert_eq!(k.reason.code, ReasonCode::OldExpiry, "{k:#?}");
+            assert!(k.reason.message.contains(why), "{k:#?}");
+        }
+        let adopt = p
+            .changes
+            .iter()
+            .find(|c| c.action.target_id() == Some("ami-never"))
+            .unwrap();
+        let Action::Adopt {
+            tags, snapshot_ids, ..
+        } = &adopt.action
+        else {
+            panic!("{adopt:#?}")
+        };
+        assert_eq!(snapshot_ids, &["snap-never"]);
+        assert_eq!(tags.get("backupctl:policy"), Some("web"));
+        assert_eq!(tags.get("backupctl:source"), Some("i-0000000a"));
+        assert_eq!(tags.get("backupctl:adopted-from"), Some("backupViaTag"));
+        let created =
+            (now() - TimeDelta::days(90)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        assert_eq!(tags.get("backupctl:created-at"), Some(created.as_str()));
+    }
+
+    #[test]
+    fn after_applying_the_adoption_a_new_plan_has_no_changes() {
+        let mut inv = fleet();
+        // The memory EC2 holds the untagged snapshots too.
+        let reg = inv.regions.get_mut("us-east-1").unwrap();
+        for image in &reg.images {
+            reg.snapshots.push(Snapshot {
+                id: image.snapshot_ids[0].clone(),
+                volume_id: "vol-1".into(),
+                state: SnapshotState::Completed,
+                started_at: image.created_at,
+                tags: Tags::default(),
+            });
+        }
+        let ec2 = MemoryProvider::new(inv, now());
+        let policies = set(&[ADOPTING]);
+        let first = plan(&policies, &observed(&ec2), now());
+        for c in &first.changes {
+            ec2.run(&c.region, &c.action)
+                .unwrap_or_else(|e| panic!("{}: {e}", c.address()));
+        }
+        let again = plan(&policies, &observed(&ec2), now());
+        assert!(!again.has_changes(), "{:#?}", again.changes);
+        let after = ec2.inventory();
+        let reg = &after.regions["us-east-1"];
+        assert!(!reg.images.iter().any(|i| i.id == "ami-gone"));
+        assert!(!reg.snapshots.iter().any(|s| s.id == "snap-gone"));
+        for kept in ["snap-never", "snap-held", "snap-fresh"] {
+            let s = reg.snapshots.iter().find(|s| s.id == kept).expect(kept);
+            assert_eq!(s.tags.get("backupctl:policy"), Some("web"));
+        }
+        assert!(reg
+            .images
+            .iter()
+            .any(|i| i.id == "ami-other" && i.tags.get("backupctl:policy").is_none()));
+    }
+
+    /// What a real observation returns: snapshots without a backupctl tag
+    /// are not asked for.
+    fn observed(ec2: &MemoryProvider) -> Inventory {
+        let mut inv = ec2.inventory();
+        for reg in inv.regions.values_mut() {
+            reg.snapshots
+                .retain(|s| s.tags.get("backupctl:policy").is_some());
+        }
+        inv
+    }
+
+    #[test]
+    fn a_backup_two_policies_claim_is_adopted_by_neither() {
+        let twin = ADOPTING.replace("name = \"web\"", "name = \"web2\"");
+        let p = plan(&set(&[ADOPTING, &twin]), &fleet(), now());
+        assert!(adopted(&p).is_empty(), "{p:#?}");
+        assert!(
+            p.warnings
+                .iter()
+                .any(|w| w.contains("ami-fresh") && w.contains("claimed by policies web, web2")),
+            "{:?}",
+            p.warnings
+        );
+    }
+
+    #[test]
+    fn molibackup_snapshots_are_adopted_volume_by_volume() {
+        let policy = SNAP.replace("max_age = \"2 days\"", "max_age = \"30 days\"")
+            + "[adopt]\nfrom = \"molibackup\"\n";
+        let moli = |id: &str, volume: &str, days: i64| {
+            let t: Tags = [("CreatedBy".to_string(), "molibackup".to_string())].into();
+            snapshot(id, volume, days, t)
+        };
+        let reg = RegionInventory {
+            instances: vec![instance("i-0000000a", &[("vol-1", true), ("vol-2", false)])],
+            volumes: backed_up_volumes(&["vol-1"]),
+            snapshots: vec![
+                moli("snap-1", "vol-1", 1),
+                moli("snap-2", "vol-2", 1),
+                moli("snap-old", "vol-1", 40),
+            ],
+            ..Default::default()
+        };
+        let p = plan(&set(&[&policy]), &inventory(reg), now());
+        // vol-2 is not selected (no S=yes tag): its snapshot stays molibackup's.
+        assert_eq!(adopted(&p), ["snap-1", "snap-old"], "{p:#?}");
+        // Volume-by-volume snapshots are never a set: a set is due now.
+        assert_eq!(creates(&p).len(), 1, "{p:#?}");
+    }
+}

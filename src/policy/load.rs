@@ -3,8 +3,8 @@
 
 use super::raw::{RawKind, RawPolicy, RawReboot, Tags};
 use super::{
-    parse_duration, parse_max_age, tags, Backup, Duration, InstanceRef, Kind, Policy, PolicySet,
-    Reboot, Regions, Retention, TagMatch, Target, Unit,
+    parse_duration, parse_max_age, tags, Backup, Duration, InstanceRef, Kind, OldTool, Policy,
+    PolicySet, Reboot, Regions, Retention, TagMatch, Target, Unit,
 };
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -254,6 +254,7 @@ impl Validator<'_> {
         let target = self.target(raw.target.into_inner(), target_span, kind);
         let backup = self.backup(raw.backup.into_inner(), kind);
         let retention = self.retention(raw.retention.into_inner());
+        let adopt = raw.adopt.and_then(|a| self.adopt(a.into_inner(), kind));
         let policy = Policy {
             name,
             description: raw.description,
@@ -262,6 +263,7 @@ impl Validator<'_> {
             target,
             backup,
             retention,
+            adopt,
         };
         (policy, name_span)
     }
@@ -441,6 +443,30 @@ impl Validator<'_> {
             reboot,
             tags: extra,
         }
+    }
+
+    fn adopt(&mut self, raw: super::raw::RawAdopt, kind: Kind) -> Option<OldTool> {
+        let span = raw.from.span();
+        let from = raw.from.into_inner();
+        let Some(tool) = OldTool::parse(&from) else {
+            self.err(
+                span,
+                format!("`adopt.from` is \"{from}\": expected \"backupViaTag\" (its AMIs) or \"molibackup\" (its snapshots), spelled so"),
+            );
+            return None;
+        };
+        if tool.kind() != kind {
+            self.err(
+                span,
+                format!(
+                    "`adopt.from = \"{from}\"` needs `kind = \"{}\"`: {from} made {}, and a policy adopts only backups of its own kind",
+                    tool.kind().as_str(),
+                    if tool.kind() == Kind::Ami { "AMIs" } else { "EBS snapshots" }
+                ),
+            );
+            return None;
+        }
+        Some(tool)
     }
 
     fn retention(&mut self, raw: super::raw::RawRetention) -> Retention {

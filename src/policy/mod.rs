@@ -34,6 +34,46 @@ pub mod tags {
     pub const NAME: &str = "Name";
     /// Instance tag consulted by `reboot = "tag"`, as in backupViaTag.
     pub const REBOOT: &str = "BackupReboot";
+    /// Written by adoption: the tool that made the backup. Removing the
+    /// `backupctl:` tags gives the backup back to that tool.
+    pub const ADOPTED_FROM: &str = "backupctl:adopted-from";
+    /// The ownership tag of backupViaTag and molibackup.
+    pub const CREATED_BY: &str = "CreatedBy";
+    /// backupViaTag's expiry, `date`'s output or `never`, fixed at creation.
+    pub const EXPIRE: &str = "Expire";
+}
+
+/// A tool whose backups a policy takes over (`[adopt] from = ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum OldTool {
+    /// AMIs tagged `CreatedBy=backupViaTag`, with an `Expire` tag.
+    BackupViaTag,
+    /// Snapshots of single volumes tagged `CreatedBy=molibackup`.
+    Molibackup,
+}
+
+impl OldTool {
+    pub const ALL: [OldTool; 2] = [OldTool::BackupViaTag, OldTool::Molibackup];
+
+    /// Its name, as in its `CreatedBy` tag.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OldTool::BackupViaTag => "backupViaTag",
+            OldTool::Molibackup => "molibackup",
+        }
+    }
+
+    /// The backup kind the tool made.
+    pub fn kind(self) -> Kind {
+        match self {
+            OldTool::BackupViaTag => Kind::Ami,
+            OldTool::Molibackup => Kind::Snapshot,
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<OldTool> {
+        Self::ALL.into_iter().find(|t| t.as_str() == text)
+    }
 }
 
 /// A validated policy.
@@ -47,6 +87,9 @@ pub struct Policy {
     pub target: Target,
     pub backup: Backup,
     pub retention: Retention,
+    /// The old tool whose backups of the selected instances this policy
+    /// takes over, if any.
+    pub adopt: Option<OldTool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

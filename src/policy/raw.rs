@@ -16,6 +16,13 @@ pub(super) struct RawPolicy {
     pub target: Spanned<RawTarget>,
     pub backup: Spanned<RawBackup>,
     pub retention: Spanned<RawRetention>,
+    pub adopt: Option<Spanned<RawAdopt>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdopt {
+    pub from: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

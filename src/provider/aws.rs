@@ -23,8 +23,10 @@
 //! disabled backup AMI still holds its snapshots) (all the account's images, so that an image made from a
 //! snapshot backup is seen and the snapshot reported blocked: one paginated
 //! call instead of a snapshot-id lookup per batch of snapshots),
-//! DescribeSnapshots with `OwnerIds=self` and the ownership tag-key filter,
-//! and DescribeVolumes only when a policy filters volumes by tag.
+//! DescribeSnapshots with `OwnerIds=self` and the ownership tag-key filter
+//! (and a second one, `tag:CreatedBy=molibackup`, while a policy adopts
+//! molibackup's snapshots), and DescribeVolumes only when a policy filters
+//! volumes by tag.
 
 mod calls;
 mod create;
@@ -392,6 +394,11 @@ async fn observe_region(
             &mut snapshots,
         )
         .await?;
+        if !scope.adopt_snapshots_of.is_empty() {
+            let tag = format!("tag:{}", tags::CREATED_BY);
+            let tools = scope.adopt_snapshots_of.iter().cloned();
+            describe_snapshots(client, vec![filter(&tag, tools)], &mut snapshots).await?;
+        }
         Ok(snapshots.into_values().collect())
     };
     let volumes = async {
@@ -605,12 +612,14 @@ fn snapshot_state(s: &str) -> SnapshotState {
 fn tag_spec(resource: ResourceType, tags: &Tags) -> TagSpecification {
     TagSpecification::builder()
         .resource_type(resource)
-        .set_tags(Some(
-            tags.iter()
-                .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                .collect(),
-        ))
+        .set_tags(Some(sdk_tags(tags)))
         .build()
+}
+
+fn sdk_tags(tags: &Tags) -> Vec<Tag> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
 }
 
 /// Codes that mean "already done": a retried call whose first attempt
@@ -667,6 +676,23 @@ async fn execute(clients: &create::Clients<'_>, action: &Action) -> Result<Done,
         Action::DeleteSnapshot { snapshot_id } => {
             delete_snapshot(client, snapshot_id).await?;
             Ok(Done::Deleted(vec![snapshot_id.clone()]))
+        }
+        Action::Adopt {
+            id,
+            snapshot_ids,
+            tags,
+            ..
+        } => {
+            // CreateTags is idempotent: the SDK's retries are safe here.
+            let resources: Vec<String> = std::iter::once(id).chain(snapshot_ids).cloned().collect();
+            client
+                .create_tags()
+                .set_resources(Some(resources.clone()))
+                .set_tags(Some(sdk_tags(tags)))
+                .send()
+                .await
+                .map_err(|e| sdk_error("CreateTags", e))?;
+            Ok(Done::Adopted(resources))
         }
         Action::DeleteSnapshotSet { snapshot_ids, .. } => {
             // Every snapshot is tried, whatever happens to the others; a set

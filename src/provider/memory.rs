@@ -187,6 +187,44 @@ impl MemoryProvider {
                 delete_snapshot(reg, snapshot_id)?;
                 Ok(Done::Deleted(vec![snapshot_id.clone()]))
             }
+            Action::Adopt {
+                id,
+                snapshot_ids,
+                tags,
+                ..
+            } => {
+                // CreateTags checks every resource before tagging any.
+                let missing = std::iter::once(id).chain(snapshot_ids).find(|r| {
+                    !reg.images.iter().any(|i| &i.id == *r)
+                        && !reg.snapshots.iter().any(|s| &s.id == *r)
+                });
+                if let Some(r) = missing {
+                    let code = if r.starts_with("ami-") {
+                        "InvalidAMIID.NotFound"
+                    } else {
+                        "InvalidSnapshot.NotFound"
+                    };
+                    return Err(err(code, format!("{r} does not exist")));
+                }
+                let add = |to: &mut crate::inventory::Tags| {
+                    for (k, v) in tags.iter() {
+                        to.insert(k, v);
+                    }
+                };
+                for image in reg.images.iter_mut().filter(|i| &i.id == id) {
+                    add(&mut image.tags);
+                }
+                for snapshot in reg
+                    .snapshots
+                    .iter_mut()
+                    .filter(|s| &s.id == id || snapshot_ids.contains(&s.id))
+                {
+                    add(&mut snapshot.tags);
+                }
+                let mut ids = vec![id.clone()];
+                ids.extend(snapshot_ids.iter().cloned());
+                Ok(Done::Adopted(ids))
+            }
             Action::DeleteSnapshotSet { snapshot_ids, .. } => {
                 // One DeleteSnapshot per snapshot, as in EC2: one refusal
                 // does not stop the others; a missing one is already gone.

@@ -24,6 +24,8 @@ pub enum Done {
     Created(Vec<String>),
     /// The ids that are gone (an image and its snapshots, or one snapshot).
     Deleted(Vec<String>),
+    /// The ids that now carry the ownership tags.
+    Adopted(Vec<String>),
     /// Not made now, for a reason that clears with time (a volume with as
     /// many pending snapshots as EC2 allows): the backup stays due and the
     /// next run makes it.
@@ -70,6 +72,9 @@ pub struct RegionScope {
     pub instance_ids: BTreeSet<String>,
     /// Volume tag keys, when a snapshot policy filters volumes by tag.
     pub volume_tag_keys: BTreeSet<String>,
+    /// `CreatedBy` values of old tools whose snapshots a policy adopts
+    /// (they carry no backupctl tag to filter on).
+    pub adopt_snapshots_of: BTreeSet<String>,
 }
 
 impl RegionScope {
@@ -79,6 +84,8 @@ impl RegionScope {
         self.instance_ids.extend(other.instance_ids.iter().cloned());
         self.volume_tag_keys
             .extend(other.volume_tag_keys.iter().cloned());
+        self.adopt_snapshots_of
+            .extend(other.adopt_snapshots_of.iter().cloned());
     }
 }
 
@@ -99,6 +106,12 @@ impl Scope {
             }
             need.volume_tag_keys
                 .extend(p.target.volume_tags.keys().take(1).cloned());
+            if let Some(tool) = p
+                .adopt
+                .filter(|t| t.kind() == crate::policy::Kind::Snapshot)
+            {
+                need.adopt_snapshots_of.insert(tool.as_str().to_string());
+            }
             scope.local |= p.target.uses_local();
             match &p.target.regions {
                 Regions::All => scope

@@ -129,13 +129,15 @@ struct Orphan {
 struct Summary {
     create: usize,
     delete: usize,
+    #[serde(default)]
+    adopt: usize,
     blocked: usize,
     orphans: usize,
     out_of_scope: usize,
 }
 
 fn check(plan: &Plan, name: &str) {
-    assert_eq!(plan.format_version, "1.3", "{name}");
+    assert_eq!(plan.format_version, "1.4", "{name}");
     assert_eq!(plan.tool.name, "backupctl", "{name}");
     assert!(!plan.tool.version.is_empty(), "{name}");
     assert!(plan.generated_at.ends_with('Z'), "{name}: UTC RFC 3339");
@@ -152,14 +154,19 @@ fn check(plan: &Plan, name: &str) {
         .iter()
         .filter(|c| c.actions == ["delete"])
         .count();
+    let adopts = plan
+        .changes
+        .iter()
+        .filter(|c| c.actions == ["update"])
+        .count();
     assert_eq!(
-        creates + deletes,
+        creates + deletes + adopts,
         plan.changes.len(),
-        "{name}: actions are [create] or [delete]"
+        "{name}: actions are [create], [update] or [delete]"
     );
     assert_eq!(
-        (plan.summary.create, plan.summary.delete),
-        (creates, deletes),
+        (plan.summary.create, plan.summary.delete, plan.summary.adopt),
+        (creates, deletes, adopts),
         "{name}"
     );
     assert_eq!(plan.summary.blocked, plan.blocked.len(), "{name}");
@@ -213,6 +220,28 @@ fn check(plan: &Plan, name: &str) {
                 assert_eq!(c.resource_type, "snapshot");
                 assert!(c.id.as_deref().unwrap().starts_with("snap-"));
             }
+            "adopt_image" | "adopt_snapshot" => {
+                assert_eq!(c.actions, ["update"]);
+                assert_eq!(c.operation, format!("adopt_{}", c.resource_type));
+                let id = c.id.as_deref().unwrap();
+                assert!(id.starts_with("ami-") || id.starts_with("snap-"), "{id}");
+                assert!(c.address.ends_with(&format!("/adopt-{id}")));
+                let tags = c.tags.as_ref().unwrap();
+                for key in [
+                    "backupctl:policy",
+                    "backupctl:source",
+                    "backupctl:created-at",
+                    "backupctl:adopted-from",
+                ] {
+                    assert!(tags.contains_key(key), "{name}: {key} in {tags:?}");
+                }
+                assert_eq!(tags["backupctl:policy"], c.policy);
+                let was = c.depends_on.tags.as_ref().unwrap();
+                assert!(
+                    !was.contains_key("backupctl:policy"),
+                    "{name}: adopts an owned backup"
+                );
+            }
             "delete_snapshot_set" => {
                 assert_eq!(c.resource_type, "snapshot");
                 assert!(!c.id.as_deref().unwrap().is_empty());
@@ -248,10 +277,13 @@ fn check(plan: &Plan, name: &str) {
             let tags = d
                 .tags
                 .as_ref()
-                .expect("deletions record the tags they depend on");
+                .expect("deletions and adoptions record the tags they depend on");
+            // A deletion's backup is the policy's (once adopted, for one the
+            // same plan adopts); an adoption's is nobody's yet.
+            let owner = (c.actions == ["delete"]).then_some(&c.policy);
             assert_eq!(
                 tags.get("backupctl:policy"),
-                Some(&c.policy),
+                owner,
                 "{name}: {}",
                 c.address
             );
