@@ -281,12 +281,7 @@ fn check(plan: &Plan, name: &str) {
             // A deletion's backup is the policy's (once adopted, for one the
             // same plan adopts); an adoption's is nobody's yet.
             let owner = (c.actions == ["delete"]).then_some(&c.policy);
-            assert_eq!(
-                tags.get("backupctl:policy"),
-                owner,
-                "{name}: {}",
-                c.address
-            );
+            assert_eq!(tags.get("backupctl:policy"), owner, "{name}: {}", c.address);
         }
         if c.actions == ["create"] {
             let tags = c.tags.as_ref().expect("creations list their tags");

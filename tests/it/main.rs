@@ -14,6 +14,7 @@ mod golden;
 mod guard;
 mod json_contract;
 mod live;
+mod migration;
 mod performance;
 mod promises;
 mod properties;
