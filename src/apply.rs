@@ -141,6 +141,49 @@ const PENDING_LIMIT: &str = "ConcurrentSnapshotLimitExceeded";
 pub struct Outcome {
     pub change: Change,
     pub result: Result<Done, ProviderError>,
+    /// The AWS request id of each call made for it, in order.
+    pub request_ids: Vec<String>,
+    /// When its first call was started (the real clock), and how long it
+    /// took until its outcome was known; `None` when never started.
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    fn not_started(change: Change) -> Outcome {
+        Outcome::skipped(change, not_started())
+    }
+
+    fn skipped(change: Change, error: ProviderError) -> Outcome {
+        Outcome {
+            change,
+            result: Err(error),
+            request_ids: Vec::new(),
+            started_at: None,
+            elapsed: Duration::ZERO,
+        }
+    }
+}
+
+/// Runs the calls of one change, recording its request ids and timing.
+async fn timed(
+    change: Change,
+    work: impl std::future::Future<Output = Result<Done, ProviderError>>,
+) -> Outcome {
+    let started_at = chrono::Utc::now();
+    let clock = std::time::Instant::now();
+    let (result, request_ids) = crate::provider::with_request_ids(work).await;
+    let started_at = match &result {
+        Err(e) if e.code == NOT_STARTED => None,
+        _ => Some(started_at),
+    };
+    Outcome {
+        change,
+        result,
+        request_ids,
+        started_at,
+        elapsed: clock.elapsed(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -254,6 +297,9 @@ where
                 }
                 if p == 2 {
                     sweep(&region, &mut outcomes, &lane.provider).await;
+                    for (_, o) in &outcomes {
+                        lane.progress.outcome(&crate::report::line(o));
+                    }
                 }
                 for outcome in outcomes {
                     failed += usize::from(outcome.1.result.is_err());
@@ -354,11 +400,13 @@ where
                 if n > 0 && !lane.stopped() {
                     pause(lane.gap).await;
                 }
-                let result = create_spaced(&lane, &change.action).await;
-                if !matches!(&result, Err(e) if e.code == NOT_STARTED) {
+                let action = change.action.clone();
+                let outcome = timed(change, create_spaced(&lane, &action)).await;
+                if outcome.started_at.is_some() {
                     lane.progress.advance(&lane.region);
                 }
-                out.push((i, Outcome { change, result }));
+                lane.progress.outcome(&crate::report::line(&outcome));
+                out.push((i, outcome));
             }
             out
         });
@@ -439,21 +487,25 @@ where
                 .is_some_and(|id| not_adopted.iter().any(|n| n == id));
         calls.spawn(async move {
             if lane.stopped() {
-                let result = Err(not_started());
-                return (i, Outcome { change, result });
+                return (i, Outcome::not_started(change));
             }
-            if skip {
-                let result = Err(ProviderError {
+            let outcome = if skip {
+                Outcome::skipped(change, ProviderError {
                     code: NOT_ADOPTED.into(),
                     message: "not deleted: its adoption failed in this run, so it does not carry the ownership tags; the next run tries again".into(),
-                });
-                return (i, Outcome { change, result });
-            }
-            let result = lane.execute(&change.action).await;
-            if !matches!(&result, Err(e) if e.code == NOT_STARTED) {
+                })
+            } else {
+                let action = change.action.clone();
+                timed(change, async { lane.execute(&action).await }).await
+            };
+            if outcome.started_at.is_some() {
                 lane.progress.advance(&lane.region);
             }
-            (i, Outcome { change, result })
+            // A deregistration's outcome is known after the sweep.
+            if !matches!(outcome.change.action, Action::DeregisterImage { .. }) {
+                lane.progress.outcome(&crate::report::line(&outcome));
+            }
+            (i, outcome)
         });
     }
     let mut out = Vec::with_capacity(batch.len());

@@ -107,7 +107,8 @@ backupctl plan --state inventory.json --format json --out plan.json --detailed-e
     #[command(
         after_help = "Examples:\n  backupctl apply                  # asks before changing anything\n  \
 backupctl apply --auto-approve   # from cron, systemd timers, CI schedules\n  \
-backupctl apply plan.json        # exactly a reviewed plan, or nothing\n\n\
+backupctl apply plan.json        # exactly a reviewed plan, or nothing\n  \
+backupctl apply --auto-approve --report /var/log/backupctl/last.json\n\n\
 Exit status: 0 when everything was applied (or nothing was to do), 1 when \
 nothing was done because of invalid input or a refused confirmation, 3 when a \
 region could not be observed or an action failed, 4 (with --fail-on-warning) when \
@@ -241,6 +242,17 @@ pub struct ApplyArgs {
     /// (3) come first.
     #[arg(long)]
     pub fail_on_warning: bool,
+
+    /// Also write the JSON report of the run to FILE: every change with its
+    /// outcome, new ids, AWS request ids and timings, and the counts;
+    /// written whatever the exit code.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// `json`: the JSON report on stdout instead of the plan and outcome
+    /// lines (needs --auto-approve or PLANFILE).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, Subcommand)]

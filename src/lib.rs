@@ -27,6 +27,7 @@ pub mod planner;
 pub mod policy;
 pub mod provider;
 pub mod rate;
+pub mod report;
 pub mod stale;
 
 use clap::Parser;

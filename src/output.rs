@@ -62,6 +62,16 @@ impl Printer {
         }
     }
 
+    /// Apply's progress: bars as [`Printer::progress`], and each change's
+    /// outcome line on stdout as it becomes known when `lines` (text
+    /// output; a JSON report keeps stdout to itself).
+    pub fn apply_progress(&self, lines: bool) -> Arc<dyn Progress> {
+        Arc::new(ApplyProgress {
+            bars: self.progress.then(Bars::new),
+            lines,
+        })
+    }
+
     /// Progress lines per region, or nothing when they must stay hidden.
     pub fn progress(&self, allowed: bool) -> Arc<dyn Progress> {
         if self.progress && allowed {
@@ -79,6 +89,8 @@ pub trait Progress: Send + Sync {
     fn start(&self, key: &str, total: u64, message: &str);
     fn advance(&self, key: &str);
     fn finish(&self, key: &str, message: &str);
+    /// One change's outcome, as it becomes known.
+    fn outcome(&self, _line: &str) {}
 }
 
 pub struct NoProgress;
@@ -87,6 +99,45 @@ impl Progress for NoProgress {
     fn start(&self, _: &str, _: u64, _: &str) {}
     fn advance(&self, _: &str) {}
     fn finish(&self, _: &str, _: &str) {}
+}
+
+struct ApplyProgress {
+    bars: Option<Bars>,
+    lines: bool,
+}
+
+impl Progress for ApplyProgress {
+    fn start(&self, key: &str, total: u64, message: &str) {
+        if let Some(b) = &self.bars {
+            b.start(key, total, message);
+        }
+    }
+
+    fn advance(&self, key: &str) {
+        if let Some(b) = &self.bars {
+            b.advance(key);
+        }
+    }
+
+    fn finish(&self, key: &str, message: &str) {
+        if let Some(b) = &self.bars {
+            b.finish(key, message);
+        }
+    }
+
+    fn outcome(&self, line: &str) {
+        if !self.lines {
+            return;
+        }
+        // A reader that went away is not an error of the apply.
+        let print = || {
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        };
+        match &self.bars {
+            Some(b) => b.multi.suspend(print),
+            None => print(),
+        }
+    }
 }
 
 /// indicatif bars on stderr.

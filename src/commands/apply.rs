@@ -9,12 +9,13 @@ use crate::guard;
 use crate::inventory::{Inventory, Tags};
 use crate::lock::{self, ApplyLock, Leftover};
 use crate::output::{Printer, Progress};
-use crate::plan::{Action, Plan};
+use crate::plan::{Action, Change, Plan};
 use crate::planner;
 use crate::policy::{load_dir, parse_duration, PolicySet};
 use crate::provider::aws::AwsProvider;
 use crate::provider::{Done, Observation, Provider, ProviderError, Scope};
 use crate::rate::Rates;
+use crate::report;
 use crate::stale;
 use chrono::{DateTime, TimeDelta, Utc};
 use std::future::Future;
@@ -32,6 +33,79 @@ pub async fn run(
     env: &Env,
     printer: &Printer,
 ) -> Result<ExitCode, Error> {
+    let json = match args.format {
+        Format::Text => false,
+        Format::Json => true,
+        Format::Markdown => {
+            return Err(Error::Usage(
+                "apply --format takes text or json (the report); for a Markdown plan use plan --format markdown".into(),
+            ))
+        }
+    };
+    if json && args.plan_file.is_none() && !args.auto_approve {
+        return Err(Error::Usage(
+            "apply --format json prints the report, not the plan, so it does not ask: add --auto-approve (after reviewing the plan), or apply a saved plan file".into(),
+        ));
+    }
+    let mut run = report::Run {
+        started_at: Some(Utc::now()),
+        plan_file: args.plan_file.as_ref().map(|p| p.display().to_string()),
+        ..Default::default()
+    };
+    let out = Out { printer, json };
+    let result = run_recorded(cli, args, env, &out, &mut run).await;
+    if args.report.is_none() && !json {
+        return result;
+    }
+    let (code, error) = match &result {
+        Ok(code) => (*code, None),
+        Err(e) => (e.exit_code(), Some(e.to_string())),
+    };
+    let doc = run.report(code, error, Utc::now());
+    let text = serde_json::to_string_pretty(&doc).expect("the report serialises") + "\n";
+    if json {
+        printer.result(&text);
+    }
+    if let Some(path) = &args.report {
+        if let Err(error) = std::fs::write(path, &text) {
+            let failed = Error::Write {
+                path: path.clone(),
+                error,
+            };
+            if result.is_ok() {
+                return Err(failed);
+            }
+            eprintln!("error: {failed}");
+        }
+    }
+    result
+}
+
+/// Where apply's own lines go: stdout as results, or stderr when stdout
+/// carries the JSON report.
+struct Out<'a> {
+    printer: &'a Printer,
+    json: bool,
+}
+
+impl Out<'_> {
+    fn result(&self, text: &str) {
+        if self.json {
+            self.printer.note(text.trim_end());
+        } else {
+            self.printer.result(text);
+        }
+    }
+}
+
+async fn run_recorded(
+    cli: &Cli,
+    args: &ApplyArgs,
+    env: &Env,
+    out: &Out<'_>,
+    run: &mut report::Run,
+) -> Result<ExitCode, Error> {
+    let printer = out.printer;
     let now = resolve_now(None, env.now.as_deref()).map_err(Error::Usage)?;
     let policies = load_dir(&cli.policies)?;
     if args.plan_file.is_none() && !args.auto_approve && !std::io::stdin().is_terminal() {
@@ -66,12 +140,17 @@ pub async fn run(
         window: settle,
     };
     if let Some(path) = &args.plan_file {
-        return saved(cli, args, path, &policies, now, printer, locked).await;
+        return saved(cli, args, path, &policies, now, out, locked, run).await;
     }
     let (provider, observation) = locked.observe(cli, &policies, printer).await?;
     let region_failed = super::report_failures(&observation, &policies);
     let plan = planner::plan(&policies, &observation.inventory, now);
-    super::print_plan(&plan, Format::Text, cli, printer);
+    run.plan = Some(report::PlanId::of(&plan));
+    if out.json {
+        printer.note(&crate::plan::text::render(&plan, Default::default()));
+    } else {
+        super::print_plan(&plan, Format::Text, cli, printer);
+    }
     let failure_code = super::outcome(
         region_failed,
         args.fail_on_warning,
@@ -82,14 +161,17 @@ pub async fn run(
         return Ok(failure_code);
     }
     let (plan, held) = hold_mass_deletions(plan, args);
+    run.held_back = held;
+    let held = !run.held_back.is_empty();
     if !plan.has_changes() {
         return Ok(after_apply(ExitCode::Success, failure_code, held));
     }
     if !args.auto_approve && !confirmed()? {
         printer.note("Apply cancelled; nothing was changed.");
+        run.cancelled = true;
         return Ok(ExitCode::Invalid);
     }
-    let code = execute(&plan, provider, locked, printer).await;
+    let code = execute(&plan, provider, locked, out, run).await;
     Ok(after_apply(code, failure_code, held))
 }
 
@@ -108,32 +190,39 @@ fn after_apply(executed: ExitCode, observed: ExitCode, held: bool) -> ExitCode {
 /// The mass-deletion guard: when it trips, every deletion of the plan is
 /// held back and said so on stderr, and the creations go ahead; a guard that
 /// stopped due backups would turn a retention scare into missing backups.
-fn hold_mass_deletions(mut plan: Plan, args: &ApplyArgs) -> (Plan, bool) {
+fn hold_mass_deletions(mut plan: Plan, args: &ApplyArgs) -> (Plan, Vec<Change>) {
     let tripped = guard::violations(&plan, args.max_deletes);
     if tripped.is_empty() || args.allow_mass_delete {
-        return (plan, false);
+        return (plan, Vec::new());
     }
-    let held = plan.summary().delete;
-    plan.changes.retain(|c| !c.action.is_delete());
+    let (held, rest): (Vec<Change>, Vec<Change>) = std::mem::take(&mut plan.changes)
+        .into_iter()
+        .partition(|c| c.action.is_delete());
+    plan.changes = rest;
     eprintln!(
-        "warning: the mass-deletion guard held back all {held} deletion(s) of this plan; the due backups (and adoptions) are still made:\n  - {}\nNothing is deleted this run. If these deletions are intended (a shorter max_age, the first run after a long pause), run apply again with --allow-mass-delete.",
+        "warning: the mass-deletion guard held back all {} deletion(s) of this plan; the due backups (and adoptions) are still made:\n  - {}\nNothing is deleted this run. If these deletions are intended (a shorter max_age, the first run after a long pause), run apply again with --allow-mass-delete.",
+        held.len(),
         tripped.join("\n  - ")
     );
-    (plan, true)
+    (plan, held)
 }
 
 /// Applies a saved plan exactly, or nothing: what it touches is observed
 /// again first, and any difference refuses the whole plan.
+#[allow(clippy::too_many_arguments)]
 async fn saved(
     cli: &Cli,
     args: &ApplyArgs,
     path: &Path,
     policies: &PolicySet,
     now: DateTime<Utc>,
-    printer: &Printer,
+    out: &Out<'_>,
     locked: Held,
+    run: &mut report::Run,
 ) -> Result<ExitCode, Error> {
+    let printer = out.printer;
     let plan = super::read_plan_file(path)?;
+    run.plan = Some(report::PlanId::of(&plan));
     let max_age = parse_duration(&args.max_plan_age)
         .map_err(|e| Error::Usage(format!("invalid --max-plan-age: {e}")))?;
     let max_age = max_age
@@ -146,16 +235,19 @@ async fn saved(
     super::report_failures(&observation, policies);
     let differences = stale::differences(&plan, policies, &observation.inventory, now, max_age);
     if !differences.is_empty() {
+        run.refused = differences.clone();
         return Err(Error::StalePlan {
             path: path.to_path_buf(),
             differences,
         });
     }
     if !plan.has_changes() {
-        printer.result("No changes.\n");
+        out.result("No changes.\n");
         return Ok(ExitCode::Success);
     }
     let (plan, held) = hold_mass_deletions(plan, args);
+    run.held_back = held;
+    let held = !run.held_back.is_empty();
     let sum = plan.summary();
     printer.note(&format!(
         "Applying {}: {} to create, {} to delete.",
@@ -163,7 +255,7 @@ async fn saved(
         sum.create,
         sum.delete
     ));
-    let code = execute(&plan, provider, locked, printer).await;
+    let code = execute(&plan, provider, locked, out, run).await;
     Ok(after_apply(code, ExitCode::Success, held))
 }
 
@@ -171,8 +263,10 @@ async fn execute(
     plan: &Plan,
     provider: Arc<AwsProvider>,
     locked: Held,
-    printer: &Printer,
+    out: &Out<'_>,
+    run: &mut report::Run,
 ) -> ExitCode {
+    let printer = out.printer;
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = tokio::spawn(watch_interrupts(stop.clone()));
     let journaled = Arc::new(Journaled {
@@ -182,7 +276,7 @@ async fn execute(
     let report = apply(
         plan,
         journaled,
-        printer.progress(true),
+        printer.apply_progress(!out.json),
         stop.clone(),
         locked.pacing,
     )
@@ -199,31 +293,41 @@ async fn execute(
             Ok(_) => {}
         }
     }
-    if stop.load(Ordering::SeqCst) {
-        printer.result(&format!(
-            "Apply interrupted: {} created, {} deleted, {} failed, {} not started. Run apply again to finish.\n",
+    let adopted = match report.adopted() {
+        0 => String::new(),
+        n => format!(", {n} adopted"),
+    };
+    let interrupted = stop.load(Ordering::SeqCst);
+    let line = if interrupted {
+        format!(
+            "Apply interrupted: {} created, {} deleted{adopted}, {} failed, {} not started. Run apply again to finish.\n",
             report.created(),
             report.deleted(),
             report.failed(),
             report.not_started()
-        ));
-        return ExitCode::Interrupted;
-    }
-    let postponed = match report.postponed() {
-        0 => String::new(),
-        n => format!(", {n} postponed"),
+        )
+    } else {
+        let postponed = match report.postponed() {
+            0 => String::new(),
+            n => format!(", {n} postponed"),
+        };
+        format!(
+            "Apply complete: {} created, {} deleted{adopted}, {} failed{postponed}.\n",
+            report.created(),
+            report.deleted(),
+            report.failed()
+        )
     };
-    printer.result(&format!(
-        "Apply complete: {} created, {} deleted, {} failed{postponed}.\n",
-        report.created(),
-        report.deleted(),
-        report.failed()
-    ));
-    if report.failed() > 0 {
+    out.result(&line);
+    let code = if interrupted {
+        ExitCode::Interrupted
+    } else if report.failed() > 0 {
         ExitCode::Failure
     } else {
         ExitCode::Success
-    }
+    };
+    run.applied = Some(report);
+    code
 }
 
 /// What apply holds before it observes: the lock, what its previous holder

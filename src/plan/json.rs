@@ -623,7 +623,7 @@ fn change(c: &super::Change) -> JsonChange {
     let mut out = JsonChange {
         address: c.address(),
         actions: vec![c.action.verb().to_string()],
-        operation: String::new(),
+        operation: c.action.operation(),
         policy: c.policy.clone(),
         region: c.region.clone(),
         resource_type: c.action.resource_type().as_str().to_string(),
@@ -659,7 +659,6 @@ fn change(c: &super::Change) -> JsonChange {
         Action::CreateImage {
             name, reboot, tags, ..
         } => {
-            out.operation = "create_image".into();
             out.name = Some(name.clone());
             out.reboot = Some(*reboot);
             out.tags = Some(tags.clone());
@@ -671,7 +670,6 @@ fn change(c: &super::Change) -> JsonChange {
             tags,
             ..
         } => {
-            out.operation = "create_snapshots".into();
             out.volume_ids = Some(volume_ids.clone());
             out.exclude_boot_volume = Some(*exclude_boot_volume);
             out.exclude_data_volume_ids = Some(exclude_data_volume_ids.clone());
@@ -682,22 +680,16 @@ fn change(c: &super::Change) -> JsonChange {
             kept_snapshot_ids,
             ..
         } => {
-            out.operation = "deregister_image".into();
             out.snapshot_ids = Some(snapshot_ids.clone());
             out.kept_snapshot_ids = Some(kept_snapshot_ids.clone());
         }
-        Action::DeleteSnapshot { .. } => out.operation = "delete_snapshot".into(),
+        Action::DeleteSnapshot { .. } => {}
         Action::DeleteSnapshotSet { snapshot_ids, .. } => {
-            out.operation = "delete_snapshot_set".into();
             out.snapshot_ids = Some(snapshot_ids.clone());
         }
         Action::Adopt {
-            resource_type,
-            snapshot_ids,
-            tags,
-            ..
+            snapshot_ids, tags, ..
         } => {
-            out.operation = format!("adopt_{}", resource_type.as_str());
             out.snapshot_ids = (!snapshot_ids.is_empty()).then(|| snapshot_ids.clone());
             out.tags = Some(tags.clone());
         }

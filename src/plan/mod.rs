@@ -179,6 +179,18 @@ impl Action {
         }
     }
 
+    /// The JSON forms' name of the action (`create_image`, `adopt_snapshot`…).
+    pub fn operation(&self) -> String {
+        match self {
+            Action::CreateImage { .. } => "create_image".into(),
+            Action::CreateSnapshots { .. } => "create_snapshots".into(),
+            Action::DeregisterImage { .. } => "deregister_image".into(),
+            Action::DeleteSnapshot { .. } => "delete_snapshot".into(),
+            Action::DeleteSnapshotSet { .. } => "delete_snapshot_set".into(),
+            Action::Adopt { resource_type, .. } => format!("adopt_{}", resource_type.as_str()),
+        }
+    }
+
     /// Sorting and apply order: adoptions, creations, deletions.
     pub fn rank(&self) -> u8 {
         match self {

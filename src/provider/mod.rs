@@ -32,6 +32,35 @@ pub enum Done {
     Postponed(ProviderError),
 }
 
+tokio::task_local! {
+    /// The AWS request ids of the calls made while executing one change
+    /// (see [`crate::apply`]), for the apply report.
+    static REQUEST_IDS: std::sync::Mutex<Vec<String>>;
+}
+
+/// Records the request id of a call made for the change being executed;
+/// outside [`with_request_ids`], nothing.
+pub fn record_request_id(id: &str) {
+    let _ = REQUEST_IDS.try_with(|ids| {
+        if let Ok(mut ids) = ids.lock() {
+            ids.push(id.to_string());
+        }
+    });
+}
+
+/// Runs `work`, returning with its output the request ids recorded by the
+/// calls it made (interceptors run on the task that sends the call).
+pub async fn with_request_ids<T>(work: impl Future<Output = T>) -> (T, Vec<String>) {
+    REQUEST_IDS
+        .scope(std::sync::Mutex::new(Vec::new()), async {
+            let out = work.await;
+            let ids = REQUEST_IDS
+                .with(|ids| std::mem::take(&mut *ids.lock().unwrap_or_else(|p| p.into_inner())));
+            (out, ids)
+        })
+        .await
+}
+
 /// A failure of one call, worded for an operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderError {

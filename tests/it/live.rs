@@ -99,7 +99,7 @@ fn mutating_calls(calls: &Value) -> u64 {
     n
 }
 
-const DAILY_AMI: &str = r#"
+pub const DAILY_AMI: &str = r#"
 name = "web"
 [target]
 regions = ["us-east-1", "eu-west-1"]
@@ -939,7 +939,7 @@ fn spawn_apply_with(
         .unwrap()
 }
 
-fn interrupt(child: &std::process::Child) {
+pub fn interrupt(child: &std::process::Child) {
     let ok = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -19,6 +19,7 @@ mod performance;
 mod promises;
 mod properties;
 mod real_ec2;
+mod report;
 mod review;
 mod schedule;
 mod secrets;

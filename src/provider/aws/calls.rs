@@ -2,7 +2,8 @@
 //! (the SDK logs there too): action, region, attempt, outcome (HTTP status
 //! or what kept the answer from arriving), latency and request id. Shown on
 //! stderr at `-vv`, or with `RUST_LOG=backupctl=info`; never the request's
-//! headers or body, so never credentials or signatures.
+//! headers or body, so never credentials or signatures. The request ids
+//! also go to the apply report ([`crate::provider::record_request_id`]).
 //!
 //! Also how the SDK's retries treat a throttled deletion: see
 //! [`LeaveThrottlingToApply`].
@@ -54,6 +55,14 @@ impl Intercept for CallLog {
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        let answered_id = context.response().and_then(|r| {
+            ["x-amzn-requestid", "x-amz-request-id"]
+                .iter()
+                .find_map(|h| r.headers().get(*h))
+        });
+        if let Some(id) = answered_id {
+            crate::provider::record_request_id(id);
+        }
         if !tracing::enabled!(target: "backupctl::aws", tracing::Level::INFO) {
             return Ok(());
         }
@@ -63,14 +72,10 @@ impl Intercept for CallLog {
             .load::<Started>()
             .map_or(0, |s| s.0.elapsed().as_millis());
         let (outcome, request_id) = match context.response() {
-            Some(r) => {
-                let id = ["x-amzn-requestid", "x-amz-request-id"]
-                    .iter()
-                    .find_map(|h| r.headers().get(*h))
-                    .unwrap_or("-")
-                    .to_string();
-                (format!("HTTP {}", r.status().as_u16()), id)
-            }
+            Some(r) => (
+                format!("HTTP {}", r.status().as_u16()),
+                answered_id.unwrap_or("-").to_string(),
+            ),
             None => {
                 let why = match context.output_or_error() {
                     Some(Err(e)) if e.is_timeout_error() => "timeout",
