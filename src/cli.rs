@@ -93,6 +93,19 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Policy files from a molibackup YAML file or a backupViaTag command
+    /// line, each adopting that tool's backups; printed, or written with
+    /// --out DIR.
+    #[command(
+        name = "import-config",
+        after_help = "Examples:\n  backupctl import-config molibackup /etc/molibackup/molibackup.yaml\n  \
+backupctl import-config --out policies molibackup /etc/molibackup/molibackup.yaml\n  \
+backupctl import-config backupviatag --every \"1 day\" -- -t Backup:prodDaily -e \"+30 days\"\n\n\
+Each file made is checked as validate checks policies; any error writes nothing (exit 1). \
+Review the policies, then see the README's migration guide: backupctl plan shows what \
+they adopt before anything changes."
+    )]
+    ImportConfig(ImportArgs),
     /// Check every policy file and report every error (exit 1 on any).
     #[command(after_help = "Example:\n  backupctl --policies ./policies validate")]
     Validate,
@@ -253,6 +266,36 @@ pub struct ApplyArgs {
     /// lines (needs --auto-approve or PLANFILE).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(subcommand)]
+    pub from: ImportFrom,
+
+    /// Write the policy files into DIR (an existing file is never
+    /// overwritten) instead of printing them.
+    #[arg(long, value_name = "DIR", global = true)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportFrom {
+    /// A molibackup YAML configuration: one snapshot policy per job.
+    Molibackup {
+        /// The YAML file (molibackup's -c).
+        file: PathBuf,
+    },
+    /// A backupViaTag command line, after `--`: one AMI policy.
+    #[command(name = "backupviatag", alias = "backupViaTag")]
+    BackupViaTag {
+        /// How often it ran (its cron line is not part of its arguments).
+        #[arg(long, default_value = "1 day")]
+        every: String,
+        /// backupViaTag's arguments: -t Key:Value -e EXPIRY.
+        #[arg(last = true, required = true, value_name = "ARGS")]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

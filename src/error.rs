@@ -64,6 +64,8 @@ pub enum Error {
         path: PathBuf,
         differences: Vec<String>,
     },
+    /// An old tool's configuration that cannot be converted.
+    Import(Vec<String>),
 }
 
 impl Error {
@@ -73,7 +75,8 @@ impl Error {
             | Error::Policies(_)
             | Error::State { .. }
             | Error::PlanFile { .. }
-            | Error::StalePlan { .. } => ExitCode::Invalid,
+            | Error::StalePlan { .. }
+            | Error::Import(_) => ExitCode::Invalid,
             Error::Write { .. } | Error::Stdout(_) | Error::Aws(_) | Error::Locked { .. } => {
                 ExitCode::Failure
             }
@@ -103,6 +106,13 @@ impl fmt::Display for Error {
                 "refusing to apply {}: what it would touch changed since it was made:\n  - {}\nNothing was changed. Make a new plan (backupctl plan --out FILE), review it, and apply that.",
                 path.display(),
                 differences.join("\n  - ")
+            ),
+            Error::Import(errors) => write!(
+                f,
+                "{}\n{} error{} in the configuration to convert; no policy file was written",
+                errors.join("\n"),
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
             ),
             Error::Stdout(error) => write!(
                 f,

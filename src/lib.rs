@@ -19,6 +19,7 @@ pub mod error;
 pub mod forecast;
 pub mod guard;
 pub mod iam;
+pub mod import;
 pub mod inventory;
 pub mod lock;
 pub mod output;

@@ -4,6 +4,7 @@
 mod apply;
 mod diff;
 mod forecast;
+mod import;
 mod plan;
 mod show;
 mod state;
@@ -88,6 +89,7 @@ async fn run_command(cli: &Cli, env: &Env, printer: &Printer) -> Result<ExitCode
     let (cli, printer) = (cli, printer);
     match &cli.command {
         Command::Validate => validate::run(cli, printer),
+        Command::ImportConfig(args) => import::run(args, printer),
         Command::Plan(args) => plan::run(cli, args, env, printer).await,
         Command::Apply(args) => apply::run(cli, args, env, printer).await,
         Command::State(StateCommand::Pull {

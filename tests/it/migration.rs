@@ -255,3 +255,91 @@ fn the_old_tools_backups_are_adopted_once_then_follow_the_policy() {
         json!(["backupViaTag", "molibackup"])
     );
 }
+
+/// `import-config` on the old tools' documented examples: the files it
+/// writes validate, adopt, and plan the migration fixture's backups; a
+/// second run overwrites nothing.
+#[test]
+fn import_config_writes_policies_that_validate_and_never_overwrites() {
+    use crate::support::{backupctl, stdout};
+    let dir = crate::emulator::TempDir::new("import");
+    let out = dir.path().join("policies");
+    let out = out.to_str().unwrap();
+    let yaml = dir.path().join("molibackup.yaml");
+    std::fs::write(
+        &yaml,
+        "jobs:\n  db01:\n    module: ebs-snapshot\n    retention: 7\n    aws_region: us-east-1\n    \
+         accesskey_id: AKIAOLD\n    accesskey_secret: old-secret\n    instance_tag: Molibackup_enabled=true\n    \
+         volume_tag: Molibackup_enabled=true\n",
+    )
+    .unwrap();
+    let yaml = yaml.to_str().unwrap();
+    ok(&backupctl(&[
+        "import-config",
+        "--out",
+        out,
+        "molibackup",
+        yaml,
+    ]));
+    ok(&backupctl(&[
+        "import-config",
+        "--out",
+        out,
+        "backupviatag",
+        "--",
+        "-t",
+        "Backup:prodDaily",
+        "-e",
+        "+30 days",
+    ]));
+    let written = std::fs::read_to_string(dir.path().join("policies/db01.toml")).unwrap();
+    assert!(
+        !written.contains("AKIAOLD") && !written.contains("old-secret"),
+        "{written}"
+    );
+    let listed = backupctl(&["--policies", out, "validate"]);
+    ok(&listed);
+    assert!(
+        stdout(&listed).contains("2 policies valid"),
+        "{}",
+        stdout(&listed)
+    );
+    // The converted policies adopt the migration fixture's old backups.
+    let plan = backupctl(&[
+        "--policies",
+        out,
+        "plan",
+        "--state",
+        "fixtures/migration/inventory.json",
+        "--at",
+        "2026-11-22T06:00:00Z",
+        "--format",
+        "json",
+    ]);
+    ok(&plan);
+    let plan: Value = serde_json::from_str(&stdout(&plan)).unwrap();
+    assert_eq!(plan["summary"]["adopt"], 9, "{plan:#}");
+
+    let again = backupctl(&["import-config", "--out", out, "molibackup", yaml]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already exists: nothing was written"),
+        "{}",
+        stderr(&again)
+    );
+    let bad = backupctl(&[
+        "import-config",
+        "backupviatag",
+        "--",
+        "-t",
+        "Backup:x",
+        "-e",
+        "1.5 days",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("write \"36 hours\""),
+        "{}",
+        stderr(&bad)
+    );
+}
