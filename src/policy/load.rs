@@ -451,7 +451,7 @@ impl Validator<'_> {
         let Some(tool) = OldTool::parse(&from) else {
             self.err(
                 span,
-                format!("`adopt.from` is \"{from}\": expected \"backupViaTag\" (its AMIs) or \"molibackup\" (its snapshots), spelled so"),
+                format!("`adopt.from` is \"{from}\": backupctl adopts the backups of \"backupViaTag\" (its AMIs) or \"molibackup\" (its snapshots) only"),
             );
             return None;
         };

@@ -71,8 +71,11 @@ impl OldTool {
         }
     }
 
+    /// Any case: `backupviatag` is backupViaTag.
     pub fn parse(text: &str) -> Option<OldTool> {
-        Self::ALL.into_iter().find(|t| t.as_str() == text)
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(text.trim()))
     }
 }
 
