@@ -473,6 +473,33 @@ mod adoption {
         inv
     }
 
+    /// A first run after backupViaTag stopped deleting (its cron broken for
+    /// weeks): most of a source's adopted AMIs are due for deletion at once.
+    /// The guard sees them like any deletion; the adoptions are no deletion.
+    #[test]
+    fn the_guard_counts_the_deletions_of_adopted_backups() {
+        let mut images = Vec::new();
+        for (i, days) in [40, 41, 42, 43, 44, 0].into_iter().enumerate() {
+            let (image, _) = old_image(&format!("ami-{i:04}"), "i-0000000a", days, &date(-5));
+            images.push(image);
+        }
+        let inv = inventory(RegionInventory {
+            instances: vec![instance("i-0000000a", &[("vol-1", true)])],
+            images,
+            ..Default::default()
+        });
+        let p = plan(&set(&[ADOPTING]), &inv, now());
+        assert_eq!(adopted(&p).len(), 6, "{p:#?}");
+        assert_eq!(p.summary().delete, 5);
+        let tripped = crate::guard::violations(&p, None);
+        assert!(
+            tripped
+                .iter()
+                .any(|v| v.contains("would lose 5 of its 6 backups")),
+            "{tripped:?}"
+        );
+    }
+
     #[test]
     fn a_backup_two_policies_claim_is_adopted_by_neither() {
         let twin = ADOPTING.replace("name = \"web\"", "name = \"web2\"");
