@@ -858,33 +858,10 @@ fn the_iam_policy_allows_exactly_the_calls_backupctl_makes() {
     for d in 0..4 {
         ok(&apply(&emu, &policies, &day(d)));
     }
-    let mut used: BTreeSet<String> = BTreeSet::new();
-    for (_, actions) in emu.calls().as_object().unwrap() {
-        used.extend(
-            actions
-                .as_object()
-                .unwrap()
-                .keys()
-                .map(|a| format!("ec2:{a}")),
-        );
-    }
-    // Tags travel inside CreateImage/CreateSnapshots, but EC2 still checks
-    // ec2:CreateTags for them.
-    used.insert("ec2:CreateTags".into());
-
     let out = emu.run(&policies, &["iam-policy"], &[]);
     ok(&out);
     let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    let mut allowed: BTreeSet<String> = BTreeSet::new();
-    for s in doc["Statement"].as_array().unwrap() {
-        allowed.extend(
-            s["Action"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|a| a.as_str().unwrap().to_string()),
-        );
-    }
+    let (used, allowed) = calls_and_allowed(emu.calls(), &doc);
     assert_eq!(
         allowed, used,
         "the IAM policy must allow what is called, and nothing more"
@@ -917,6 +894,34 @@ fn the_iam_policy_allows_exactly_the_calls_backupctl_makes() {
         doc["Statement"][0]["Condition"]["StringEquals"]["aws:RequestedRegion"],
         json!(["eu-west-1", "us-east-1"])
     );
+}
+
+/// The EC2 actions the emulator saw (with `ec2:CreateTags`, which EC2
+/// checks for the tags of the creating calls too), and the actions the IAM
+/// policy `doc` allows.
+pub fn calls_and_allowed(calls: Value, doc: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut used: BTreeSet<String> = BTreeSet::new();
+    for (_, actions) in calls.as_object().unwrap() {
+        used.extend(
+            actions
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|a| format!("ec2:{a}")),
+        );
+    }
+    used.insert("ec2:CreateTags".into());
+    let mut allowed: BTreeSet<String> = BTreeSet::new();
+    for s in doc["Statement"].as_array().unwrap() {
+        allowed.extend(
+            s["Action"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string()),
+        );
+    }
+    (used, allowed)
 }
 
 /// Starts `apply --auto-approve` without waiting for it.

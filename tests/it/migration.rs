@@ -245,28 +245,8 @@ fn the_old_tools_backups_are_adopted_once_then_follow_the_policy() {
     ok(&iam);
     let doc: Value = serde_json::from_str(&crate::support::stdout(&iam)).unwrap();
     // Every call made since the adoption's apply, and nothing more, is
-    // allowed (CreateTags also covers the tags of the creating calls).
-    let mut used: BTreeSet<String> = BTreeSet::new();
-    for (_, actions) in emu.calls().as_object().unwrap() {
-        used.extend(
-            actions
-                .as_object()
-                .unwrap()
-                .keys()
-                .map(|a| format!("ec2:{a}")),
-        );
-    }
-    used.insert("ec2:CreateTags".into());
-    let mut allowed: BTreeSet<String> = BTreeSet::new();
-    for s in doc["Statement"].as_array().unwrap() {
-        allowed.extend(
-            s["Action"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|a| a.as_str().unwrap().to_string()),
-        );
-    }
+    // allowed.
+    let (used, allowed) = crate::live::calls_and_allowed(emu.calls(), &doc);
     assert_eq!(allowed, used);
     let adopt = doc["Statement"]
         .as_array()
