@@ -193,8 +193,10 @@ impl MemoryProvider {
                 tags,
                 ..
             } => {
-                // CreateTags checks every resource before tagging any.
-                let missing = std::iter::once(id).chain(snapshot_ids).find(|r| {
+                // The backup itself must exist. An image's snapshots may be
+                // missing here: an inventory that came from an observation
+                // holds no untagged snapshot, and they are tagged in EC2.
+                let missing = Some(id).filter(|r| {
                     !reg.images.iter().any(|i| &i.id == *r)
                         && !reg.snapshots.iter().any(|s| &s.id == *r)
                 });
