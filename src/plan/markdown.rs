@@ -16,8 +16,12 @@ pub fn render(plan: &Plan) -> String {
     if plan.has_changes() {
         let _ = writeln!(
             s,
-            "**{} to create, {} to delete**, {} blocked, {} orphaned (as of {at})\n",
-            sum.create, sum.delete, sum.blocked, sum.orphans
+            "**{} to create, {} to delete{}**, {} blocked, {} orphaned (as of {at})\n",
+            sum.create,
+            sum.delete,
+            super::adoptions_suffix(sum.adopt),
+            sum.blocked,
+            sum.orphans
         );
     } else {
         let _ = writeln!(
@@ -41,12 +45,7 @@ pub fn render(plan: &Plan) -> String {
     for ((policy, region), changes) in groups {
         let creates = changes.iter().filter(|c| c.action.is_create()).count();
         let deletes = changes.iter().filter(|c| c.action.is_delete()).count();
-        let adopts = changes.len() - creates - deletes;
-        let adopts = if adopts > 0 {
-            format!(", {adopts} to adopt")
-        } else {
-            String::new()
-        };
+        let adopts = super::adoptions_suffix(changes.len() - creates - deletes);
         let _ = writeln!(
             s,
             "<details><summary><code>{policy}</code> in <code>{region}</code>: {creates} to create, {deletes} to delete{adopts}</summary>\n"

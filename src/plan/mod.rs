@@ -398,6 +398,16 @@ pub struct Summary {
     pub out_of_scope: usize,
 }
 
+/// `", N to adopt"` after a plan's counts, or nothing when it adopts none
+/// (plans without adoptions read as they always did).
+pub fn adoptions_suffix(n: usize) -> String {
+    if n > 0 {
+        format!(", {n} to adopt")
+    } else {
+        String::new()
+    }
+}
+
 impl Plan {
     pub fn summary(&self) -> Summary {
         let count = |f: fn(&Action) -> bool| self.changes.iter().filter(|c| f(&c.action)).count();

@@ -146,11 +146,7 @@ pub fn render(plan: &Plan, opts: TextOptions) -> String {
                 "Plan: {} to create, {} to delete{}.",
                 summary.create,
                 summary.delete,
-                if summary.adopt > 0 {
-                    format!(", {} to adopt", summary.adopt)
-                } else {
-                    String::new()
-                }
+                super::adoptions_suffix(summary.adopt)
             ))
         );
     } else {
