@@ -25,7 +25,7 @@ use crate::output::Progress;
 use crate::plan::{Action, Change, Plan};
 use crate::provider::{Done, Provider, ProviderError};
 use crate::rate::{backoff, throttling, Buckets, Rates};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -277,7 +277,7 @@ where
                 .start(&region, changes.len() as u64, "applying");
             let mut done = Vec::with_capacity(changes.len());
             let mut failed = 0;
-            let mut not_adopted = Vec::new();
+            let mut not_adopted = HashSet::new();
             let mut rest = changes.as_slice();
             while let Some((_, first)) = rest.first() {
                 let p = phase(&first.action);
@@ -456,7 +456,7 @@ fn not_started() -> ProviderError {
 
 /// The backups whose adoption failed: not deleted by this run, whatever
 /// the plan says (they do not carry the ownership tags).
-fn failed_adoptions(outcomes: &[(usize, Outcome)]) -> Vec<String> {
+fn failed_adoptions(outcomes: &[(usize, Outcome)]) -> HashSet<String> {
     outcomes
         .iter()
         .filter(|(_, o)| o.result.is_err())
@@ -472,7 +472,7 @@ pub const NOT_ADOPTED: &str = "NotAdopted";
 async fn run_phase<P>(
     lane: &Arc<Lane<P>>,
     batch: &[(usize, Change)],
-    not_adopted: &[String],
+    not_adopted: &HashSet<String>,
 ) -> Vec<(usize, Outcome)>
 where
     P: Provider + Send + Sync + 'static,
@@ -484,7 +484,7 @@ where
             && change
                 .action
                 .target_id()
-                .is_some_and(|id| not_adopted.iter().any(|n| n == id));
+                .is_some_and(|id| not_adopted.contains(id));
         calls.spawn(async move {
             if lane.stopped() {
                 return (i, Outcome::not_started(change));

@@ -62,6 +62,11 @@ impl Tags {
         *self = Tags::from_map(&map);
     }
 
+    /// Sets every tag of `other`, replacing the values of keys both hold.
+    pub fn extend_from(&mut self, other: &Tags) {
+        *self = self.iter().chain(other.iter()).collect();
+    }
+
     pub fn remove(&mut self, key: &str) -> Option<String> {
         let mut map = self.to_map();
         let old = map.remove(key);

@@ -26,7 +26,7 @@ use crate::inventory::{
 use crate::plan::{Action, Change, Precondition, Reason, ReasonCode, ResourceType};
 use crate::policy::{tags, OldTool, Policy, PolicySet};
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeDelta, Utc};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What the adopting policies claim in one region.
 #[derive(Default)]
@@ -39,6 +39,12 @@ pub struct Adopted {
     /// One adoption per claimed backup.
     pub changes: Vec<Change>,
     pub warnings: Vec<String>,
+}
+
+/// A backup some adopting policy claims.
+enum Claimed<'a> {
+    Image(&'a Image),
+    Snapshot(&'a Snapshot),
 }
 
 struct Claim<'a> {
@@ -68,47 +74,52 @@ pub fn claims(
         .iter()
         .map(|v| (v.id.as_str(), &v.tags))
         .collect();
-    // Backup id -> every policy that claims it.
-    let mut claimed: BTreeMap<&str, Vec<Claim>> = BTreeMap::new();
+    // Backup id -> the backup, and every policy that claims it.
+    let mut claimed: BTreeMap<&str, (Claimed, Vec<Claim>)> = BTreeMap::new();
     for (policy, tool) in adopting {
         let selected = selection::select(policy, &inv.instances, &volume_tags, local);
         match tool {
             OldTool::BackupViaTag => {
-                for image in inv.images.iter().filter(|i| adoptable(&i.tags, tool)) {
-                    if image.state == ImageState::Deregistered {
-                        continue;
-                    }
-                    let Some(source) = backupviatag_source(image) else {
+                let instances: HashSet<&str> =
+                    selected.iter().map(|s| s.instance.id.as_str()).collect();
+                let images = inv.images.iter().filter(|i| adoptable(&i.tags, tool));
+                for image in images.filter(|i| i.state != ImageState::Deregistered) {
+                    let Some(source) = backupviatag_source(image).and_then(|s| instances.get(s))
+                    else {
                         continue;
                     };
-                    if let Some(s) = selected.iter().find(|s| s.instance.id == source) {
-                        claimed.entry(&image.id).or_default().push(Claim {
-                            policy,
-                            tool,
-                            source: &s.instance.id,
-                        });
-                    }
+                    let entry = claimed.entry(&image.id);
+                    let (_, claims) = entry.or_insert((Claimed::Image(image), Vec::new()));
+                    claims.push(Claim {
+                        policy,
+                        tool,
+                        source,
+                    });
                 }
             }
             OldTool::Molibackup => {
+                let owners: HashMap<&str, &str> = selected
+                    .iter()
+                    .flat_map(|s| s.volumes.iter().map(|v| (*v, s.instance.id.as_str())))
+                    .collect();
                 for snapshot in inv.snapshots.iter().filter(|s| adoptable(&s.tags, tool)) {
-                    let owner = selected
-                        .iter()
-                        .find(|s| s.volumes.contains(&snapshot.volume_id.as_str()));
-                    if let Some(s) = owner {
-                        claimed.entry(&snapshot.id).or_default().push(Claim {
-                            policy,
-                            tool,
-                            source: &s.instance.id,
-                        });
-                    }
+                    let Some(source) = owners.get(snapshot.volume_id.as_str()) else {
+                        continue;
+                    };
+                    let entry = claimed.entry(&snapshot.id);
+                    let (_, claims) = entry.or_insert((Claimed::Snapshot(snapshot), Vec::new()));
+                    claims.push(Claim {
+                        policy,
+                        tool,
+                        source,
+                    });
                 }
             }
         }
     }
     let snapshots: HashMap<&str, &Snapshot> =
         inv.snapshots.iter().map(|s| (s.id.as_str(), s)).collect();
-    for (id, claims) in claimed {
+    for (id, (backup, claims)) in claimed {
         if claims.len() > 1 {
             let names: Vec<&str> = claims.iter().map(|c| c.policy.name.as_str()).collect();
             out.warnings.push(format!(
@@ -119,11 +130,9 @@ pub fn claims(
             ));
             continue;
         }
-        let claim = &claims[0];
-        if let Some(image) = inv.images.iter().find(|i| i.id == id) {
-            out.adopt_image(region, claim, image, &snapshots);
-        } else if let Some(snapshot) = snapshots.get(id) {
-            out.adopt_snapshot(region, claim, snapshot);
+        match backup {
+            Claimed::Image(image) => out.adopt_image(region, &claims[0], image, &snapshots),
+            Claimed::Snapshot(snapshot) => out.adopt_snapshot(region, &claims[0], snapshot),
         }
     }
     out
@@ -183,7 +192,7 @@ impl Adopted {
                     tags: Tags::default(),
                 },
             };
-            merge(&mut snapshot.tags, &added);
+            snapshot.tags.extend_from(&added);
             self.snapshots.push(snapshot);
             snapshot_ids.push(sid.clone());
         }
@@ -205,7 +214,7 @@ impl Adopted {
             message,
         ));
         let mut adopted = image.clone();
-        merge(&mut adopted.tags, &added);
+        adopted.tags.extend_from(&added);
         self.images.push(adopted);
     }
 
@@ -225,14 +234,8 @@ impl Adopted {
             message,
         ));
         let mut adopted = snapshot.clone();
-        merge(&mut adopted.tags, &added);
+        adopted.tags.extend_from(&added);
         self.snapshots.push(adopted);
-    }
-}
-
-fn merge(to: &mut Tags, added: &Tags) {
-    for (k, v) in added.iter() {
-        to.insert(k, v);
     }
 }
 

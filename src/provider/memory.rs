@@ -208,20 +208,15 @@ impl MemoryProvider {
                     };
                     return Err(err(code, format!("{r} does not exist")));
                 }
-                let add = |to: &mut crate::inventory::Tags| {
-                    for (k, v) in tags.iter() {
-                        to.insert(k, v);
-                    }
-                };
                 for image in reg.images.iter_mut().filter(|i| &i.id == id) {
-                    add(&mut image.tags);
+                    image.tags.extend_from(tags);
                 }
                 for snapshot in reg
                     .snapshots
                     .iter_mut()
                     .filter(|s| &s.id == id || snapshot_ids.contains(&s.id))
                 {
-                    add(&mut snapshot.tags);
+                    snapshot.tags.extend_from(tags);
                 }
                 let mut ids = vec![id.clone()];
                 ids.extend(snapshot_ids.iter().cloned());
