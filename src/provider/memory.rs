@@ -196,17 +196,15 @@ impl MemoryProvider {
                 // The backup itself must exist. An image's snapshots may be
                 // missing here: an inventory that came from an observation
                 // holds no untagged snapshot, and they are tagged in EC2.
-                let missing = Some(id).filter(|r| {
-                    !reg.images.iter().any(|i| &i.id == *r)
-                        && !reg.snapshots.iter().any(|s| &s.id == *r)
-                });
-                if let Some(r) = missing {
-                    let code = if r.starts_with("ami-") {
+                let exists = reg.images.iter().any(|i| &i.id == id)
+                    || reg.snapshots.iter().any(|s| &s.id == id);
+                if !exists {
+                    let code = if id.starts_with("ami-") {
                         "InvalidAMIID.NotFound"
                     } else {
                         "InvalidSnapshot.NotFound"
                     };
-                    return Err(err(code, format!("{r} does not exist")));
+                    return Err(err(code, format!("{id} does not exist")));
                 }
                 for image in reg.images.iter_mut().filter(|i| &i.id == id) {
                     image.tags.extend_from(tags);
