@@ -49,6 +49,7 @@ mod tests {
 
     fn deletion(source: &str, id: &str, before: usize, after: usize) -> Change {
         Change {
+            account: None,
             policy: "p".into(),
             region: "us-east-1".into(),
             source: source.into(),

@@ -259,6 +259,7 @@ mod tests {
         Plan {
             inventory_fingerprint: "sha256:same".into(),
             changes: vec![Change {
+                account: None,
                 policy: "web".into(),
                 region: "us-east-1".into(),
                 source: "i-1".into(),

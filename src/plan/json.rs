@@ -20,13 +20,16 @@ use sha2::{Digest, Sha256};
 use std::io::Write;
 
 /// `major.minor`. Readers must refuse an unknown major version.
-pub const FORMAT_VERSION: &str = "1.4";
+pub const FORMAT_VERSION: &str = "1.5";
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JsonPlan {
     pub format_version: String,
     pub tool: JsonTool,
+    /// The accounts the plan spans (1.5); absent in a one-account plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<JsonAccount>,
     pub generated_at: String,
     pub policies_digest: String,
     pub inventory_fingerprint: String,
@@ -46,6 +49,14 @@ pub struct JsonPlan {
     pub checksum: String,
 }
 
+/// One account of a plan that spans accounts.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonAccount {
+    pub id: String,
+    pub name: String,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JsonTool {
@@ -56,6 +67,9 @@ pub struct JsonTool {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JsonChange {
+    /// The account, in plans that span accounts (1.5); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub address: String,
     /// `["create"]`, `["update"]` (adoptions, 1.4) or `["delete"]`, as in
     /// Terraform, so reviewers can grep.
@@ -138,6 +152,9 @@ pub struct JsonReason {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JsonKept {
+    /// The account, in plans that span accounts (1.5); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub policy: String,
     pub region: String,
     pub resource_type: String,
@@ -152,6 +169,9 @@ pub struct JsonKept {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JsonBlocked {
+    /// The account, in plans that span accounts (1.5); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub policy: String,
     pub region: String,
     pub resource_type: String,
@@ -167,6 +187,9 @@ pub struct JsonBlocked {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JsonOrphan {
+    /// The account, in plans that span accounts (1.5); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub policy: String,
     pub region: String,
     pub resource_type: String,
@@ -178,6 +201,9 @@ pub struct JsonOrphan {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JsonCovered {
+    /// The account, in plans that span accounts (1.5); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub policy: String,
     pub region: String,
     pub source: String,
@@ -211,6 +237,7 @@ fn reason(r: &Reason) -> JsonReason {
 
 fn orphan(o: &Orphan) -> JsonOrphan {
     JsonOrphan {
+        account: o.account.clone(),
         policy: o.policy.clone(),
         region: o.region.clone(),
         resource_type: o.resource_type.as_str().to_string(),
@@ -233,6 +260,14 @@ impl JsonPlan {
                 name: "backupctl".to_string(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
             },
+            accounts: plan
+                .accounts
+                .iter()
+                .map(|(id, name)| JsonAccount {
+                    id: id.clone(),
+                    name: name.clone(),
+                })
+                .collect(),
             generated_at: time(plan.generated_at),
             policies_digest: plan.policies_digest.clone(),
             inventory_fingerprint: plan.inventory_fingerprint.clone(),
@@ -241,6 +276,7 @@ impl JsonPlan {
                 .kept
                 .iter()
                 .map(|k| JsonKept {
+                    account: k.account.clone(),
                     policy: k.policy.clone(),
                     region: k.region.clone(),
                     resource_type: k.resource_type.as_str().to_string(),
@@ -254,6 +290,7 @@ impl JsonPlan {
                 .blocked
                 .iter()
                 .map(|b| JsonBlocked {
+                    account: b.account.clone(),
                     policy: b.policy.clone(),
                     region: b.region.clone(),
                     resource_type: "snapshot".to_string(),
@@ -271,6 +308,7 @@ impl JsonPlan {
                 .covered
                 .iter()
                 .map(|c| JsonCovered {
+                    account: c.account.clone(),
                     policy: c.policy.clone(),
                     region: c.region.clone(),
                     source: c.source.clone(),
@@ -319,7 +357,13 @@ impl JsonPlan {
             }
             w.write_all(b"]")
         }
-        w.write_all(b"{\"blocked\":")?;
+        w.write_all(b"{")?;
+        if !self.accounts.is_empty() {
+            w.write_all(b"\"accounts\":")?;
+            list(w, &self.accounts)?;
+            w.write_all(b",")?;
+        }
+        w.write_all(b"\"blocked\":")?;
         list(w, &self.blocked)?;
         w.write_all(b",\"changes\":")?;
         list(w, &self.changes)?;
@@ -444,6 +488,7 @@ impl JsonPlan {
             kept.push(Kept {
                 resource_type: resource(&k.resource_type)?,
                 reason: reason(k.reason)?,
+                account: k.account,
                 policy: k.policy,
                 region: k.region,
                 source: k.source,
@@ -455,6 +500,7 @@ impl JsonPlan {
         for b in self.blocked {
             blocked.push(Blocked {
                 reason: reason(b.reason)?,
+                account: b.account,
                 policy: b.policy,
                 region: b.region,
                 source: b.source,
@@ -467,6 +513,7 @@ impl JsonPlan {
             Ok(Orphan {
                 resource_type: resource(&o.resource_type)?,
                 created_at: time(&o.created_at)?,
+                account: o.account,
                 region: o.region,
                 id: o.id,
                 policy: o.policy,
@@ -489,6 +536,7 @@ impl JsonPlan {
             .map(|c| {
                 Ok(Covered {
                     resource_type: resource(&c.resource_type)?,
+                    account: c.account,
                     policy: c.policy,
                     region: c.region,
                     source: c.source,
@@ -506,6 +554,7 @@ impl JsonPlan {
             out_of_scope,
             warnings: self.warnings,
             covered,
+            accounts: self.accounts.into_iter().map(|a| (a.id, a.name)).collect(),
         })
     }
 }
@@ -606,6 +655,7 @@ fn change_from_json(
         }
     };
     Ok(Change {
+        account: c.account,
         policy: c.policy,
         region: c.region,
         source: c.source,
@@ -624,6 +674,7 @@ fn change(c: &super::Change) -> JsonChange {
         address: c.address(),
         actions: vec![c.action.verb().to_string()],
         operation: c.action.operation(),
+        account: c.account.clone(),
         policy: c.policy.clone(),
         region: c.region.clone(),
         resource_type: c.action.resource_type().as_str().to_string(),

@@ -38,11 +38,21 @@ pub fn render(plan: &Plan) -> String {
             if sum.delete == 1 { "" } else { "s" }
         );
     }
-    let mut groups: BTreeMap<(&str, &str), Vec<&Change>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&Option<String>, &str, &str), Vec<&Change>> = BTreeMap::new();
     for c in &plan.changes {
-        groups.entry((&c.policy, &c.region)).or_default().push(c);
+        groups
+            .entry((&c.account, &c.policy, &c.region))
+            .or_default()
+            .push(c);
     }
-    for ((policy, region), changes) in groups {
+    let mut heading: Option<&Option<String>> = None;
+    for ((account, policy, region), changes) in groups {
+        if heading != Some(account) {
+            heading = Some(account);
+            if let Some(label) = plan.account_label(account.as_ref()) {
+                let _ = writeln!(s, "#### Account {label}\n");
+            }
+        }
         let creates = changes.iter().filter(|c| c.action.is_create()).count();
         let deletes = changes.iter().filter(|c| c.action.is_delete()).count();
         let adopts = super::adoptions_suffix(changes.len() - creates - deletes);
@@ -69,9 +79,10 @@ pub fn render(plan: &Plan) -> String {
         for b in &plan.blocked {
             let _ = writeln!(
                 s,
-                "- snapshot `{}` of `{}` (`{}` in `{}`): used by {}",
+                "- snapshot `{}` of `{}` ({}`{}` in `{}`): used by {}",
                 b.snapshot_id,
                 b.source,
+                in_account(plan, b.account.as_ref()),
                 b.policy,
                 b.region,
                 b.image_ids
@@ -91,9 +102,10 @@ pub fn render(plan: &Plan) -> String {
         for o in &plan.orphans {
             let _ = writeln!(
                 s,
-                "- {} `{}` in `{}`, policy `{}`, created {}",
+                "- {} `{}` in {}`{}`, policy `{}`, created {}",
                 o.resource_type.as_str(),
                 o.id,
+                in_account(plan, o.account.as_ref()),
                 o.region,
                 o.policy,
                 o.created_at.format("%Y-%m-%d")
@@ -171,4 +183,11 @@ fn describe(c: &Change) -> (&'static str, String) {
             ),
         ),
     }
+}
+
+/// `"account prod (111111111111), "` before a region, in a plan that spans
+/// accounts.
+fn in_account(plan: &Plan, account: Option<&String>) -> String {
+    plan.account_label(account)
+        .map_or(String::new(), |label| format!("account {label}, "))
 }

@@ -35,11 +35,17 @@ pub struct Plan {
     /// Every source each policy backs up (whether or not a backup is due
     /// now), so that comparing two plans shows sources no longer backed up.
     pub covered: Vec<Covered>,
+    /// The accounts the plan spans, id to name (empty without an accounts
+    /// file).
+    pub accounts: std::collections::BTreeMap<String, String>,
 }
 
 /// One source that one policy backs up in one region.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Covered {
+    /// The account it is in, when the plan spans accounts (an accounts
+    /// file); `None` for the one account of the standard credential chain.
+    pub account: Option<String>,
     pub policy: String,
     pub region: String,
     pub source: String,
@@ -64,6 +70,9 @@ impl ResourceType {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
+    /// The account it is in, when the plan spans accounts (an accounts
+    /// file); `None` for the one account of the standard credential chain.
+    pub account: Option<String>,
     pub policy: String,
     pub region: String,
     /// The instance the backup is taken from (or was, for deletions).
@@ -257,6 +266,7 @@ impl Plan {
             out_of_scope: Vec::new(),
             warnings: Vec::new(),
             covered: Vec::new(),
+            accounts: Default::default(),
         }
     }
 }
@@ -264,8 +274,10 @@ impl Plan {
 impl Change {
     /// A stable, unique name for the change: `policy/region/source/what`,
     /// where `what` is `new-image`, `new-snapshots`, the id being deleted or
-    /// `adopt-<id>`.
+    /// `adopt-<id>`; in a plan that spans accounts, the account id comes
+    /// first (`account/policy/...`), so addresses stay unique.
     pub fn address(&self) -> String {
+        let adopt;
         let what = match &self.action {
             Action::CreateImage { .. } => "new-image",
             Action::CreateSnapshots { .. } => "new-snapshots",
@@ -273,10 +285,18 @@ impl Change {
             Action::DeleteSnapshot { snapshot_id } => snapshot_id,
             Action::DeleteSnapshotSet { set_id, .. } => set_id,
             Action::Adopt { id, .. } => {
-                return format!("{}/{}/{}/adopt-{id}", self.policy, self.region, self.source)
+                adopt = format!("adopt-{id}");
+                &adopt
             }
         };
-        format!("{}/{}/{}/{}", self.policy, self.region, self.source, what)
+        let account = self
+            .account
+            .as_ref()
+            .map_or(String::new(), |a| format!("{a}/"));
+        format!(
+            "{account}{}/{}/{}/{what}",
+            self.policy, self.region, self.source
+        )
     }
 }
 
@@ -352,6 +372,9 @@ pub struct Reason {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Kept {
+    /// The account it is in, when the plan spans accounts (an accounts
+    /// file); `None` for the one account of the standard credential chain.
+    pub account: Option<String>,
     pub policy: String,
     pub region: String,
     pub source: String,
@@ -365,6 +388,9 @@ pub struct Kept {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Blocked {
+    /// The account it is in, when the plan spans accounts (an accounts
+    /// file); `None` for the one account of the standard credential chain.
+    pub account: Option<String>,
     pub policy: String,
     pub region: String,
     pub source: String,
@@ -378,6 +404,9 @@ pub struct Blocked {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Orphan {
+    /// The account it is in, when the plan spans accounts (an accounts
+    /// file); `None` for the one account of the standard credential chain.
+    pub account: Option<String>,
     pub region: String,
     pub resource_type: ResourceType,
     pub id: String,
@@ -423,5 +452,69 @@ impl Plan {
 
     pub fn has_changes(&self) -> bool {
         !self.changes.is_empty()
+    }
+
+    /// How an item's account is named to people: `name (id)`; `None` in a
+    /// one-account plan.
+    pub fn account_label(&self, account: Option<&String>) -> Option<String> {
+        let id = account?;
+        Some(match self.accounts.get(id) {
+            Some(name) if name != id => format!("{name} ({id})"),
+            _ => id.clone(),
+        })
+    }
+
+    /// Marks every item of this one-account plan as `account`'s, and its
+    /// warnings with the account's name, before it joins the plans of the
+    /// other accounts (see [`Plan::merge`]).
+    pub fn in_account(mut self, id: &str, name: &str) -> Plan {
+        self.accounts.insert(id.to_string(), name.to_string());
+        let id = Some(id.to_string());
+        for c in &mut self.changes {
+            c.account.clone_from(&id);
+        }
+        for k in &mut self.kept {
+            k.account.clone_from(&id);
+        }
+        for b in &mut self.blocked {
+            b.account.clone_from(&id);
+        }
+        for o in self.orphans.iter_mut().chain(&mut self.out_of_scope) {
+            o.account.clone_from(&id);
+        }
+        for c in &mut self.covered {
+            c.account.clone_from(&id);
+        }
+        for w in &mut self.warnings {
+            *w = format!("account {name}: {w}");
+        }
+        self
+    }
+
+    /// Joins the plans of several accounts (each made with
+    /// [`Plan::in_account`]) into one, for one clock. Each list stays in
+    /// its documented order, accounts first. `policies_digest` names the
+    /// policies and the accounts they were planned for; the inventory's
+    /// fingerprint becomes a digest of the parts'.
+    pub fn merge(generated_at: DateTime<Utc>, policies_digest: String, parts: Vec<Plan>) -> Plan {
+        use sha2::{Digest, Sha256};
+        let mut out = Plan::empty(generated_at);
+        let mut inventory = Sha256::new();
+        let mut parts = parts;
+        parts.sort_by(|a, b| a.accounts.keys().next().cmp(&b.accounts.keys().next()));
+        for part in parts {
+            inventory.update(part.inventory_fingerprint.as_bytes());
+            out.changes.extend(part.changes);
+            out.kept.extend(part.kept);
+            out.blocked.extend(part.blocked);
+            out.orphans.extend(part.orphans);
+            out.out_of_scope.extend(part.out_of_scope);
+            out.warnings.extend(part.warnings);
+            out.covered.extend(part.covered);
+            out.accounts.extend(part.accounts);
+        }
+        out.policies_digest = policies_digest;
+        out.inventory_fingerprint = format!("sha256:{:x}", inventory.finalize());
+        out
     }
 }

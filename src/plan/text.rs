@@ -54,8 +54,16 @@ pub fn render(plan: &Plan, opts: TextOptions) -> String {
         let _ = writeln!(s, "backupctl plan as of {at}:");
     }
 
+    let mut account: Option<&Option<String>> = None;
     let mut group: Option<(&str, &str)> = None;
     for c in &plan.changes {
+        if account != Some(&c.account) {
+            account = Some(&c.account);
+            group = None;
+            if let Some(label) = plan.account_label(c.account.as_ref()) {
+                let _ = writeln!(s, "\n{}", p.bold(&format!("Account {label}:")));
+            }
+        }
         if group != Some((&c.policy, &c.region)) {
             group = Some((&c.policy, &c.region));
             let _ = writeln!(s, "\n  {}", p.bold(&format!("{} / {}", c.policy, c.region)));
@@ -86,10 +94,11 @@ pub fn render(plan: &Plan, opts: TextOptions) -> String {
         for b in &plan.blocked {
             let _ = writeln!(
                 s,
-                "  {} snapshot {} of {} ({} / {})\n        {}",
+                "  {} snapshot {} of {} ({}{} / {})\n        {}",
                 p.yellow("!"),
                 b.snapshot_id,
                 b.source,
+                in_account(plan, b.account.as_ref()),
                 b.policy,
                 b.region,
                 b.reason.message
@@ -107,6 +116,7 @@ pub fn render(plan: &Plan, opts: TextOptions) -> String {
     orphan_list(
         &mut s,
         &p,
+        plan,
         &plan.orphans,
         "Orphans (their policy is not in the set; never deleted):",
         opts.verbose,
@@ -114,6 +124,7 @@ pub fn render(plan: &Plan, opts: TextOptions) -> String {
     orphan_list(
         &mut s,
         &p,
+        plan,
         &plan.out_of_scope,
         "Out of scope (their policy does not target this region; never deleted there):",
         opts.verbose,
@@ -121,11 +132,12 @@ pub fn render(plan: &Plan, opts: TextOptions) -> String {
 
     if opts.verbose && !plan.kept.is_empty() {
         let _ = writeln!(s, "\nKept:");
-        let mut group: Option<(&str, &str)> = None;
+        let mut group: Option<(&Option<String>, &str, &str)> = None;
         for k in &plan.kept {
-            if group != Some((&k.policy, &k.region)) {
-                group = Some((&k.policy, &k.region));
-                let _ = writeln!(s, "  {} / {}", k.policy, k.region);
+            if group != Some((&k.account, &k.policy, &k.region)) {
+                group = Some((&k.account, &k.policy, &k.region));
+                let at = in_account(plan, k.account.as_ref());
+                let _ = writeln!(s, "  {at}{} / {}", k.policy, k.region);
             }
             let what = match k.snapshot_ids.len() {
                 0 => format!("{} {}", k.resource_type.as_str(), k.id),
@@ -159,7 +171,21 @@ pub fn render(plan: &Plan, opts: TextOptions) -> String {
 /// a long orphan list must not bury the warnings and the summary.
 pub const LIST_LIMIT: usize = 5;
 
-fn orphan_list(s: &mut String, p: &Paint, list: &[Orphan], title: &str, verbose: bool) {
+/// `"prod (111111111111) / "` before a policy's name, in a plan that spans
+/// accounts.
+fn in_account(plan: &Plan, account: Option<&String>) -> String {
+    plan.account_label(account)
+        .map_or(String::new(), |label| format!("{label} / "))
+}
+
+fn orphan_list(
+    s: &mut String,
+    p: &Paint,
+    plan: &Plan,
+    list: &[Orphan],
+    title: &str,
+    verbose: bool,
+) {
     if list.is_empty() {
         return;
     }
@@ -170,9 +196,10 @@ fn orphan_list(s: &mut String, p: &Paint, list: &[Orphan], title: &str, verbose:
         let source = o.source.as_deref().unwrap_or("unknown source");
         let _ = writeln!(
             s,
-            "  ? {} {} in {}: policy \"{}\", source {source}, created {created}",
+            "  ? {} {} in {}{}: policy \"{}\", source {source}, created {created}",
             o.resource_type.as_str(),
             o.id,
+            in_account(plan, o.account.as_ref()),
             o.region,
             o.policy
         );
@@ -276,6 +303,7 @@ mod tests {
     fn plan() -> Plan {
         Plan {
             changes: vec![Change {
+                account: None,
                 policy: "p".into(),
                 region: "us-east-1".into(),
                 source: "i-1".into(),

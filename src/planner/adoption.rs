@@ -249,6 +249,7 @@ fn adoption(
     message: String,
 ) -> Change {
     Change {
+        account: None,
         policy: claim.policy.name.clone(),
         region: region.to_string(),
         source: claim.source.to_string(),

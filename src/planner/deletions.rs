@@ -68,6 +68,7 @@ impl<'a> Deletions<'a> {
         let mut deleted = vec![0usize; group_sizes.len()];
         let mut changes: Vec<(Change, usize)> = Vec::new();
         let change = |policy: &str, unit: &Unit, action: Action, reason: Reason| Change {
+            account: None,
             policy: policy.to_string(),
             region: region.to_string(),
             source: display_source(unit.source().unwrap_or("")),
@@ -97,6 +98,7 @@ impl<'a> Deletions<'a> {
                             ""
                         };
                         out.blocked.push(Blocked {
+                            account: None,
                             policy: policy.to_string(),
                             region: region.to_string(),
                             source: display_source(unit.source().unwrap_or("")),

@@ -84,6 +84,7 @@ pub fn plan(
         }
         let unit = Unit::Legacy(snapshot);
         out.changes.push(Change {
+            account: None,
             policy: policy.name.clone(),
             region: region.to_string(),
             source: display_source(source),

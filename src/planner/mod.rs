@@ -230,6 +230,7 @@ impl<'a> RegionPlan<'a, '_> {
         for selected in &selection {
             if policy.backup.kind == Kind::Ami || !selected.volumes.is_empty() {
                 self.out.covered.push(Covered {
+                    account: None,
                     policy: policy.name.clone(),
                     region: self.region.to_string(),
                     source: selected.instance.id.clone(),
@@ -292,6 +293,7 @@ impl<'a> RegionPlan<'a, '_> {
             Kind::Snapshot => self.snapshot_creation(policy, instance, &selected.volumes),
         };
         Some(Change {
+            account: None,
             policy: policy.name.clone(),
             region: self.region.to_string(),
             source: instance.id.clone(),
@@ -423,6 +425,7 @@ impl<'a> RegionPlan<'a, '_> {
             Unit::Set(_) | Unit::Legacy(_) => ResourceType::Snapshot,
         };
         self.out.kept.push(Kept {
+            account: None,
             policy: policy.name.clone(),
             region: self.region.to_string(),
             source: display_source(source),

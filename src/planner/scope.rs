@@ -46,6 +46,7 @@ pub fn out_of_scope(policy: &Policy, region: &str, index: &RegionIndex) -> Vec<O
 /// A backup listed but never touched: an orphan or an out-of-scope backup.
 pub fn entry<B: Backup>(region: &str, rt: ResourceType, b: &B, policy: &str) -> Orphan {
     Orphan {
+        account: None,
         region: region.to_string(),
         resource_type: rt,
         id: b.id().to_string(),
