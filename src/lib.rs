@@ -12,6 +12,7 @@
 //! Only loading, observing, applying and the CLI do IO. The planner (and
 //! `retention`, which it uses) is a pure function with the clock passed in.
 
+pub mod accounts;
 pub mod apply;
 pub mod cli;
 pub mod commands;

@@ -109,7 +109,11 @@ pub fn load_dir(dir: &Path) -> Result<PolicySet, LoadError> {
         let path = entry.map_err(io(dir))?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if name.ends_with(".toml") && !name.starts_with('.') && path.is_file() {
-            files.push(path);
+            // The accounts file is not a policy (see `crate::accounts`);
+            // it is read on its own, and its digest joins the policies'.
+            if name != crate::accounts::FILE_NAME {
+                files.push(path);
+            }
         }
     }
     if files.is_empty() {
@@ -189,7 +193,7 @@ pub fn parse_policy(path: &Path, text: &str) -> Result<(Policy, Range<usize>), V
 
 /// serde speaks of fields, variants and Rust types; operators think in TOML
 /// keys, values, numbers and lists.
-fn toml_message(message: &str) -> String {
+pub(crate) fn toml_message(message: &str) -> String {
     [
         ("invalid type: ", "wrong type: found "),
         ("missing field", "missing required key"),
@@ -209,7 +213,12 @@ fn toml_message(message: &str) -> String {
     })
 }
 
-fn error_at(path: &Path, text: &str, span: Range<usize>, message: String) -> PolicyError {
+pub(crate) fn error_at(
+    path: &Path,
+    text: &str,
+    span: Range<usize>,
+    message: String,
+) -> PolicyError {
     let start = span.start.min(text.len());
     let before = &text[..start];
     let line = before.matches('\n').count() + 1;
@@ -349,8 +358,33 @@ impl Validator<'_> {
                 exclude_boot_volume = *b.get_ref();
             }
         }
+        let accounts = raw
+            .accounts
+            .map(|list| {
+                if list.get_ref().is_empty() {
+                    self.err(list.span(), "`accounts` is empty: list account ids or names from the accounts file, or remove the key to select every account");
+                }
+                let mut out: Vec<String> = Vec::new();
+                for a in list.into_inner() {
+                    let span = a.span();
+                    let a = a.into_inner();
+                    if out.contains(&a) {
+                        self.err(span, format!("account \"{a}\" is listed twice"));
+                    } else {
+                        out.push(a);
+                    }
+                }
+                out
+            })
+            .unwrap_or_default();
+        let account_tags = raw
+            .account_tags
+            .map(|t| self.selector_tags(t, "account_tags"))
+            .unwrap_or_default();
         Target {
             regions,
+            accounts,
+            account_tags,
             instance_tags,
             instance_ids,
             volume_tags,
@@ -507,7 +541,7 @@ fn valid_policy_name(name: &str) -> bool {
 }
 
 /// `us-east-1`, `us-gov-west-1`, `ap-southeast-2`, `us-isob-east-1`.
-fn valid_region(name: &str) -> bool {
+pub(crate) fn valid_region(name: &str) -> bool {
     let parts: Vec<&str> = name.split('-').collect();
     parts.len() >= 3
         && parts[0].len() == 2

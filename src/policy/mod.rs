@@ -12,6 +12,7 @@ mod load;
 mod raw;
 
 pub use duration::{human_age, parse_duration, parse_max_age, Duration, MaxAge, Unit};
+pub(crate) use load::{error_at, toml_message, valid_region};
 pub use load::{load_dir, parse_policy, LoadError, PolicyError};
 
 use std::collections::BTreeMap;
@@ -152,6 +153,11 @@ pub enum InstanceRef {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     pub regions: Regions,
+    /// Ids or names from the accounts file; empty means every account.
+    pub accounts: Vec<String>,
+    /// Account tags (from the accounts file) that must match; empty means
+    /// no condition.
+    pub account_tags: BTreeMap<String, TagMatch>,
     /// Empty means "no tag condition".
     pub instance_tags: BTreeMap<String, TagMatch>,
     /// `None` means "no id condition".

@@ -29,6 +29,8 @@ pub(super) struct RawAdopt {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTarget {
     pub regions: Spanned<Vec<Spanned<String>>>,
+    pub accounts: Option<Spanned<Vec<Spanned<String>>>>,
+    pub account_tags: Option<Tags>,
     pub instance_tags: Option<Tags>,
     pub instance_ids: Option<Spanned<Vec<Spanned<String>>>>,
     pub volume_tags: Option<Tags>,
