@@ -8,7 +8,7 @@
 //! policy (every error with its line), and it is part of what a saved plan
 //! was made from: editing it makes a saved plan stale.
 
-use crate::policy::{tags_match, LoadError, PolicyError, PolicySet};
+use crate::policy::{tags_match, LoadError, PolicyError, PolicySet, Regions};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -296,13 +296,31 @@ impl AccountSet {
         named && tags_match(&target.account_tags, &tag_set(&account.tags))
     }
 
-    /// The policies that act in `account`, as a set of their own (same
-    /// digest): what that account is planned with.
+    /// The policy set as it acts in `account`: a policy that does not
+    /// select the account targets no region there, and the others only the
+    /// account's regions. Every policy stays in the set, so that the
+    /// backups of one that does not act here are out of its scope (never
+    /// deleted) rather than orphans.
     pub fn policies_for(account: &Account, policies: &PolicySet) -> PolicySet {
         let mut out = policies.clone();
-        out.policies
-            .retain(|p| AccountSet::selects(account, &p.target));
+        for p in &mut out.policies {
+            if !AccountSet::selects(account, &p.target) {
+                p.target.regions = Regions::List(Vec::new());
+            } else if let (Some(allowed), Regions::List(list)) =
+                (&account.regions, &mut p.target.regions)
+            {
+                list.retain(|r| allowed.contains(r));
+            }
+        }
         out
+    }
+
+    /// Whether any enabled policy acts in `account`: one that none does is
+    /// not even entered (no role is assumed in it).
+    pub fn acted_in(account: &Account, policies: &PolicySet) -> bool {
+        AccountSet::policies_for(account, policies)
+            .enabled()
+            .any(|p| p.target.regions != Regions::List(Vec::new()))
     }
 
     /// Checks that every account a policy names is in the file: a name

@@ -154,7 +154,8 @@ impl Outcome {
         Outcome::skipped(change, not_started())
     }
 
-    fn skipped(change: Change, error: ProviderError) -> Outcome {
+    /// Not tried, for `error`'s reason.
+    pub fn skipped(change: Change, error: ProviderError) -> Outcome {
         Outcome {
             change,
             result: Err(error),

@@ -28,6 +28,19 @@ pub struct Cli {
     )]
     pub policies: PathBuf,
 
+    /// The accounts file (default: accounts.toml in the policy directory,
+    /// if there is one). With one, every listed account is planned and
+    /// applied through the role the file names; see the README's "Many
+    /// accounts".
+    #[arg(long, global = true, env = "BACKUPCTL_ACCOUNTS", value_name = "FILE")]
+    pub accounts: Option<PathBuf>,
+
+    /// Accounts worked in at once, with an accounts file (regions inside
+    /// each account are always in parallel).
+    #[arg(long, global = true, env = "BACKUPCTL_MAX_ACCOUNTS", value_name = "N",
+          default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub max_accounts: u64,
+
     /// Never colour the output (also: the NO_COLOR environment variable).
     #[arg(long, global = true)]
     pub no_color: bool,

@@ -17,6 +17,7 @@ pub mod apply;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod fleet;
 pub mod forecast;
 pub mod guard;
 pub mod iam;

@@ -65,10 +65,39 @@ pub struct Leftover {
     pub in_flight: usize,
     /// How long to wait before observing, so those calls have landed.
     pub wait: Duration,
-    /// The backups it made, as `region/Name tag`.
+    /// The backups it made, as `region/Name tag`, or
+    /// `account:region/Name tag` in a plan that spans accounts.
     pub made: Vec<String>,
     /// How long ago its journal was last written.
     pub since: Duration,
+}
+
+impl Leftover {
+    /// The backups it made in `account` (`None`: the one account of the
+    /// standard credential chain), as `region/Name tag`.
+    pub fn made_in(&self, account: Option<&str>) -> Vec<String> {
+        self.made
+            .iter()
+            .filter_map(|k| match (k.split_once(':'), account) {
+                (Some((a, rest)), Some(id)) if a == id => Some(rest.to_string()),
+                (None, None) => Some(k.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Whether a journaled backup (`region/Name tag`) shows in the inventory.
+/// One in a region no longer observed cannot be checked, and does not count.
+pub fn shows(inventory: &crate::inventory::Inventory, key: &str) -> bool {
+    let Some((region, name)) = key.split_once('/') else {
+        return true;
+    };
+    let Some(r) = inventory.regions.get(region) else {
+        return true;
+    };
+    let named = |tags: &crate::inventory::Tags| tags.get(crate::policy::tags::NAME) == Some(name);
+    r.images.iter().any(|i| named(&i.tags)) || r.snapshots.iter().any(|s| named(&s.tags))
 }
 
 /// Where the lock of a policy directory lives: the same file for every

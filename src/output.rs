@@ -198,3 +198,34 @@ impl Progress for Bars {
         }
     }
 }
+
+/// The progress of one account among several: its lines are named
+/// `account / region`, so two accounts' `us-east-1` stay apart.
+pub struct InAccount {
+    pub inner: Arc<dyn Progress>,
+    pub name: String,
+}
+
+impl InAccount {
+    fn key(&self, key: &str) -> String {
+        format!("{} / {key}", self.name)
+    }
+}
+
+impl Progress for InAccount {
+    fn start(&self, key: &str, total: u64, message: &str) {
+        self.inner.start(&self.key(key), total, message);
+    }
+
+    fn advance(&self, key: &str) {
+        self.inner.advance(&self.key(key));
+    }
+
+    fn finish(&self, key: &str, message: &str) {
+        self.inner.finish(&self.key(key), message);
+    }
+
+    fn outcome(&self, line: &str) {
+        self.inner.outcome(line);
+    }
+}

@@ -17,12 +17,16 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 /// `major.minor`.
-pub const FORMAT_VERSION: &str = "1.0";
+pub const FORMAT_VERSION: &str = "1.1";
 
 /// One line for a person: what happened to one change.
 pub fn line(o: &Outcome) -> String {
     let c = &o.change;
-    let of = format!("of {} ({} / {})", c.source, c.policy, c.region);
+    let account = c
+        .account
+        .as_ref()
+        .map_or(String::new(), |a| format!("{a} / "));
+    let of = format!("of {} ({account}{} / {})", c.source, c.policy, c.region);
     match &o.result {
         Ok(Done::Created(ids)) => format!("+ created {} {of}", ids.join(", ")),
         Ok(Done::Deleted(ids)) => format!("- deleted {} {of}", ids.join(", ")),
@@ -106,6 +110,9 @@ pub struct JsonOutcome {
     pub address: String,
     pub actions: Vec<String>,
     pub operation: String,
+    /// The account, in plans that span accounts (1.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub policy: String,
     pub region: String,
     pub source: String,
@@ -179,6 +186,7 @@ fn planned(c: &Change, outcome: &str) -> JsonOutcome {
         address: c.address(),
         actions: vec![c.action.verb().to_string()],
         operation: c.action.operation(),
+        account: c.account.clone(),
         policy: c.policy.clone(),
         region: c.region.clone(),
         source: c.source.clone(),

@@ -30,9 +30,23 @@ pub fn differences(
     now: DateTime<Utc>,
     max_age: TimeDelta,
 ) -> Vec<String> {
+    let mut out = header(saved, &policies.digest, now, max_age);
+    let fresh = planner::plan(policies, observed, saved.generated_at);
+    out.extend(changes_differ(&saved.changes, &fresh, policies, observed));
+    out
+}
+
+/// What makes the whole saved plan stale, whatever its changes: other
+/// policies (`digest` is theirs now: [`PolicySet::digest`], or
+/// [`crate::accounts::AccountSet::digest_with`] with an accounts file), or
+/// its age.
+pub fn header(saved: &Plan, digest: &str, now: DateTime<Utc>, max_age: TimeDelta) -> Vec<String> {
     let mut out = Vec::new();
-    if saved.policies_digest != policies.digest {
-        out.push("the policy files changed since the plan was made".to_string());
+    if saved.policies_digest != digest {
+        out.push(
+            "the policy files changed since the plan was made (an accounts file is one of them)"
+                .to_string(),
+        );
     }
     let made = saved.generated_at;
     if now - made > max_age {
@@ -47,14 +61,25 @@ pub fn differences(
             made.to_rfc3339()
         ));
     }
-    let fresh = planner::plan(policies, observed, made);
+    out
+}
+
+/// Why each of `saved`'s changes is not what `fresh` (planned at the
+/// saved plan's time on `observed`) would make; empty when all hold.
+pub fn changes_differ<'a>(
+    saved: impl IntoIterator<Item = &'a Change>,
+    fresh: &Plan,
+    policies: &PolicySet,
+    observed: &Inventory,
+) -> Vec<String> {
+    let mut out = Vec::new();
     let by_address: HashMap<String, &Change> =
         fresh.changes.iter().map(|c| (c.address(), c)).collect();
-    for c in &saved.changes {
+    for c in saved {
         let address = c.address();
         let why = match by_address.get(&address) {
             Some(now) => changed(c, now),
-            None => Some(missing(c, &fresh, policies, observed)),
+            None => Some(missing(c, fresh, policies, observed)),
         };
         if let Some(why) = why {
             out.push(format!("{address}: {why}"));

@@ -5,8 +5,8 @@ use super::Env;
 use crate::apply::{apply, Pacing, NOT_STARTED};
 use crate::cli::{resolve_now, ApplyArgs, Cli, Format};
 use crate::error::{Error, ExitCode};
+use crate::fleet::Fleet;
 use crate::guard;
-use crate::inventory::{Inventory, Tags};
 use crate::lock::{self, ApplyLock, Leftover};
 use crate::output::{Printer, Progress};
 use crate::plan::{Action, Change, Plan};
@@ -18,6 +18,7 @@ use crate::rate::Rates;
 use crate::report;
 use crate::stale;
 use chrono::{DateTime, TimeDelta, Utc};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -108,6 +109,7 @@ async fn run_recorded(
     let printer = out.printer;
     let now = resolve_now(None, env.now.as_deref()).map_err(Error::Usage)?;
     let policies = load_dir(&cli.policies)?;
+    let accounts = super::accounts(cli, &policies)?;
     if args.plan_file.is_none() && !args.auto_approve && !std::io::stdin().is_terminal() {
         return Err(Error::Usage(
             "apply asks for confirmation, but stdin is not a terminal; review the plan (backupctl plan) and re-run with --auto-approve, as schedulers and CI should".into(),
@@ -139,12 +141,52 @@ async fn run_recorded(
         leftover,
         window: settle,
     };
+    if let Some(accounts) = accounts {
+        let fleet = Fleet::new(
+            AwsProvider::new(&super::aws_options(cli)?).await,
+            accounts,
+            cli.max_accounts as usize,
+        );
+        if let Some(path) = &args.plan_file {
+            return saved_in_accounts(args, path, &policies, now, out, locked, run, &fleet).await;
+        }
+        let planned = locked.plan_fleet(&fleet, &policies, now, printer).await;
+        let failed = !planned.failures.is_empty();
+        let to = Where::Accounts(&fleet, planned.providers);
+        return fresh(planned.plan, failed, to, args, cli, out, locked, run).await;
+    }
     if let Some(path) = &args.plan_file {
         return saved(cli, args, path, &policies, now, out, locked, run).await;
     }
     let (provider, observation) = locked.observe(cli, &policies, printer).await?;
     let region_failed = super::report_failures(&observation, &policies);
     let plan = planner::plan(&policies, &observation.inventory, now);
+    fresh(
+        plan,
+        region_failed,
+        Where::One(provider),
+        args,
+        cli,
+        out,
+        locked,
+        run,
+    )
+    .await
+}
+
+/// Shows a fresh plan, holds back mass deletions, asks, and applies it.
+#[allow(clippy::too_many_arguments)]
+async fn fresh(
+    plan: Plan,
+    region_failed: bool,
+    to: Where<'_>,
+    args: &ApplyArgs,
+    cli: &Cli,
+    out: &Out<'_>,
+    locked: Held,
+    run: &mut report::Run,
+) -> Result<ExitCode, Error> {
+    let printer = out.printer;
     run.plan = Some(report::PlanId::of(&plan));
     if out.json {
         printer.note(&crate::plan::text::render(&plan, Default::default()));
@@ -171,7 +213,7 @@ async fn run_recorded(
         run.cancelled = true;
         return Ok(ExitCode::Invalid);
     }
-    let code = execute(&plan, provider, locked, out, run).await;
+    let code = execute(&plan, to, locked, out, run).await;
     Ok(after_apply(code, failure_code, held))
 }
 
@@ -223,11 +265,7 @@ async fn saved(
     let printer = out.printer;
     let plan = super::read_plan_file(path)?;
     run.plan = Some(report::PlanId::of(&plan));
-    let max_age = parse_duration(&args.max_plan_age)
-        .map_err(|e| Error::Usage(format!("invalid --max-plan-age: {e}")))?;
-    let max_age = max_age
-        .before(now)
-        .map_or(TimeDelta::MAX, |cutoff| now - cutoff);
+    let max_age = max_plan_age(args, now)?;
     // Everything the plan's changes depend on (their sources, the sources'
     // other backups, the images that use their snapshots) is what a plan
     // observes, so observe as a plan does and let stale plan again.
@@ -255,13 +293,104 @@ async fn saved(
         sum.create,
         sum.delete
     ));
-    let code = execute(&plan, provider, locked, out, run).await;
+    let code = execute(&plan, Where::One(provider), locked, out, run).await;
     Ok(after_apply(code, ExitCode::Success, held))
+}
+
+/// [`saved`], across the accounts of an accounts file: each account is
+/// observed again and its part of the plan checked before its inventory
+/// is freed; any difference, in any account, refuses the whole plan.
+#[allow(clippy::too_many_arguments)]
+async fn saved_in_accounts(
+    args: &ApplyArgs,
+    path: &Path,
+    policies: &PolicySet,
+    now: DateTime<Utc>,
+    out: &Out<'_>,
+    locked: Held,
+    run: &mut report::Run,
+    fleet: &Fleet,
+) -> Result<ExitCode, Error> {
+    let printer = out.printer;
+    let plan = super::read_plan_file(path)?;
+    run.plan = Some(report::PlanId::of(&plan));
+    let max_age = max_plan_age(args, now)?;
+    let changes = Arc::new(plan.changes.clone());
+    let check: crate::fleet::Check = Arc::new(move |account, policies, observed, fresh| {
+        let mine = changes
+            .iter()
+            .filter(|c| c.account.as_deref() == Some(account.id.as_str()));
+        stale::changes_differ(mine, fresh, policies, observed)
+    });
+    let planned = fleet
+        .plan(
+            policies,
+            plan.generated_at,
+            false,
+            printer.progress(true),
+            locked.leftover.as_ref().map(|l| (l, locked.window)),
+            Some(check),
+        )
+        .await;
+    for f in &planned.failures {
+        eprintln!("error: {f}");
+    }
+    let mut differences = stale::header(&plan, &fleet.digest(policies), now, max_age);
+    for c in &plan.changes {
+        let id = c.account.clone().unwrap_or_default();
+        if !planned.providers.contains_key(&id) {
+            differences.push(format!(
+                "{}: account {id} could not be observed again",
+                c.address()
+            ));
+        }
+    }
+    differences.extend(planned.notes);
+    if !differences.is_empty() {
+        run.refused = differences.clone();
+        return Err(Error::StalePlan {
+            path: path.to_path_buf(),
+            differences,
+        });
+    }
+    if !plan.has_changes() {
+        out.result("No changes.\n");
+        return Ok(ExitCode::Success);
+    }
+    let (plan, held) = hold_mass_deletions(plan, args);
+    run.held_back = held;
+    let held = !run.held_back.is_empty();
+    let sum = plan.summary();
+    printer.note(&format!(
+        "Applying {}: {} to create, {} to delete.",
+        path.display(),
+        sum.create,
+        sum.delete
+    ));
+    let to = Where::Accounts(fleet, planned.providers);
+    let code = execute(&plan, to, locked, out, run).await;
+    Ok(after_apply(code, ExitCode::Success, held))
+}
+
+/// `--max-plan-age` as a span of time before `now`.
+fn max_plan_age(args: &ApplyArgs, now: DateTime<Utc>) -> Result<TimeDelta, Error> {
+    let max_age = parse_duration(&args.max_plan_age)
+        .map_err(|e| Error::Usage(format!("invalid --max-plan-age: {e}")))?;
+    Ok(max_age
+        .before(now)
+        .map_or(TimeDelta::MAX, |cutoff| now - cutoff))
+}
+
+/// Where a plan is applied: the one account of the standard credential
+/// chain, or the accounts of an accounts file through their sessions.
+enum Where<'a> {
+    One(Arc<AwsProvider>),
+    Accounts(&'a Fleet, BTreeMap<String, Arc<AwsProvider>>),
 }
 
 async fn execute(
     plan: &Plan,
-    provider: Arc<AwsProvider>,
+    to: Where<'_>,
     locked: Held,
     out: &Out<'_>,
     run: &mut report::Run,
@@ -269,18 +398,37 @@ async fn execute(
     let printer = out.printer;
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = tokio::spawn(watch_interrupts(stop.clone()));
-    let journaled = Arc::new(Journaled {
-        inner: provider,
-        lock: locked.lock,
-    });
-    let report = apply(
-        plan,
-        journaled,
-        printer.apply_progress(!out.json),
-        stop.clone(),
-        locked.pacing,
-    )
-    .await;
+    let progress = printer.apply_progress(!out.json);
+    let report = match to {
+        Where::One(provider) => {
+            let journaled = Arc::new(Journaled {
+                inner: provider,
+                lock: locked.lock,
+                account: None,
+            });
+            apply(plan, journaled, progress, stop.clone(), locked.pacing).await
+        }
+        Where::Accounts(fleet, providers) => {
+            let journaled: BTreeMap<String, Arc<Journaled>> = providers
+                .into_iter()
+                .map(|(id, inner)| {
+                    let lock = locked.lock.clone();
+                    let account = Some(id.clone());
+                    (
+                        id,
+                        Arc::new(Journaled {
+                            inner,
+                            lock,
+                            account,
+                        }),
+                    )
+                })
+                .collect();
+            fleet
+                .apply(plan, &journaled, progress, stop.clone(), locked.pacing)
+                .await
+        }
+    };
     watcher.abort();
     for o in &report.outcomes {
         match &o.result {
@@ -341,6 +489,26 @@ struct Held {
 }
 
 impl Held {
+    /// Plans every account, waiting in each for what a killed apply made
+    /// there (see [`Held::observe`]); what could not be observed is
+    /// reported.
+    async fn plan_fleet(
+        &self,
+        fleet: &Fleet,
+        policies: &PolicySet,
+        now: DateTime<Utc>,
+        printer: &Printer,
+    ) -> crate::fleet::Planned {
+        let leftover = self.leftover.as_ref().map(|l| (l, self.window));
+        let planned = fleet
+            .plan(policies, now, false, printer.progress(true), leftover, None)
+            .await;
+        for f in &planned.failures {
+            eprintln!("error: {f}");
+        }
+        planned
+    }
+
     /// Observes, and again while a backup the previous apply made (its
     /// journal, see [`crate::lock`]) does not show yet and the consistency
     /// window since is not over: EC2's Describe calls lag behind creations,
@@ -360,9 +528,9 @@ impl Held {
                 return Ok((provider, observation));
             };
             let missing = left
-                .made
+                .made_in(None)
                 .iter()
-                .filter(|k| !shows(&observation.inventory, k))
+                .filter(|k| !lock::shows(&observation.inventory, k))
                 .count();
             let remaining = self.window.saturating_sub(left.since + started.elapsed());
             if missing == 0 || remaining.is_zero() {
@@ -380,24 +548,14 @@ impl Held {
     }
 }
 
-/// Whether a journaled backup (`region/Name tag`) shows in the inventory.
-/// One in a region no longer observed cannot be checked, and does not count.
-fn shows(inventory: &Inventory, key: &str) -> bool {
-    let Some((region, name)) = key.split_once('/') else {
-        return true;
-    };
-    let Some(r) = inventory.regions.get(region) else {
-        return true;
-    };
-    let named = |tags: &Tags| tags.get(crate::policy::tags::NAME) == Some(name);
-    r.images.iter().any(|i| named(&i.tags)) || r.snapshots.iter().any(|s| named(&s.tags))
-}
-
 /// The AWS provider, journaling each creation in the lock file (see
 /// [`crate::lock`]) so that a run after a crash waits for it to land.
 struct Journaled {
     inner: Arc<AwsProvider>,
     lock: Arc<ApplyLock>,
+    /// In a plan that spans accounts, the account (its journal keys are
+    /// `account:region/Name`).
+    account: Option<String>,
 }
 
 impl Provider for Journaled {
@@ -416,12 +574,16 @@ impl Provider for Journaled {
     ) -> impl Future<Output = Result<Done, ProviderError>> + Send {
         let (inner, lock) = (self.inner.clone(), self.lock.clone());
         let (region, action) = (region.to_string(), action.clone());
+        let account = self
+            .account
+            .as_ref()
+            .map_or(String::new(), |a| format!("{a}:"));
         async move {
             // The Name tag is unique per policy, source and run.
             let key = match &action {
                 Action::CreateImage { tags, .. } | Action::CreateSnapshots { tags, .. } => {
                     Some(format!(
-                        "{region}/{}",
+                        "{account}{region}/{}",
                         tags.get(crate::policy::tags::NAME).map_or("", |n| n)
                     ))
                 }

@@ -24,6 +24,7 @@ pub async fn run(
     let until =
         parse_time(&args.until).map_err(|e| Error::Usage(format!("invalid --until: {e}")))?;
     let policies = load_dir(&cli.policies)?;
+    super::one_account_only(cli, &policies, "forecast")?;
     let show = args.format == Format::Text;
     let (inventory, failed) =
         super::inventory(cli, &policies, args.state.as_deref(), printer, show, false).await?;

@@ -10,8 +10,10 @@ mod show;
 mod state;
 mod validate;
 
+use crate::accounts::AccountSet;
 use crate::cli::{Cli, Command, Format, StateCommand};
 use crate::error::{Error, ExitCode};
+use crate::fleet::{Fleet, Planned};
 use crate::inventory::Inventory;
 use crate::output::Printer;
 use crate::plan::json::JsonPlan;
@@ -122,6 +124,64 @@ async fn run_command(cli: &Cli, env: &Env, printer: &Printer) -> Result<ExitCode
             Ok(ExitCode::Success)
         }
     }
+}
+
+/// The accounts file, checked against the policies that select accounts;
+/// `None` without one (policies that select accounts are then an error).
+fn accounts(cli: &Cli, policies: &PolicySet) -> Result<Option<AccountSet>, Error> {
+    match crate::accounts::find(&cli.policies, cli.accounts.as_deref())? {
+        Some(set) => {
+            set.check(policies)?;
+            Ok(Some(set))
+        }
+        None => {
+            crate::accounts::check_without(policies)?;
+            Ok(None)
+        }
+    }
+}
+
+/// Commands that read or write one account's inventory refuse to run with
+/// an accounts file rather than act on the base credentials' account only.
+fn one_account_only(cli: &Cli, policies: &PolicySet, what: &str) -> Result<(), Error> {
+    match accounts(cli, policies)? {
+        Some(set) => Err(Error::Usage(format!(
+            "{what} works on one account's inventory, and {} lists {} accounts; run it with a policy directory without an accounts file (or another --policies), once per account",
+            set.file.display(),
+            set.accounts.len()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Plans every account of `accounts`, reporting what could not be
+/// observed; true if anything could not.
+async fn plan_fleet(
+    cli: &Cli,
+    policies: &PolicySet,
+    accounts: AccountSet,
+    now: chrono::DateTime<chrono::Utc>,
+    printer: &Printer,
+    show_progress: bool,
+    all_regions: bool,
+) -> Result<(Fleet, Planned, bool), Error> {
+    let base = AwsProvider::new(&aws_options(cli)?).await;
+    let fleet = Fleet::new(base, accounts, cli.max_accounts as usize);
+    let planned = fleet
+        .plan(
+            policies,
+            now,
+            all_regions,
+            printer.progress(show_progress),
+            None,
+            None,
+        )
+        .await;
+    for f in &planned.failures {
+        eprintln!("error: {f}");
+    }
+    let failed = !planned.failures.is_empty();
+    Ok((fleet, planned, failed))
 }
 
 fn aws_options(cli: &Cli) -> Result<AwsOptions, Error> {

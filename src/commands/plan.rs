@@ -4,6 +4,7 @@
 use super::Env;
 use crate::cli::{resolve_now, Cli, Format, PlanArgs};
 use crate::error::{Error, ExitCode};
+use crate::inventory::Inventory;
 use crate::output::Printer;
 use crate::plan::json::JsonPlan;
 use crate::planner;
@@ -20,22 +21,48 @@ pub async fn run(
     let policies = load_dir(&cli.policies)?;
     timings.lap("policies");
     let show = args.format == Format::Text;
-    let (inventory, region_failed) = super::inventory(
-        cli,
-        &policies,
-        args.state.as_deref(),
-        printer,
-        show,
-        args.all_regions,
-    )
-    .await?;
-    timings.lap(if args.state.is_some() {
-        "read"
-    } else {
-        "observe"
-    });
-    let plan = planner::plan(&policies, &inventory, now);
-    timings.lap("plan");
+    let (plan, inventory, region_failed) = match super::accounts(cli, &policies)? {
+        Some(accounts) => {
+            if args.state.is_some() {
+                return Err(Error::Usage(format!(
+                    "plan --state reads one account's inventory, and {} lists {} accounts; plan them live, or plan the state file with a policy directory without an accounts file",
+                    accounts.file.display(),
+                    accounts.accounts.len()
+                )));
+            }
+            let (_, planned, failed) = super::plan_fleet(
+                cli,
+                &policies,
+                accounts,
+                now,
+                printer,
+                show,
+                args.all_regions,
+            )
+            .await?;
+            timings.lap("observe and plan");
+            (planned.plan, Inventory::empty(), failed)
+        }
+        None => {
+            let (inventory, region_failed) = super::inventory(
+                cli,
+                &policies,
+                args.state.as_deref(),
+                printer,
+                show,
+                args.all_regions,
+            )
+            .await?;
+            timings.lap(if args.state.is_some() {
+                "read"
+            } else {
+                "observe"
+            });
+            let plan = planner::plan(&policies, &inventory, now);
+            timings.lap("plan");
+            (plan, inventory, region_failed)
+        }
+    };
 
     let code = super::outcome(
         region_failed,

@@ -15,6 +15,7 @@ pub async fn pull(
     printer: &Printer,
 ) -> Result<ExitCode, Error> {
     let mut policies = load_dir(&cli.policies)?;
+    super::one_account_only(cli, &policies, "state pull")?;
     // Only what to observe comes from the other sets: their policies join
     // this one for the scope, names and all (a duplicate name is harmless
     // here, nothing is planned).

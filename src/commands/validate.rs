@@ -30,6 +30,19 @@ pub fn run(cli: &Cli, printer: &Printer) -> Result<ExitCode, Error> {
         set.policies.len(),
         if set.policies.len() == 1 { "y" } else { "ies" }
     );
+    if let Some(accounts) = super::accounts(cli, &set)? {
+        let _ = writeln!(
+            s,
+            "{} account{} valid ({}).",
+            accounts.accounts.len(),
+            if accounts.accounts.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            accounts.file.display()
+        );
+    }
     printer.result(&s);
     Ok(ExitCode::Success)
 }

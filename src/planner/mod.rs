@@ -52,6 +52,17 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 /// one after the other took a second on two cores. The result does not
 /// depend on the threads: it is merged in region order and sorted.
 pub fn plan(policies: &PolicySet, inventory: &Inventory, now: DateTime<Utc>) -> Plan {
+    plan_with(policies, inventory, now, true)
+}
+
+/// The plan of one account of several (see [`crate::fleet`]): as
+/// [`plan`], but without the warning about a policy that selects nothing,
+/// which only the plan of every account can tell.
+pub fn plan_account(policies: &PolicySet, inventory: &Inventory, now: DateTime<Utc>) -> Plan {
+    plan_with(policies, inventory, now, false)
+}
+
+fn plan_with(policies: &PolicySet, inventory: &Inventory, now: DateTime<Utc>, whole: bool) -> Plan {
     let (inventory_fingerprint, regions) = std::thread::scope(|s| {
         let fingerprint = s.spawn(|| inventory.fingerprint());
         let regions: Vec<_> = inventory
@@ -83,7 +94,8 @@ pub fn plan(policies: &PolicySet, inventory: &Inventory, now: DateTime<Utc>) -> 
         region_warnings.extend(r.warnings);
         selected_anywhere.extend(r.selected);
     }
-    warnings::selection(policies, inventory, &selected_anywhere, &mut out.warnings);
+    let selected_anywhere = whole.then_some(&selected_anywhere);
+    warnings::selection(policies, inventory, selected_anywhere, &mut out.warnings);
     out.warnings.extend(region_warnings);
     // Each region's lists arrive sorted (see `plan_region`), so this sort
     // only merges a few sorted runs.

@@ -29,7 +29,7 @@ pub fn clock(inventory: &Inventory, now: DateTime<Utc>, out: &mut Vec<String>) {
 pub fn selection(
     policies: &PolicySet,
     inventory: &Inventory,
-    selected_anywhere: &BTreeSet<&str>,
+    selected_anywhere: Option<&BTreeSet<&str>>,
     out: &mut Vec<String>,
 ) {
     for policy in policies.enabled() {
@@ -47,13 +47,16 @@ pub fn selection(
                 policy.name
             ));
         }
-        if !selected_anywhere.contains(policy.name.as_str()) {
-            out.push(format!(
-                "policy {} selects no instance in any observed region: it backs up nothing",
-                policy.name
-            ));
+        if selected_anywhere.is_some_and(|s| !s.contains(policy.name.as_str())) {
+            out.push(selects_nothing(&policy.name, "region"));
         }
     }
+}
+
+/// The warning for a policy that backs up nothing anywhere (`where`:
+/// "region", or "account and region" in a plan that spans accounts).
+pub fn selects_nothing(policy: &str, r#where: &str) -> String {
+    format!("policy {policy} selects no instance in any observed {where}: it backs up nothing")
 }
 
 /// A selected instance none of whose volumes the policy selects.

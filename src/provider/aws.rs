@@ -30,6 +30,7 @@
 
 mod calls;
 mod create;
+pub mod session;
 
 use super::{Done, Observation, Provider, ProviderError, RegionFailure, RegionScope, Scope};
 use crate::inventory::{
@@ -123,6 +124,46 @@ impl AwsProvider {
             config: Arc::new(loader.load().await),
             consistency_window: Duration::from_secs(options.consistency_wait_secs),
             profile: options.profile.clone(),
+        }
+    }
+
+    /// The same configuration acting in `account`: its role (or chain of
+    /// roles) assumed from this provider's credentials, with a session
+    /// cache of its own (see [`session`]) and this provider's HTTP client.
+    /// `session_name` identifies the run in the account's CloudTrail.
+    /// Nothing is contacted yet.
+    pub async fn assume(&self, account: &crate::accounts::Account, session_name: &str) -> Self {
+        use aws_config::identity::IdentityCache;
+        use aws_config::sts::AssumeRoleProvider;
+        use aws_credential_types::provider::SharedCredentialsProvider;
+        let mut credentials = self.config.credentials_provider();
+        let last = account.roles.len().saturating_sub(1);
+        for (i, role) in account.roles.iter().enumerate() {
+            let mut builder = AssumeRoleProvider::builder(role)
+                .session_name(session_name)
+                .configure(&self.config);
+            // The external id is the account owner's condition on the
+            // role backupctl acts through, the last of the chain.
+            if let (true, Some(id)) = (i == last, &account.external_id) {
+                builder = builder.external_id(id);
+            }
+            let assumed = match credentials {
+                Some(base) => builder.build_from_provider(base).await,
+                None => builder.build().await,
+            };
+            credentials = Some(SharedCredentialsProvider::new(session::SessionCache::new(
+                assumed,
+            )));
+        }
+        let mut config = self.config.to_builder();
+        config.set_credentials_provider(credentials);
+        // The session cache is the cache: the SDK's shared one would hold
+        // 64 accounts' credentials and evict past that.
+        config.set_identity_cache(Some(IdentityCache::no_cache()));
+        AwsProvider {
+            config: Arc::new(config.build()),
+            consistency_window: self.consistency_window,
+            profile: None,
         }
     }
 
@@ -254,10 +295,12 @@ impl Provider for AwsProvider {
             } else {
                 (None, None)
             };
-            let mut regions: BTreeSet<String> = scope.regions.keys().cloned().collect();
-            if scope.every_region.is_some() || scope.all_regions {
-                regions.extend(this.enabled_regions().await?);
-            }
+            let enabled = if scope.needs_region_list() {
+                this.enabled_regions().await?
+            } else {
+                Vec::new()
+            };
+            let regions = scope.regions_to_observe(&enabled);
             let scope = Arc::new(scope);
             let limit = Arc::new(Semaphore::new(REGION_CONCURRENCY));
             let mut tasks = JoinSet::new();

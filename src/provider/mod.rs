@@ -88,6 +88,10 @@ pub struct Scope {
     pub local: bool,
     /// Observe backups in every enabled region, not only targeted ones.
     pub all_regions: bool,
+    /// The regions an account may be planned in (its `regions` in the
+    /// accounts file): nothing else is asked, and they stand in for the
+    /// enabled regions.
+    pub only_regions: Option<BTreeSet<String>>,
 }
 
 /// What to ask one region for.
@@ -155,6 +159,27 @@ impl Scope {
             }
         }
         scope
+    }
+
+    /// The regions to observe, given the enabled ones (asked for only when
+    /// [`Scope::needs_region_list`]).
+    pub fn regions_to_observe(&self, enabled: &[String]) -> BTreeSet<String> {
+        let mut regions: BTreeSet<String> = self.regions.keys().cloned().collect();
+        if self.every_region.is_some() || self.all_regions {
+            match &self.only_regions {
+                Some(only) => regions.extend(only.iter().cloned()),
+                None => regions.extend(enabled.iter().cloned()),
+            }
+        }
+        if let Some(only) = &self.only_regions {
+            regions.retain(|r| only.contains(r));
+        }
+        regions
+    }
+
+    /// Whether observing needs the account's list of enabled regions.
+    pub fn needs_region_list(&self) -> bool {
+        (self.every_region.is_some() || self.all_regions) && self.only_regions.is_none()
     }
 
     /// Everything to ask `region` for.

@@ -482,6 +482,8 @@ class State:
 
     def reset(self):
         self.calls = {}
+        # The same calls by the caller's account, then action.
+        self.account_calls = {}
         self.keys = set()
         self.requests = []
         self.faults_injected = {}
@@ -503,6 +505,16 @@ def access_key_of(environ):
     if marker in auth:
         return auth.split(marker, 1)[1].split("/", 1)[0]
     return None
+
+
+def account_of(access_key):
+    """The account moto acts in for a caller: an assumed role's keys belong
+    to the role's account, any other key to the default one."""
+    if not access_key:
+        return ACCOUNT
+    from moto.iam.models import get_account_id_from
+
+    return get_account_id_from(access_key)
 
 
 def region_of(environ):
@@ -537,13 +549,24 @@ def ec2_error(status, code, message):
     return Response(body, status=status, content_type="text/xml")
 
 
+def sts_error(status, code, message):
+    """An STS error, in STS's own shape (not EC2's)."""
+    body = (
+        '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+        f"<Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+        "<RequestId>backupctl-emulator</RequestId></ErrorResponse>"
+    )
+    return Response(body, status=status, content_type="text/xml")
+
+
 def bump(table, region, action):
     table.setdefault(region, {}).setdefault(action, 0)
     table[region][action] += 1
 
 
-def choose_fault(region, action, params):
-    """Decides, under the lock, what happens to one EC2 call."""
+def choose_fault(region, action, params, account=ACCOUNT):
+    """Decides, under the lock, what happens to one EC2 (or STS) call;
+    `account` is the caller's (a deny entry's "account" limits it)."""
     f = STATE.faults
     if not f:
         return None
@@ -551,6 +574,7 @@ def choose_fault(region, action, params):
     for deny in f.get("deny", []):
         if (
             deny.get("region") in (region, "*")
+            and deny.get("account", account) == account
             and (action in deny.get("actions", ["*"]) or "*" in deny.get("actions", ["*"]))
             and (not deny.get("ids") or set(deny["ids"]) & set(params.values()))
             and deny.get("times", 1) > 0
@@ -618,16 +642,20 @@ class Emulator:
         self.moto = DomainDispatcherApplication(create_backend_app)
         self.port = None
 
-    def client(self, region):
+    def client(self, region, account=ACCOUNT):
         c = boto3.client(
             "ec2",
             region_name=region,
             endpoint_url=f"http://127.0.0.1:{self.port}",
             config=Config(retries={"max_attempts": 1}),
         )
-        c.meta.events.register(
-            "before-sign.ec2.*", lambda request, **_: request.headers.add_header(CONTROL_HEADER, "1")
-        )
+
+        def mark(request, **_):
+            request.headers.add_header(CONTROL_HEADER, "1")
+            # moto keeps one EC2 per account; this header picks it.
+            request.headers.add_header("x-moto-account-id", account)
+
+        c.meta.events.register("before-sign.ec2.*", mark)
         return c
 
     def __call__(self, environ, start_response):
@@ -660,7 +688,9 @@ class Emulator:
                 STATE.keys.add(key)
             if action.startswith(MUTATING_PREFIXES):
                 STATE.requests.append({"region": region, "params": params})
-            fault = choose_fault(region, action, params)
+            account = account_of(key)
+            bump(STATE.account_calls, account, action)
+            fault = choose_fault(region, action, params, account)
             if not fault and not take_token(region, action):
                 fault = ("bucket", None)
             if fault:
@@ -670,6 +700,15 @@ class Emulator:
             time.sleep(latency)
         if fault:
             kind, seconds = fault
+            if kind == "deny" and action == "AssumeRole":
+                return sts_error(
+                    int(seconds.get("status", 403)),
+                    seconds.get("code", "AccessDenied"),
+                    seconds.get(
+                        "message",
+                        f"User is not authorized to perform: sts:AssumeRole on resource: {params.get('RoleArn')}",
+                    ),
+                )(environ, start_response)
             if kind == "deny":
                 # {"code", "status", "message"} of a deny entry answer in
                 # place of UnauthorizedOperation.
@@ -791,6 +830,7 @@ class Emulator:
         with STATE.lock:
             return {
                 "calls": STATE.calls,
+                "by_account": STATE.account_calls,
                 "faults": STATE.faults_injected,
                 "access_keys": sorted(STATE.keys),
                 "max_in_flight": STATE.max_in_flight,
@@ -799,6 +839,7 @@ class Emulator:
     def ctl_reset_calls(self, _):
         with STATE.lock:
             STATE.calls = {}
+            STATE.account_calls = {}
             STATE.keys = set()
             STATE.faults_injected = {}
             STATE.requests = []
@@ -813,7 +854,7 @@ class Emulator:
 
     def ctl_dump(self, body):
         """The ground truth of a region, straight from moto's models."""
-        backend = ec2_backends[ACCOUNT][body["region"]]
+        backend = ec2_backends[body.get("account", ACCOUNT)][body["region"]]
 
         def tags(rid):
             return dict(backend.tags.get(rid, {}))
@@ -866,7 +907,7 @@ class Emulator:
 
     def ctl_set_state(self, body):
         """Sets an image's or snapshot's state (moto never has pending ones)."""
-        backend = ec2_backends[ACCOUNT][body["region"]]
+        backend = ec2_backends[body.get("account", ACCOUNT)][body["region"]]
         rid, state = body["id"], body["state"]
         if rid.startswith("ami-"):
             backend.amis[rid].state = state
@@ -876,13 +917,13 @@ class Emulator:
 
     def ctl_tag(self, body):
         """Adds or changes tags on any resource, as someone else might."""
-        backend = ec2_backends[ACCOUNT][body["region"]]
+        backend = ec2_backends[body.get("account", ACCOUNT)][body["region"]]
         backend.create_tags([body["id"]], body["tags"])
         return {"ok": True}
 
     def ctl_register_image(self, body):
         """An image registered from existing snapshots (e.g. a restore)."""
-        backend = ec2_backends[ACCOUNT][body["region"]]
+        backend = ec2_backends[body.get("account", ACCOUNT)][body["region"]]
         ami = backend.register_image(name=body["name"], description="registered by a test")
         backend.snapshots.pop(ami.ebs_snapshot.id, None)
         ami.backupctl_mappings = [
@@ -901,7 +942,7 @@ class Emulator:
         images, one a day back from `now` (each with its root snapshot), and
         S one-snapshot sets of its first data volume, one a day; tagged as
         backupctl tags them."""
-        backend = ec2_backends[ACCOUNT][body["region"]]
+        backend = ec2_backends[body.get("account", ACCOUNT)][body["region"]]
         now = _dt.datetime.fromisoformat(body["now"].replace("Z", "+00:00"))
         now = now.astimezone(_dt.timezone.utc).replace(tzinfo=None)
         counts = {"images": 0, "snapshots": 0}
@@ -957,7 +998,7 @@ class Emulator:
         Returns the ids, in order.
         """
         region = body["region"]
-        ec2 = self.client(region)
+        ec2 = self.client(region, body.get("account", ACCOUNT))
         out = {"instances": [], "images": [], "snapshots": []}
         for spec in body.get("instances", []):
             count = int(spec.get("count", 1))

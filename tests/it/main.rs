@@ -1,6 +1,7 @@
 //! backupctl's integration tests: one crate (one binary to link), one module
 //! per concern.
 
+mod accounts;
 mod architecture;
 mod aws_access;
 mod bad_policies;

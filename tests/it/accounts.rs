@@ -1,0 +1,261 @@
+//! Many accounts against the emulator: three accounts of two regions each,
+//! entered through assumed roles (moto gives an assumed role's keys the
+//! role's account, with an EC2 of its own); one account whose role cannot
+//! be assumed, one with a region denied. Every other account is planned
+//! and applied, each failure is reported once, and the run exits 3.
+
+use crate::emulator::{day, Emulator, ROLLING_AMI};
+use crate::support::{stderr, stdout};
+use serde_json::{json, Value};
+
+const PROD: &str = "111111111111";
+const STAGING: &str = "222222222222";
+const BROKEN: &str = "333333333333";
+/// The base credentials' own account (the emulator's default).
+const BASE: &str = "123456789012";
+const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
+
+const ACCOUNTS: &str = r#"
+[defaults]
+role_name = "backupctl"
+external_id = "backupctl-test"
+
+[[account]]
+id = "111111111111"
+name = "prod"
+tags = { env = "prod" }
+
+[[account]]
+id = "222222222222"
+name = "staging"
+tags = { env = "staging" }
+
+[[account]]
+id = "333333333333"
+name = "broken"
+"#;
+
+/// Only the production account, chosen by tag: staging is never entered
+/// for it.
+const PROD_ONLY: &str = "name = \"prod-weekly\"\n[target]\nregions = [\"us-east-1\"]\ninstance_tags = { Backup = \"daily\" }\naccount_tags = { env = \"prod\" }\n\
+                         [backup]\nkind = \"snapshot\"\nevery = \"1 week\"\n[retention]\nmax_age = \"30 days\"\n";
+
+/// One instance tagged for backup in each region of each account, the
+/// broken account's role denied, and staging's eu-west-1 denied.
+fn world() -> (Emulator, std::path::PathBuf) {
+    let emu = Emulator::start();
+    for account in [PROD, STAGING, BROKEN] {
+        for region in REGIONS {
+            emu.seed(json!({
+                "account": account,
+                "region": region,
+                "instances": [{"count": 1, "tags": {"Backup": "daily"}}],
+            }));
+        }
+    }
+    emu.faults(json!({"deny": [
+        {"region": "*", "actions": ["AssumeRole"],
+         "ids": [format!("arn:aws:iam::{BROKEN}:role/backupctl")]},
+        {"region": "eu-west-1", "account": STAGING, "actions": ["*"]},
+    ]}));
+    let policies = emu
+        .dir
+        .policies(&[("web", ROLLING_AMI), ("prod-weekly", PROD_ONLY)]);
+    std::fs::write(policies.join("accounts.toml"), ACCOUNTS).unwrap();
+    (emu, policies)
+}
+
+fn images(emu: &Emulator, account: &str, region: &str) -> Vec<Value> {
+    emu.control("dump", json!({"account": account, "region": region}))["images"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn assume_role_calls(emu: &Emulator) -> u64 {
+    emu.control("calls", json!({}))["by_account"][BASE]["AssumeRole"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[test]
+fn every_account_that_can_be_entered_is_planned_and_each_failure_said_once() {
+    let (emu, policies) = world();
+    let out = emu.run(
+        &policies,
+        &["plan", "--format", "json"],
+        &[("BACKUPCTL_NOW", &day(0))],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(
+        err.matches("could not enter account broken (333333333333)")
+            .count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains("AccessDenied"), "{err}");
+    assert_eq!(
+        err.matches("could not observe account staging (222222222222) in eu-west-1")
+            .count(),
+        1,
+        "{err}"
+    );
+    let plan: Value = serde_json::from_str(&stdout(&out)).expect("a JSON plan");
+    assert_eq!(plan["format_version"], "1.5");
+    let names: Vec<(&str, &str)> = plan["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["id"].as_str().unwrap(), a["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(names, [(PROD, "prod"), (STAGING, "staging")]);
+    let mut made: Vec<(String, String, String)> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let address = c["address"].as_str().unwrap();
+            let account = c["account"].as_str().expect("every change has its account");
+            assert!(address.starts_with(&format!("{account}/")), "{address}");
+            (
+                account.to_string(),
+                c["policy"].as_str().unwrap().to_string(),
+                c["region"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    made.sort();
+    let want = [
+        (PROD, "prod-weekly", "us-east-1"),
+        (PROD, "web", "eu-west-1"),
+        (PROD, "web", "us-east-1"),
+        (STAGING, "web", "us-east-1"),
+    ];
+    assert_eq!(
+        made,
+        want.map(|(a, p, r)| (a.to_string(), p.to_string(), r.to_string())),
+        "{plan:#}"
+    );
+    // One AssumeRole per account some policy acts in, the broken one
+    // included (refused once, not retried).
+    assert_eq!(assume_role_calls(&emu), 3);
+    // Nothing was asked of the base credentials' own EC2.
+    let by_account = &emu.control("calls", json!({}))["by_account"];
+    let base_calls: Vec<&String> = by_account[BASE]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|a| *a != "AssumeRole")
+        .collect();
+    assert!(base_calls.is_empty(), "{by_account:#}");
+
+    // The text plan groups by account.
+    let text = emu.run(&policies, &["plan"], &[("BACKUPCTL_NOW", &day(0))]);
+    let text = stdout(&text);
+    let prod = text.find("Account prod (111111111111):").expect(&text);
+    let staging = text.find("Account staging (222222222222):").expect(&text);
+    assert!(prod < staging, "{text}");
+}
+
+#[test]
+fn apply_acts_in_each_account_through_its_role_and_leaves_the_others_alone() {
+    let (emu, policies) = world();
+    let out = emu.run(
+        &policies,
+        &["apply", "--auto-approve"],
+        &[("BACKUPCTL_NOW", &day(0))],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Apply complete: 4 created, 0 deleted, 0 failed."),
+        "{}",
+        stdout(&out)
+    );
+    let web_images = |account, region| {
+        images(&emu, account, region)
+            .iter()
+            .filter(|i| i["tags"]["backupctl:policy"] == "web")
+            .count()
+    };
+    assert_eq!(web_images(PROD, "us-east-1"), 1);
+    assert_eq!(web_images(PROD, "eu-west-1"), 1);
+    assert_eq!(web_images(STAGING, "us-east-1"), 1);
+    assert_eq!(web_images(STAGING, "eu-west-1"), 0, "denied there");
+    for region in REGIONS {
+        assert!(images(&emu, BROKEN, region).is_empty());
+        assert!(images(&emu, BASE, region).is_empty());
+    }
+
+    // The next day, a reviewed plan is applied exactly: each account's
+    // part is observed again in that account.
+    let plan_file = emu.dir.path().join("plan.json");
+    let at = day(1);
+    let made = emu.run(
+        &policies,
+        &["plan", "--out", plan_file.to_str().unwrap()],
+        &[("BACKUPCTL_NOW", &at)],
+    );
+    assert_eq!(made.status.code(), Some(3), "{}", stderr(&made));
+    let applied = emu.run(
+        &policies,
+        &["apply", plan_file.to_str().unwrap()],
+        &[("BACKUPCTL_NOW", &at)],
+    );
+    assert_eq!(applied.status.code(), Some(0), "{}", stderr(&applied));
+    assert!(
+        stdout(&applied).contains("Apply complete: 3 created, 0 deleted, 0 failed."),
+        "{}",
+        stdout(&applied)
+    );
+    assert_eq!(web_images(PROD, "us-east-1"), 2);
+    assert_eq!(web_images(STAGING, "us-east-1"), 2);
+
+    // An accounts file edited since the plan was made refuses it.
+    std::fs::write(
+        policies.join("accounts.toml"),
+        ACCOUNTS.replace("name = \"staging\"", "name = \"stage\""),
+    )
+    .unwrap();
+    let refused = emu.run(
+        &policies,
+        &["apply", plan_file.to_str().unwrap()],
+        &[("BACKUPCTL_NOW", &at)],
+    );
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("the policy files changed"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+#[test]
+fn accounts_files_and_account_selectors_are_checked_before_anything_is_asked() {
+    let (emu, policies) = world();
+    std::fs::write(
+        policies.join("accounts.toml"),
+        "[[account]]\nid = \"1111\"\nrole = \"arn:aws:iam::111111111111:role/x\"\n",
+    )
+    .unwrap();
+    let out = emu.run(&policies, &["validate"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("accounts.toml:2:6"), "{err}");
+    assert!(err.contains("is not an AWS account id"), "{err}");
+
+    std::fs::write(policies.join("accounts.toml"), ACCOUNTS).unwrap();
+    std::fs::write(
+        policies.join("prod-weekly.toml"),
+        PROD_ONLY.replace("account_tags = { env = \"prod\" }", "accounts = [\"prd\"]"),
+    )
+    .unwrap();
+    let out = emu.run(&policies, &["plan"], &[("BACKUPCTL_NOW", &day(0))]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("selects account \"prd\", which"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(assume_role_calls(&emu), 0, "nothing was asked");
+}
