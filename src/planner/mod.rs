@@ -483,7 +483,7 @@ fn orphans(
 ) {
     let orphan_policy = |tags: &Tags| {
         tags.get(tags::POLICY)
-            .filter(|p| policies.get(p).is_none())
+            .filter(|p| policies.get(p).is_none() && policies.in_namespace(p))
             .map(str::to_string)
     };
     let mut in_orphan_image = HashSet::new();

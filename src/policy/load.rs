@@ -144,7 +144,27 @@ pub fn load_dir(dir: &Path) -> Result<PolicySet, LoadError> {
         };
         match parse_policy(path, &text) {
             Ok((policy, name_span)) => {
-                if let Some(first) = seen.get(&policy.name) {
+                if let Some(other) = policies
+                    .first()
+                    .filter(|o: &&Policy| o.namespace != policy.namespace)
+                {
+                    let ns = |p: &Policy| {
+                        p.namespace
+                            .as_ref()
+                            .map_or("no namespace".to_string(), |n| format!("namespace \"{n}\""))
+                    };
+                    errors.push(error_at(
+                        path,
+                        &text,
+                        name_span,
+                        format!(
+                            "this policy has {}, but {} has {}; a policy directory is one set, with one namespace: give every policy the same `namespace` (or none)",
+                            ns(&policy),
+                            other.file.display(),
+                            ns(other)
+                        ),
+                    ));
+                } else if let Some(first) = seen.get(&policy.name) {
                     errors.push(error_at(
                         path,
                         &text,
@@ -255,6 +275,21 @@ impl Validator<'_> {
                 format!("invalid policy name \"{name}\": expected 1 to 64 characters from a-z, 0-9, '_' and '-'"),
             );
         }
+        let mut name = name;
+        let mut namespace = None;
+        if let Some(ns) = raw.namespace {
+            let (span, ns) = (ns.span(), ns.into_inner());
+            if !valid_policy_name(&ns) {
+                self.err(
+                    span,
+                    format!("invalid namespace \"{ns}\": expected 1 to 64 characters from a-z, 0-9, '_' and '-'"),
+                );
+            }
+            // The namespace is part of the name that ownership tags carry:
+            // `payments/daily` is not `daily`, nor another set's `daily`.
+            name = format!("{ns}/{name}");
+            namespace = Some(ns);
+        }
         let kind = match *raw.backup.get_ref().kind.get_ref() {
             RawKind::Ami => Kind::Ami,
             RawKind::Snapshot => Kind::Snapshot,
@@ -266,6 +301,7 @@ impl Validator<'_> {
         let adopt = raw.adopt.and_then(|a| self.adopt(a.into_inner(), kind));
         let policy = Policy {
             name,
+            namespace,
             description: raw.description,
             enabled: raw.enabled.unwrap_or(true),
             file: self.path.to_path_buf(),

@@ -83,7 +83,11 @@ impl OldTool {
 /// A validated policy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
+    /// The name its backups carry in `backupctl:policy`: the file's `name`,
+    /// after `namespace/` when the set has a namespace.
     pub name: String,
+    /// The set's identity, when it has one (see [`PolicySet::namespace`]).
+    pub namespace: Option<String>,
     pub description: Option<String>,
     pub enabled: bool,
     /// The file it came from, for messages.
@@ -227,6 +231,19 @@ pub struct PolicySet {
 impl PolicySet {
     pub fn get(&self, name: &str) -> Option<&Policy> {
         self.policies.iter().find(|p| p.name == name)
+    }
+
+    /// The set's namespace: every policy of a directory has the same one
+    /// (or none, the default set of every backup made before namespaces).
+    pub fn namespace(&self) -> Option<&str> {
+        self.policies.first().and_then(|p| p.namespace.as_deref())
+    }
+
+    /// Whether a `backupctl:policy` tag value belongs to this set's
+    /// namespace (loaded policy or not): another set's backups are none of
+    /// this set's business, not even as orphans.
+    pub fn in_namespace(&self, owner: &str) -> bool {
+        owner.split_once('/').map(|(ns, _)| ns) == self.namespace()
     }
 
     pub fn enabled(&self) -> impl Iterator<Item = &Policy> {

@@ -11,6 +11,7 @@ pub(super) type Tags = Spanned<BTreeMap<String, String>>;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPolicy {
     pub name: Spanned<String>,
+    pub namespace: Option<Spanned<String>>,
     pub description: Option<String>,
     pub enabled: Option<bool>,
     pub target: Spanned<RawTarget>,

@@ -259,3 +259,78 @@ fn accounts_files_and_account_selectors_are_checked_before_anything_is_asked() {
     );
     assert_eq!(assume_role_calls(&emu), 0, "nothing was asked");
 }
+
+/// Two teams, two policy sets, one account, the same policy name: each
+/// set makes, keeps and deletes only its own backups, and neither lists
+/// the other's as orphans.
+#[test]
+fn two_namespaces_that_share_a_policy_name_never_touch_each_others_backups() {
+    let emu = Emulator::start();
+    emu.seed(
+        json!({"region": "us-east-1", "instances": [{"count": 2, "tags": {"Backup": "daily"}}]}),
+    );
+    let ops = emu.dir.policies(&[("web", ROLLING_AMI)]);
+    let payments = emu.dir.path().join("payments");
+    std::fs::create_dir_all(&payments).unwrap();
+    std::fs::write(
+        payments.join("web.toml"),
+        format!("namespace = \"payments\"\n{ROLLING_AMI}"),
+    )
+    .unwrap();
+    let owned_by = |owner: &str| -> Vec<String> {
+        images(&emu, BASE, "us-east-1")
+            .iter()
+            .filter(|i| i["tags"]["backupctl:policy"] == owner)
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for d in 0..4 {
+        for (set, owner) in [(&ops, "web"), (&payments, "payments/web")] {
+            let theirs = if owner == "web" {
+                owned_by("payments/web")
+            } else {
+                owned_by("web")
+            };
+            let at = day(d);
+            let plan = emu.run(
+                set,
+                &["plan", "--format", "json", "-v"],
+                &[("BACKUPCTL_NOW", &at)],
+            );
+            assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
+            let text = stdout(&plan);
+            for id in &theirs {
+                assert!(
+                    !text.contains(id.as_str()),
+                    "{owner}'s plan mentions {id}:\n{text}"
+                );
+            }
+            let out = emu.run(set, &["apply", "--auto-approve"], &[("BACKUPCTL_NOW", &at)]);
+            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+            let after: Vec<String> = if owner == "web" {
+                owned_by("payments/web")
+            } else {
+                owned_by("web")
+            };
+            assert_eq!(after, theirs, "{owner} touched the other set's backups");
+            assert!(!owned_by(owner).is_empty());
+        }
+    }
+    // Retention ran in both sets (each keeps its own newest, deletes its
+    // own expired ones): neither grew without bound.
+    assert!(owned_by("web").len() <= 4, "{:?}", owned_by("web"));
+    assert!(owned_by("payments/web").len() <= 4);
+
+    // One directory is one set: mixed namespaces are refused.
+    std::fs::write(
+        ops.join("other.toml"),
+        format!(
+            "namespace = \"payments\"\n{}",
+            ROLLING_AMI.replace("\"web\"", "\"other\"")
+        ),
+    )
+    .unwrap();
+    let out = emu.run(&ops, &["validate"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("one namespace"), "{}", stderr(&out));
+}
