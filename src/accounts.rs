@@ -397,6 +397,53 @@ fn tag_set(tags: &BTreeMap<String, String>) -> crate::inventory::Tags {
     tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
+/// One of N independent jobs, each planning and applying its share of the
+/// accounts (`--shard K/N`): an account belongs to shard
+/// `1 + (first 8 bytes of SHA-256(id), big-endian) mod N`, so every job
+/// agrees on it without talking to the others, and an account stays in its
+/// shard whatever other accounts come and go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// 1-based.
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    pub fn parse(text: &str) -> Result<Shard, String> {
+        let bad = || {
+            format!("\"{text}\" is not a shard: expected K/N with 1 <= K <= N <= 1000, e.g. 2/4 (the second of four jobs)")
+        };
+        let (k, n) = text.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u32, u32) = (
+            k.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if index == 0 || index > count || count > 1000 {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// The shard (1-based) an account id belongs to among `count`.
+    pub fn of(id: &str, count: u32) -> u32 {
+        let hash = Sha256::digest(id.as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hash[..8]);
+        (u64::from_be_bytes(first) % u64::from(count.max(1))) as u32 + 1
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        Shard::of(id, self.count) == self.index
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

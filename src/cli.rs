@@ -41,6 +41,13 @@ pub struct Cli {
           default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub max_accounts: u64,
 
+    /// With an accounts file: work only in this shard of the accounts, as
+    /// job K of N independent jobs (an account's shard follows from its id
+    /// alone). Their saved plans join with `backupctl merge`.
+    #[arg(long, global = true, env = "BACKUPCTL_SHARD", value_name = "K/N",
+          value_parser = crate::accounts::Shard::parse)]
+    pub shard: Option<crate::accounts::Shard>,
+
     /// Never colour the output (also: the NO_COLOR environment variable).
     #[arg(long, global = true)]
     pub no_color: bool,
@@ -162,7 +169,7 @@ backupctl completions fish > ~/.config/fish/completions/backupctl.fish"
     #[command(
         after_help = "Example:\n  backupctl --policies ./policies iam-policy > backupctl-iam.json"
     )]
-    IamPolicy,
+    IamPolicy(IamArgs),
     /// Compare two saved plans made against the same inventory (e.g. main's
     /// policies and a pull request's).
     #[command(after_help = "Example (in CI, for a pull request):\n  \
@@ -185,6 +192,17 @@ pending are assumed to complete, and every run is assumed to happen."
         after_help = "Examples:\n  backupctl show plan.json\n  backupctl show plan.json --format markdown > comment.md"
     )]
     Show(ShowArgs),
+    /// Join the saved plans of the shards of one accounts file (`plan
+    /// --shard K/N --out FILE`) into one plan, for review, `show` and
+    /// `diff`.
+    #[command(
+        after_help = "Example:\n  backupctl merge --out plan.json shard-1.json shard-2.json shard-3.json\n\n\
+The plans must come from the same policy files and accounts file and share no \
+account. Apply each shard's own plan in its own job; a joined plan of shards made \
+at different times carries the earliest time and is refused as stale for accounts \
+whose plan changed since."
+    )]
+    Merge(MergeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -229,8 +247,10 @@ pub struct ForecastArgs {
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    #[arg(value_name = "PLANFILE")]
-    pub plan_file: PathBuf,
+    /// One saved plan, or the plans of several shards of one accounts file
+    /// (shown joined, as `merge` joins them).
+    #[arg(value_name = "PLANFILE", required = true, num_args = 1..)]
+    pub plan_files: Vec<PathBuf>,
 
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -433,4 +453,39 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
+}
+
+#[derive(Debug, Args)]
+pub struct IamArgs {
+    /// With an accounts file: who runs backupctl (the role or user ARN the
+    /// member roles trust).
+    #[arg(long, value_name = "ARN")]
+    pub principal: Option<String>,
+
+    /// json: the permission policy (with an accounts file, also the trust
+    /// policy and the runner's policy); cloudformation: a template of the
+    /// member role, to deploy to every account as a StackSet.
+    #[arg(long, value_enum, default_value_t = IamFormat::Json)]
+    pub format: IamFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IamFormat {
+    Json,
+    Cloudformation,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shards' saved plans.
+    #[arg(value_name = "PLANFILE", required = true, num_args = 2..)]
+    pub plan_files: Vec<PathBuf>,
+
+    /// Write the joined plan (JSON) to this file; without it, it is printed
+    /// as --format says.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
 }

@@ -73,6 +73,9 @@ pub struct Fleet {
     pub accounts: AccountSet,
     session_name: String,
     max_accounts: usize,
+    /// Only some of the accounts (`--shard`): a policy that selects
+    /// nothing here may select something in another shard.
+    pub partial: bool,
 }
 
 impl Fleet {
@@ -82,6 +85,7 @@ impl Fleet {
             accounts,
             session_name: session_name(Utc::now()),
             max_accounts: max_accounts.max(1),
+            partial: false,
         }
     }
 
@@ -190,7 +194,9 @@ impl Fleet {
             .sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));
         out.notes.sort();
         let mut plan = Plan::merge(at, self.digest(policies), parts);
-        warn_selects_nothing(policies, &mut plan, &out.failures);
+        if !self.partial {
+            warn_selects_nothing(policies, &mut plan, &out.failures);
+        }
         out.plan = plan;
         out
     }
@@ -226,8 +232,7 @@ impl Fleet {
             let name = plan
                 .accounts
                 .get(&id)
-                .cloned()
-                .unwrap_or_else(|| id.clone());
+                .map_or_else(|| id.clone(), |a| a.name.clone());
             let Some(provider) = providers.get(&id).cloned() else {
                 let error = ProviderError {
                     code: "AccountNotEntered".into(),

@@ -3,11 +3,15 @@
 //! creating calls (and, while a policy adopts, on the old tools' backups),
 //! deletions only of resources tagged with one of the loaded policies'
 //! names, and requests only in the targeted regions when no policy says
-//! `["*"]`. Pure: derived from the policies alone.
+//! `["*"]`. With an accounts file, also the member role's trust policy
+//! and what the runner needs to enter the accounts ([`accounts_documents`]),
+//! and a CloudFormation template of the member role. Pure: derived from
+//! the policies and the accounts file alone.
 
+use crate::accounts::AccountSet;
 use crate::policy::{tags, Kind, OldTool, PolicySet, Regions};
 use serde_json::{json, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub fn policy_document(policies: &PolicySet) -> Value {
     let enabled: Vec<_> = policies.enabled().collect();
@@ -134,6 +138,133 @@ pub fn policy_document(policies: &PolicySet) -> Value {
     json!({ "Version": "2012-10-17", "Statement": statements })
 }
 
+/// With an accounts file, both sides of the account boundary: the member
+/// role in each account (its permission policy, [`policy_document`], and
+/// its trust policy: who may assume it, with the external id, and only
+/// under backupctl's session names), and what the credentials backupctl
+/// runs with need to enter the accounts. `principal` is who runs backupctl
+/// (a role or user ARN); it is needed for every account entered with one
+/// role (in a chain, the role before the last is the principal).
+pub fn accounts_documents(
+    policies: &PolicySet,
+    accounts: &AccountSet,
+    principal: Option<&str>,
+) -> Result<Value, String> {
+    let permissions = policy_document(policies);
+    // One member role per distinct (name, principal, external id).
+    let mut roles: BTreeMap<(String, String, Option<String>), Vec<String>> = BTreeMap::new();
+    let mut first_roles = BTreeSet::new();
+    for a in &accounts.accounts {
+        let Some(last) = a.roles.last() else { continue };
+        let name = last.split_once(":role/").map_or("", |(_, n)| n).to_string();
+        let trusted = match a.roles.len() {
+            1 => principal.map(str::to_string).ok_or_else(|| {
+                format!(
+                    "account {} is entered with one role, whose trust policy names who runs backupctl: pass --principal ARN (the role or user backupctl runs as, e.g. arn:aws:iam::999999999999:role/backupctl-runner)",
+                    a.id
+                )
+            })?,
+            n => a.roles[n - 2].clone(),
+        };
+        first_roles.insert(a.roles[0].clone());
+        roles
+            .entry((name, trusted, a.external_id.clone()))
+            .or_default()
+            .push(a.id.clone());
+    }
+    let members: Vec<Value> = roles
+        .into_iter()
+        .map(|((name, trusted, external_id), ids)| {
+            json!({
+                "RoleName": name,
+                "Accounts": ids,
+                "PolicyDocument": permissions,
+                "AssumeRolePolicyDocument": trust_policy(&trusted, external_id.as_deref()),
+            })
+        })
+        .collect();
+    Ok(json!({
+        "Runner": {
+            "Description": "What the credentials backupctl runs with need: to assume the member roles (the first role of each chain).",
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Sid": "EnterTheAccounts",
+                    "Effect": "Allow",
+                    "Action": "sts:AssumeRole",
+                    "Resource": first_roles.into_iter().collect::<Vec<_>>(),
+                }],
+            },
+        },
+        "MemberRoles": members,
+    }))
+}
+
+/// The member role's trust policy: `principal` may assume it, with the
+/// external id when there is one, and only under backupctl's session
+/// names (`backupctl-<time>-<pid>`), so CloudTrail tells its sessions
+/// apart from anyone else's.
+fn trust_policy(principal: &str, external_id: Option<&str>) -> Value {
+    let mut condition = json!({ "StringLike": { "sts:RoleSessionName": "backupctl-*" } });
+    if let Some(id) = external_id {
+        condition["StringEquals"] = json!({ "sts:ExternalId": id });
+    }
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "BackupctlRunsHere",
+            "Effect": "Allow",
+            "Principal": { "AWS": principal },
+            "Action": "sts:AssumeRole",
+            "Condition": condition,
+        }],
+    })
+}
+
+/// A CloudFormation template of the member role, to deploy to every
+/// account as a StackSet. One template needs one role: accounts whose
+/// role name, principal or external id differ need one stack set each.
+pub fn member_role_template(documents: &Value) -> Result<Value, String> {
+    let members = documents["MemberRoles"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let [member] = members.as_slice() else {
+        return Err(format!(
+            "the accounts need {} different member roles (role name, principal or external id differ), and one template deploys one; make them the same in the accounts file, or use the JSON output (without --format cloudformation) and deploy each",
+            members.len()
+        ));
+    };
+    let full = member["RoleName"].as_str().unwrap_or("backupctl");
+    let (path, name) = match full.rsplit_once('/') {
+        Some((path, name)) => (format!("/{path}/"), name),
+        None => ("/".to_string(), full),
+    };
+    Ok(json!({
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": "backupctl's member role: deploy it as a StackSet to the accounts of the accounts file (made by backupctl iam-policy --format cloudformation).",
+        "Resources": {
+            "BackupctlRole": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "RoleName": name,
+                    "Path": path,
+                    "Description": "Assumed by backupctl to plan and apply EC2 backups",
+                    "MaxSessionDuration": 3600,
+                    "AssumeRolePolicyDocument": member["AssumeRolePolicyDocument"],
+                    "Policies": [{
+                        "PolicyName": "backupctl",
+                        "PolicyDocument": member["PolicyDocument"],
+                    }],
+                },
+            },
+        },
+        "Outputs": {
+            "RoleArn": { "Value": { "Fn::GetAtt": ["BackupctlRole", "Arn"] } },
+        },
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,5 +323,66 @@ mod tests {
         assert!(statements[2]["Condition"]["StringEquals"]
             .get("aws:RequestedRegion")
             .is_none());
+    }
+}
+
+#[cfg(test)]
+mod account_tests {
+    use super::*;
+    use std::path::Path;
+
+    fn accounts(text: &str) -> AccountSet {
+        AccountSet {
+            accounts: crate::accounts::parse(Path::new("accounts.toml"), text).expect("valid"),
+            file: "accounts.toml".into(),
+            digest: String::new(),
+        }
+    }
+
+    const TWO: &str = "[defaults]\nrole_name = \"ops/backupctl\"\nexternal_id = \"x\"\n\
+        [[account]]\nid = \"111111111111\"\n[[account]]\nid = \"222222222222\"\n";
+
+    #[test]
+    fn the_member_role_trusts_the_runner_with_the_external_id() {
+        let set = PolicySet {
+            policies: Vec::new(),
+            digest: String::new(),
+        };
+        let missing = accounts_documents(&set, &accounts(TWO), None).unwrap_err();
+        assert!(missing.contains("--principal"), "{missing}");
+        let runner = "arn:aws:iam::999999999999:role/runner";
+        let doc = accounts_documents(&set, &accounts(TWO), Some(runner)).unwrap();
+        let members = doc["MemberRoles"].as_array().unwrap();
+        assert_eq!(members.len(), 1, "{doc:#}");
+        let trust = &members[0]["AssumeRolePolicyDocument"]["Statement"][0];
+        assert_eq!(trust["Principal"]["AWS"], runner);
+        assert_eq!(trust["Condition"]["StringEquals"]["sts:ExternalId"], "x");
+        assert_eq!(
+            doc["Runner"]["PolicyDocument"]["Statement"][0]["Resource"],
+            json!([
+                "arn:aws:iam::111111111111:role/ops/backupctl",
+                "arn:aws:iam::222222222222:role/ops/backupctl"
+            ])
+        );
+        let template = member_role_template(&doc).unwrap();
+        let role = &template["Resources"]["BackupctlRole"]["Properties"];
+        assert_eq!(role["RoleName"], "backupctl");
+        assert_eq!(role["Path"], "/ops/");
+
+        // A chain: the last role trusts the one before it, and a second
+        // kind of member role cannot share one template.
+        let chained = format!(
+            "{TWO}[[account]]\nid = \"333333333333\"\nrole = [\"arn:aws:iam::999999999999:role/hub\", \"arn:aws:iam::333333333333:role/ops/backupctl\"]\n"
+        );
+        let doc = accounts_documents(&set, &accounts(&chained), Some(runner)).unwrap();
+        let members = doc["MemberRoles"].as_array().unwrap();
+        assert_eq!(members.len(), 2, "{doc:#}");
+        assert!(members.iter().any(
+            |m| m["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["AWS"]
+                == "arn:aws:iam::999999999999:role/hub"
+        ));
+        assert!(member_role_template(&doc)
+            .unwrap_err()
+            .contains("2 different member roles"));
     }
 }

@@ -142,11 +142,8 @@ async fn run_recorded(
         window: settle,
     };
     if let Some(accounts) = accounts {
-        let fleet = Fleet::new(
-            AwsProvider::new(&super::aws_options(cli)?).await,
-            accounts,
-            cli.max_accounts as usize,
-        );
+        let base = AwsProvider::new(&super::aws_options(cli)?).await;
+        let fleet = super::fleet(cli, base, accounts);
         if let Some(path) = &args.plan_file {
             return saved_in_accounts(args, path, &policies, now, out, locked, run, &fleet).await;
         }

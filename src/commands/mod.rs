@@ -11,7 +11,7 @@ mod state;
 mod validate;
 
 use crate::accounts::AccountSet;
-use crate::cli::{Cli, Command, Format, StateCommand};
+use crate::cli::{Cli, Command, Format, IamFormat, StateCommand};
 use crate::error::{Error, ExitCode};
 use crate::fleet::{Fleet, Planned};
 use crate::inventory::Inventory;
@@ -100,6 +100,7 @@ async fn run_command(cli: &Cli, env: &Env, printer: &Printer) -> Result<ExitCode
             all_regions,
         }) => state::pull(cli, out.as_deref(), also_policies, *all_regions, printer).await,
         Command::Show(args) => show::run(cli, args, printer),
+        Command::Merge(args) => show::merge(cli, args, printer),
         Command::Forecast(args) => forecast::run(cli, args, env, printer).await,
         Command::Diff(args) => diff::run(args, printer),
         Command::Completions { shell } => {
@@ -116,9 +117,30 @@ async fn run_command(cli: &Cli, env: &Env, printer: &Printer) -> Result<ExitCode
             printer.result(&String::from_utf8_lossy(&out));
             Ok(ExitCode::Success)
         }
-        Command::IamPolicy => {
+        Command::IamPolicy(args) => {
             let policies = crate::policy::load_dir(&cli.policies)?;
-            let doc = crate::iam::policy_document(&policies);
+            let doc = match (accounts(cli, &policies)?, args.format) {
+                (None, IamFormat::Json) => crate::iam::policy_document(&policies),
+                (None, IamFormat::Cloudformation) => {
+                    return Err(Error::Usage(
+                        "iam-policy --format cloudformation makes the member role of an accounts file, and there is none; without one, attach the JSON policy to the role or user backupctl runs as".into(),
+                    ))
+                }
+                (Some(accounts), format) => {
+                    let docs = crate::iam::accounts_documents(
+                        &policies,
+                        &accounts,
+                        args.principal.as_deref(),
+                    )
+                    .map_err(Error::Usage)?;
+                    match format {
+                        IamFormat::Json => docs,
+                        IamFormat::Cloudformation => {
+                            crate::iam::member_role_template(&docs).map_err(Error::Usage)?
+                        }
+                    }
+                }
+            };
             let text = serde_json::to_string_pretty(&doc).expect("policy serialises");
             printer.result(&format!("{text}\n"));
             Ok(ExitCode::Success)
@@ -136,9 +158,25 @@ fn accounts(cli: &Cli, policies: &PolicySet) -> Result<Option<AccountSet>, Error
         }
         None => {
             crate::accounts::check_without(policies)?;
+            if let Some(shard) = cli.shard {
+                return Err(Error::Usage(format!(
+                    "--shard {shard} splits the accounts of an accounts file, and there is none; add accounts.toml to the policy directory (or pass --accounts FILE), or drop --shard"
+                )));
+            }
             Ok(None)
         }
     }
+}
+
+/// The accounts this run works in: all of them, or its `--shard`'s.
+fn fleet(cli: &Cli, base: AwsProvider, mut accounts: AccountSet) -> Fleet {
+    let shard = cli.shard.filter(|s| s.count > 1);
+    if let Some(shard) = shard {
+        accounts.accounts.retain(|a| shard.contains(&a.id));
+    }
+    let mut fleet = Fleet::new(base, accounts, cli.max_accounts as usize);
+    fleet.partial = shard.is_some();
+    fleet
 }
 
 /// Commands that read or write one account's inventory refuse to run with
@@ -166,7 +204,7 @@ async fn plan_fleet(
     all_regions: bool,
 ) -> Result<(Fleet, Planned, bool), Error> {
     let base = AwsProvider::new(&aws_options(cli)?).await;
-    let fleet = Fleet::new(base, accounts, cli.max_accounts as usize);
+    let fleet = fleet(cli, base, accounts);
     let planned = fleet
         .plan(
             policies,

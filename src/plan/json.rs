@@ -55,6 +55,9 @@ pub struct JsonPlan {
 pub struct JsonAccount {
     pub id: String,
     pub name: String,
+    /// The fingerprint of the account's inventory (the plan's
+    /// `inventory_fingerprint` is a digest of these).
+    pub inventory_fingerprint: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -263,9 +266,10 @@ impl JsonPlan {
             accounts: plan
                 .accounts
                 .iter()
-                .map(|(id, name)| JsonAccount {
+                .map(|(id, a)| JsonAccount {
                     id: id.clone(),
-                    name: name.clone(),
+                    name: a.name.clone(),
+                    inventory_fingerprint: a.inventory_fingerprint.clone(),
                 })
                 .collect(),
             generated_at: time(plan.generated_at),
@@ -554,7 +558,17 @@ impl JsonPlan {
             out_of_scope,
             warnings: self.warnings,
             covered,
-            accounts: self.accounts.into_iter().map(|a| (a.id, a.name)).collect(),
+            accounts: self
+                .accounts
+                .into_iter()
+                .map(|a| {
+                    let account = super::PlanAccount {
+                        name: a.name,
+                        inventory_fingerprint: a.inventory_fingerprint,
+                    };
+                    (a.id, account)
+                })
+                .collect(),
         })
     }
 }

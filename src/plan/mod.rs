@@ -35,9 +35,17 @@ pub struct Plan {
     /// Every source each policy backs up (whether or not a backup is due
     /// now), so that comparing two plans shows sources no longer backed up.
     pub covered: Vec<Covered>,
-    /// The accounts the plan spans, id to name (empty without an accounts
-    /// file).
-    pub accounts: std::collections::BTreeMap<String, String>,
+    /// The accounts the plan spans, by id (empty without an accounts file).
+    pub accounts: std::collections::BTreeMap<String, PlanAccount>,
+}
+
+/// One account of a plan that spans accounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanAccount {
+    pub name: String,
+    /// The fingerprint of the account's inventory: the plan's is a digest
+    /// of these, so plans of shards join into the unsharded plan's.
+    pub inventory_fingerprint: String,
 }
 
 /// One source that one policy backs up in one region.
@@ -458,7 +466,7 @@ impl Plan {
     /// one-account plan.
     pub fn account_label(&self, account: Option<&String>) -> Option<String> {
         let id = account?;
-        Some(match self.accounts.get(id) {
+        Some(match self.accounts.get(id).map(|a| &a.name) {
             Some(name) if name != id => format!("{name} ({id})"),
             _ => id.clone(),
         })
@@ -468,7 +476,11 @@ impl Plan {
     /// warnings with the account's name, before it joins the plans of the
     /// other accounts (see [`Plan::merge`]).
     pub fn in_account(mut self, id: &str, name: &str) -> Plan {
-        self.accounts.insert(id.to_string(), name.to_string());
+        let account = PlanAccount {
+            name: name.to_string(),
+            inventory_fingerprint: std::mem::take(&mut self.inventory_fingerprint),
+        };
+        self.accounts.insert(id.to_string(), account);
         let id = Some(id.to_string());
         for c in &mut self.changes {
             c.account.clone_from(&id);
@@ -491,19 +503,50 @@ impl Plan {
         self
     }
 
-    /// Joins the plans of several accounts (each made with
-    /// [`Plan::in_account`]) into one, for one clock. Each list stays in
-    /// its documented order, accounts first. `policies_digest` names the
-    /// policies and the accounts they were planned for; the inventory's
-    /// fingerprint becomes a digest of the parts'.
-    pub fn merge(generated_at: DateTime<Utc>, policies_digest: String, parts: Vec<Plan>) -> Plan {
-        use sha2::{Digest, Sha256};
-        let mut out = Plan::empty(generated_at);
-        let mut inventory = Sha256::new();
-        let mut parts = parts;
-        parts.sort_by(|a, b| a.accounts.keys().next().cmp(&b.accounts.keys().next()));
+    /// Joins saved plans of disjoint sets of accounts (the shards of one
+    /// accounts file, see `backupctl merge`) into one, for the earliest of
+    /// their clocks. Refuses plans that are not of accounts, not of the
+    /// same policies, or that share an account.
+    pub fn join(parts: Vec<Plan>) -> Result<Plan, String> {
+        let Some(first) = parts.first() else {
+            return Err("there is no plan to join".into());
+        };
+        let digest = first.policies_digest.clone();
+        let at = parts
+            .iter()
+            .map(|p| p.generated_at)
+            .min()
+            .unwrap_or(first.generated_at);
+        let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
+        for (i, p) in parts.iter().enumerate() {
+            let nothing = p.changes.is_empty() && p.kept.is_empty() && p.covered.is_empty();
+            if p.accounts.is_empty() && nothing {
+                // A shard that holds no account (more jobs than accounts).
+                continue;
+            }
+            if p.accounts.is_empty() {
+                return Err(format!(
+                    "plan {} is not a plan of accounts (made without an accounts file); only the plans of the shards of one accounts file join",
+                    i + 1
+                ));
+            }
+            if p.policies_digest != digest {
+                return Err(format!(
+                    "plan {} was made from other policy files (or another accounts file) than plan 1; make every shard's plan from the same files",
+                    i + 1
+                ));
+            }
+            for id in p.accounts.keys() {
+                if let Some(other) = seen.insert(id.clone(), i + 1) {
+                    return Err(format!(
+                        "account {id} is in plan {other} and in plan {}: the plans overlap (the same shard twice, or shards of different counts)",
+                        i + 1
+                    ));
+                }
+            }
+        }
+        let mut out = Plan::merge(at, digest, Vec::new());
         for part in parts {
-            inventory.update(part.inventory_fingerprint.as_bytes());
             out.changes.extend(part.changes);
             out.kept.extend(part.kept);
             out.blocked.extend(part.blocked);
@@ -513,8 +556,53 @@ impl Plan {
             out.covered.extend(part.covered);
             out.accounts.extend(part.accounts);
         }
+        // Each list is in order within each account: a stable sort by
+        // account alone puts the whole in order.
+        out.changes.sort_by(|a, b| a.account.cmp(&b.account));
+        out.kept.sort_by(|a, b| a.account.cmp(&b.account));
+        out.blocked.sort_by(|a, b| a.account.cmp(&b.account));
+        out.orphans.sort_by(|a, b| a.account.cmp(&b.account));
+        out.out_of_scope.sort_by(|a, b| a.account.cmp(&b.account));
+        out.covered.sort();
+        out.warnings.sort();
+        out.inventory_fingerprint = out.accounts_fingerprint();
+        Ok(out)
+    }
+
+    /// Joins the plans of several accounts (each made with
+    /// [`Plan::in_account`]) into one, for one clock. Each list stays in
+    /// its documented order, accounts first. `policies_digest` names the
+    /// policies and the accounts they were planned for; the inventory's
+    /// fingerprint becomes a digest of the parts'.
+    pub fn merge(generated_at: DateTime<Utc>, policies_digest: String, parts: Vec<Plan>) -> Plan {
+        let mut out = Plan::empty(generated_at);
+        let mut parts = parts;
+        parts.sort_by(|a, b| a.accounts.keys().next().cmp(&b.accounts.keys().next()));
+        for part in parts {
+            out.changes.extend(part.changes);
+            out.kept.extend(part.kept);
+            out.blocked.extend(part.blocked);
+            out.orphans.extend(part.orphans);
+            out.out_of_scope.extend(part.out_of_scope);
+            out.warnings.extend(part.warnings);
+            out.covered.extend(part.covered);
+            out.accounts.extend(part.accounts);
+        }
+        // Sorted, so that the joined plans of shards (see `Plan::join`)
+        // list them as the whole plan does.
+        out.warnings.sort();
         out.policies_digest = policies_digest;
-        out.inventory_fingerprint = format!("sha256:{:x}", inventory.finalize());
+        out.inventory_fingerprint = out.accounts_fingerprint();
         out
+    }
+
+    /// A digest of the accounts' inventory fingerprints, in id order.
+    fn accounts_fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for (id, a) in &self.accounts {
+            h.update(format!("{id}={};", a.inventory_fingerprint).as_bytes());
+        }
+        format!("sha256:{:x}", h.finalize())
     }
 }

@@ -334,3 +334,83 @@ fn two_namespaces_that_share_a_policy_name_never_touch_each_others_backups() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("one namespace"), "{}", stderr(&out));
 }
+
+/// Two jobs, each planning its shard of the accounts: their saved plans
+/// join into the plan one job makes of every account.
+#[test]
+fn the_plans_of_two_shards_merge_into_the_plan_of_every_account() {
+    let (emu, policies) = world();
+    let dir = emu.dir.path();
+    let at = day(0);
+    let plan = |args: &[&str], out: &str| {
+        let file = dir.join(out);
+        let mut all = args.to_vec();
+        all.extend(["plan", "--out", file.to_str().unwrap()]);
+        let run = emu.run(&policies, &all, &[("BACKUPCTL_NOW", &at)]);
+        // The broken account or staging's denied region is in some shard.
+        assert!(matches!(run.status.code(), Some(0 | 3)), "{}", stderr(&run));
+        file
+    };
+    let whole = plan(&[], "whole.json");
+    let first = plan(&["--shard", "1/2"], "shard-1.json");
+    let second = plan(&["--shard", "2/2"], "shard-2.json");
+    let merged = dir.join("merged.json");
+    let out = emu.run(
+        &policies,
+        &[
+            "merge",
+            "--out",
+            merged.to_str().unwrap(),
+            second.to_str().unwrap(),
+            first.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    assert_eq!(read(&merged), read(&whole));
+    // Each account was entered by one job only.
+    assert_eq!(assume_role_calls(&emu), 6, "3 accounts, entered twice each");
+
+    // The same shard twice is refused.
+    let out = emu.run(
+        &policies,
+        &["show", first.to_str().unwrap(), first.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("the plans overlap"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The StackSet template shipped under examples/ is what iam-policy makes
+/// for the example accounts file and the shipped policies.
+#[test]
+fn the_example_member_role_template_is_what_iam_policy_makes() {
+    use crate::support::{backupctl, check_golden, root};
+    let out = backupctl(&[
+        "--policies",
+        "policies",
+        "--accounts",
+        "examples/many-accounts/accounts.toml",
+        "iam-policy",
+        "--format",
+        "cloudformation",
+        "--principal",
+        "arn:aws:iam::999999999999:role/backupctl-runner",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let template: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let role = &template["Resources"]["BackupctlRole"];
+    assert_eq!(role["Type"], "AWS::IAM::Role");
+    let trust = &role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0];
+    assert_eq!(
+        trust["Condition"]["StringEquals"]["sts:ExternalId"],
+        "backupctl-example"
+    );
+    let golden = root().join("examples/many-accounts/member-role.stackset.json");
+    check_golden(&golden, &stdout(&out)).unwrap_or_else(|diff| panic!("{diff}"));
+}

@@ -668,8 +668,72 @@ fn run_saved_case(seed: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Plans random accounts (random ids, each with a random inventory) whole
+/// and in `--shard` shares of 1 to 6 jobs: the joined shards are the
+/// whole plan, document for document, and every account is in exactly
+/// one shard.
+fn run_shard_case(seed: u64) -> Result<(), String> {
+    use backupctl::accounts::Shard;
+    use backupctl::plan::json::JsonPlan;
+    let mut g = Gen(seed | 1);
+    let set = policies(&mut g);
+    let count = 1 + g.below(8) as usize;
+    let ids: Vec<String> = (0..count)
+        .map(|_| format!("{:012}", g.below(1_000_000_000_000)))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let parts: Vec<Plan> = ids
+        .iter()
+        .map(|id| {
+            let inv = inventory(&mut g);
+            backupctl::planner::plan_account(&set, &inv, now()).in_account(id, &format!("a{id}"))
+        })
+        .collect();
+    let digest = "sha256:set".to_string();
+    let whole = Plan::merge(now(), digest.clone(), parts.clone());
+    let whole_json = serde_json::to_string(&JsonPlan::from_plan(&whole)).unwrap();
+    for n in 1..=6u32 {
+        let mut shards = Vec::new();
+        for k in 1..=n {
+            let shard = Shard { index: k, count: n };
+            let mine: Vec<Plan> = parts
+                .iter()
+                .filter(|p| p.accounts.keys().all(|id| shard.contains(id)))
+                .cloned()
+                .collect();
+            if !mine.is_empty() {
+                shards.push(Plan::merge(now(), digest.clone(), mine));
+            }
+        }
+        for id in &ids {
+            let homes = (1..=n)
+                .filter(|&k| Shard { index: k, count: n }.contains(id))
+                .count();
+            if homes != 1 {
+                return Err(format!("account {id} is in {homes} of {n} shards"));
+            }
+        }
+        // The jobs finish in any order.
+        shards.reverse();
+        let joined = Plan::join(shards).map_err(|e| format!("{n} shards: {e}"))?;
+        let joined_json = serde_json::to_string(&JsonPlan::from_plan(&joined)).unwrap();
+        if joined_json != whole_json {
+            return Err(format!("{n} shards joined differ from the whole plan"));
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn the_shards_of_the_accounts_join_into_the_whole_plan(seed in any::<u64>()) {
+        if let Err(e) = run_shard_case(seed) {
+            prop_assert!(false, "seed {seed}: {e}");
+        }
+    }
 
     #[test]
     fn a_saved_plan_never_deletes_what_a_fresh_plan_would_not(seed in any::<u64>()) {
