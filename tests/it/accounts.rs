@@ -414,3 +414,116 @@ fn the_example_member_role_template_is_what_iam_policy_makes() {
     let golden = root().join("examples/many-accounts/member-role.stackset.json");
     check_golden(&golden, &stdout(&out)).unwrap_or_else(|diff| panic!("{diff}"));
 }
+
+/// The shipped GitHub Actions matrix and Kubernetes Indexed Job split the
+/// accounts into as many shards as they run jobs; run as they say, job by
+/// job, every account is entered once and backed up once.
+#[test]
+fn the_shipped_scheduler_examples_cover_every_account_once() {
+    use crate::support::{root, yaml};
+    let examples = root().join("examples/many-accounts");
+
+    let workflow = yaml(&examples.join("github-actions-shards.yml"))[0].clone();
+    let job = &workflow["jobs"]["apply"];
+    let shards: Vec<u64> = job["strategy"]["matrix"]["shard"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_u64().unwrap())
+        .collect();
+    let n = shards.len() as u64;
+    assert_eq!(shards, (1..=n).collect::<Vec<_>>());
+    let step = job["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["env"]["BACKUPCTL_SHARD"].is_string())
+        .expect("a step sets BACKUPCTL_SHARD");
+    assert_eq!(
+        step["env"]["BACKUPCTL_SHARD"],
+        format!("${{{{ matrix.shard }}}}/{n}")
+    );
+    let line = step["run"].as_str().unwrap().trim();
+    assert!(line.starts_with("backupctl apply --auto-approve"), "{line}");
+
+    let (emu, policies) = world();
+    for shard in &shards {
+        let line = line.replace("${{ matrix.shard }}", &shard.to_string());
+        let words: Vec<String> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|w| w.trim_matches('"').to_string())
+            .collect();
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        let spec = format!("{shard}/{n}");
+        let out = emu.run(
+            &policies,
+            &words,
+            &[("BACKUPCTL_NOW", &day(0)), ("BACKUPCTL_SHARD", &spec)],
+        );
+        assert!(matches!(out.status.code(), Some(0 | 3)), "{}", stderr(&out));
+    }
+    assert_eq!(
+        assume_role_calls(&emu),
+        3,
+        "each account entered by one job"
+    );
+    for (account, region, want) in [
+        (PROD, "us-east-1", 1),
+        (PROD, "eu-west-1", 1),
+        (STAGING, "us-east-1", 1),
+        (STAGING, "eu-west-1", 0),
+    ] {
+        assert_eq!(
+            images(&emu, account, region).len(),
+            want,
+            "{account} {region}"
+        );
+    }
+    let snapshots = |account| {
+        emu.control("dump", json!({"account": account, "region": "us-east-1"}))["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["tags"]["backupctl:policy"] == "prod-weekly")
+            .count()
+    };
+    assert_eq!(
+        snapshots(PROD),
+        1,
+        "prod-weekly: one set, of the root volume"
+    );
+    assert_eq!(snapshots(STAGING), 0, "prod-weekly selects prod only");
+
+    let docs = yaml(&examples.join("kubernetes-cronjob.yaml"));
+    let config = &docs[0];
+    let cron = &docs[1];
+    assert_eq!(cron["kind"], "CronJob");
+    assert_eq!(cron["spec"]["concurrencyPolicy"], "Forbid");
+    let job = &cron["spec"]["jobTemplate"]["spec"];
+    assert_eq!(job["completionMode"], "Indexed");
+    let completions = job["completions"].as_u64().unwrap();
+    assert_eq!(job["parallelism"].as_u64(), Some(completions));
+    let args = job["template"]["spec"]["containers"][0]["args"][0]
+        .as_str()
+        .unwrap();
+    assert!(
+        args.contains(&format!(
+            "--shard \"$((JOB_COMPLETION_INDEX + 1))/{completions}\""
+        )),
+        "{args}"
+    );
+    // The policy directory it mounts is valid, accounts file and all.
+    let dir = emu.dir.path().join("configmap");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text) in config["data"].as_object().unwrap() {
+        std::fs::write(dir.join(name), text.as_str().unwrap()).unwrap();
+    }
+    let out = emu.run(&dir, &["validate"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("2 accounts valid"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -205,19 +205,8 @@ fn the_shipped_pull_request_workflow_runs_the_recipe() {
     use serde_json::json;
 
     let emu = Emulator::start();
-    let python = std::env::var_os("BACKUPCTL_TEST_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root().join(".venv/bin/python"));
-    let parsed = std::process::Command::new(python)
-        .args([
-            "-c",
-            "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1])), default=str))",
-        ])
-        .arg(root().join("examples/github-pull-request.yml"))
-        .output()
-        .unwrap();
-    assert!(parsed.status.success(), "{}", stderr(&parsed));
-    let workflow: Value = serde_json::from_str(&stdout(&parsed)).unwrap();
+    let workflow =
+        crate::support::yaml(&root().join("examples/github-pull-request.yml"))[0].clone();
     // YAML 1.1 reads the key `on` as true.
     assert!(workflow["true"]["pull_request"].is_object(), "{workflow}");
     let steps = workflow["jobs"]["plan"]["steps"].as_array().unwrap();

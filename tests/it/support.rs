@@ -24,6 +24,9 @@ pub fn backupctl_env(args: &[&str], env: &[(&str, &str)]) -> Output {
         "BACKUPCTL_NOW",
         "BACKUPCTL_POLICIES",
         "BACKUPCTL_CALL_TIMEOUT",
+        "BACKUPCTL_ACCOUNTS",
+        "BACKUPCTL_SHARD",
+        "BACKUPCTL_MAX_ACCOUNTS",
         "NO_COLOR",
     ] {
         cmd.env_remove(var);
@@ -32,6 +35,25 @@ pub fn backupctl_env(args: &[&str], env: &[(&str, &str)]) -> Output {
         cmd.env(k, v);
     }
     cmd.output().expect("the backupctl binary runs")
+}
+
+/// A YAML file's documents as JSON (a list, one per document), read by the
+/// emulator's Python (which has PyYAML), so that shipped examples are
+/// parsed as the tools that run them parse them.
+pub fn yaml(path: &Path) -> serde_json::Value {
+    let python = std::env::var_os("BACKUPCTL_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv/bin/python"));
+    let parsed = Command::new(python)
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1]))), default=str))",
+        ])
+        .arg(path)
+        .output()
+        .expect("the emulator's Python runs (scripts/test installs it)");
+    assert!(parsed.status.success(), "{}", stderr(&parsed));
+    serde_json::from_str(&stdout(&parsed)).expect("JSON from the YAML")
 }
 
 pub fn stdout(o: &Output) -> String {
