@@ -314,7 +314,7 @@ fn entering(account: &Account, error: ProviderError) -> Failure {
         error: ProviderError {
             code: error.code.clone(),
             message: format!(
-                "assuming {roles} failed ({}); check that the role exists, that its trust policy lets the base credentials assume it (with the external id, if the file gives one), and that STS is enabled in the base region (`backupctl iam-policy` prints both policies)",
+                "assuming {roles} failed ({}); check that the role exists and that its trust policy lets the credentials backupctl runs with assume it (with the external id, if the file gives one): `backupctl iam-policy --principal ARN` prints both sides",
                 error.message
             ),
         },

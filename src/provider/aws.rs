@@ -82,6 +82,8 @@ pub struct AwsProvider {
     config: Arc<SdkConfig>,
     consistency_window: Duration,
     profile: Option<String>,
+    /// Its credentials come from assuming a role (see [`AwsProvider::assume`]).
+    assumed: bool,
 }
 
 impl AwsProvider {
@@ -124,6 +126,7 @@ impl AwsProvider {
             config: Arc::new(loader.load().await),
             consistency_window: Duration::from_secs(options.consistency_wait_secs),
             profile: options.profile.clone(),
+            assumed: false,
         }
     }
 
@@ -164,6 +167,7 @@ impl AwsProvider {
             config: Arc::new(config.build()),
             consistency_window: self.consistency_window,
             profile: None,
+            assumed: true,
         }
     }
 
@@ -217,6 +221,9 @@ impl AwsProvider {
             return Err(no_credentials("no credential provider is configured"));
         };
         provider.provide_credentials().await.map(|_| ()).map_err(|e| {
+            if self.assumed {
+                return refused_role(&e);
+            }
             let detail = causes(&e);
             match &self.profile {
                 Some(p) if detail.contains("not defined") || detail.contains("could not find") || detail.contains("not found") => ProviderError {
@@ -875,6 +882,27 @@ where
         ),
     };
     ProviderError { code, message }
+}
+
+/// STS's own answer to an AssumeRole that failed (`AccessDenied: …`),
+/// rather than the credential chain's wrapping of it.
+fn refused_role(e: &(dyn std::error::Error + 'static)) -> ProviderError {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(meta) = err.downcast_ref::<aws_smithy_types::error::ErrorMetadata>() {
+            if let Some(code) = meta.code() {
+                return ProviderError {
+                    code: code.to_string(),
+                    message: meta.message().unwrap_or("").to_string(),
+                };
+            }
+        }
+        next = err.source();
+    }
+    ProviderError {
+        code: "AssumeRoleFailed".into(),
+        message: causes(e),
+    }
 }
 
 fn no_credentials(detail: &str) -> ProviderError {
