@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -498,6 +499,11 @@ class State:
 STATE = State()
 IN_FLIGHT = {}
 
+# Role sessions that expire (ctl "sessions": {"seconds": N}): AssumeRole
+# answers with sessions of N seconds of real time, and EC2 refuses a call
+# signed with one after that, as STS and EC2 do. Access key -> expiry.
+SESSIONS = {"seconds": 0, "expires": {}}
+
 
 def access_key_of(environ):
     auth = environ.get("HTTP_AUTHORIZATION", "")
@@ -681,6 +687,18 @@ class Emulator:
         if environ.get("HTTP_" + CONTROL_HEADER.upper().replace("-", "_")):
             return self.call_moto(environ, start_response, params, control=True)
         action = params.get("Action", "unknown")
+        expires = SESSIONS["expires"].get(access_key_of(environ))
+        if expires is not None and time.time() > expires:
+            with STATE.lock:
+                bump(STATE.faults_injected, region, f"{action}:expired")
+            return ec2_error(400, "ExpiredToken", "The security token included in the request is expired")(
+                environ, start_response
+            )
+        if action == "AssumeRole" and SESSIONS["seconds"]:
+            with STATE.lock:
+                bump(STATE.calls, region, action)
+                bump(STATE.account_calls, account_of(access_key_of(environ)), action)
+            return self.short_session(environ, start_response)
         with STATE.lock:
             bump(STATE.calls, region, action)
             key = access_key_of(environ)
@@ -774,7 +792,34 @@ class Emulator:
         start_response(status, headers)
         return [body]
 
+    def short_session(self, environ, start_response):
+        """An AssumeRole whose session lasts SESSIONS["seconds"]."""
+        captured = []
+
+        def capture(status, headers, exc_info=None):
+            captured.append((status, headers))
+            return lambda data: None
+
+        with MOTO_LOCK:
+            body = b"".join(self.moto(environ, capture)).decode()
+        status, headers = captured[0]
+        expires = time.time() + SESSIONS["seconds"]
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))
+        body = re.sub(r"<Expiration>[^<]*</Expiration>", f"<Expiration>{stamp}</Expiration>", body)
+        key = re.search(r"<AccessKeyId>([^<]*)</AccessKeyId>", body)
+        if key:
+            SESSIONS["expires"][key.group(1)] = expires
+        data = body.encode()
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(data))))
+        start_response(status, headers)
+        return [data]
+
     # ------------------------------------------------------------ control
+
+    def ctl_sessions(self, body):
+        SESSIONS["seconds"] = float(body.get("seconds") or 0)
+        return {"ok": True}
 
     def control(self, request):
         name = request.path[len("/_backupctl/") :]

@@ -527,3 +527,54 @@ fn the_shipped_scheduler_examples_cover_every_account_once() {
         stdout(&out)
     );
 }
+
+/// Role sessions that expire during an apply (six seconds of life here, an
+/// hour with role chaining on AWS) are renewed before they expire: every
+/// call is signed with a live session, and the apply succeeds.
+#[test]
+fn sessions_that_expire_during_an_apply_are_renewed_before_they_do() {
+    let emu = Emulator::start();
+    emu.seed(json!({"account": PROD, "region": "us-east-1",
+                    "instances": [{"count": 6, "tags": {"Backup": "daily"}}]}));
+    emu.control("sessions", json!({"seconds": 6}));
+    let policies = emu.dir.policies(&[("web", ROLLING_AMI)]);
+    std::fs::write(
+        policies.join("accounts.toml"),
+        "[[account]]\nid = \"111111111111\"\nname = \"prod\"\nrole = \"arn:aws:iam::111111111111:role/backupctl\"\nregions = [\"us-east-1\"]\n",
+    )
+    .unwrap();
+    // One CreateImage every two seconds: the apply outlives two sessions.
+    let started = std::time::Instant::now();
+    let out = emu.run(
+        &policies,
+        &["apply", "--auto-approve"],
+        &[
+            ("BACKUPCTL_NOW", &day(0)),
+            ("BACKUPCTL_API_RATES", "CreateImage=1/0.5"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        started.elapsed() > std::time::Duration::from_secs(9),
+        "the apply must outlive a session to test anything ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(images(&emu, PROD, "us-east-1").len(), 6);
+    let calls = emu.control("calls", json!({}));
+    let expired: u64 = calls["faults"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|r| r.as_object().unwrap().iter())
+        .filter(|(k, _)| k.ends_with(":expired"))
+        .map(|(_, n)| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        expired, 0,
+        "a call was signed with an expired session: {calls:#}"
+    );
+    assert!(
+        assume_role_calls(&emu) >= 2,
+        "the session was never renewed: {calls:#}"
+    );
+}

@@ -19,14 +19,16 @@ use tokio::sync::Mutex;
 
 /// How long before its expiry a session is renewed: more than the longest
 /// call (the operation timeout is 300 s), so that no request is signed
-/// with credentials that expire before EC2 reads it.
+/// with credentials that expire before EC2 reads it. A session shorter
+/// than twice this is renewed halfway through its life instead.
 pub const RENEW_BEFORE: Duration = Duration::from_secs(600);
 
 /// A credentials provider that keeps what `inner` gave until
 /// [`RENEW_BEFORE`] its expiry.
 pub struct SessionCache {
     inner: Arc<dyn ProvideCredentials>,
-    held: Mutex<Option<Credentials>>,
+    /// The session, and when it was obtained.
+    held: Mutex<Option<(Credentials, SystemTime)>>,
     /// The clock, for tests.
     now: fn() -> SystemTime,
 }
@@ -50,14 +52,18 @@ impl SessionCache {
         // One renewal at a time: callers arriving during it wait for it
         // and get its result.
         let mut held = self.held.lock().await;
-        if let Some(c) = held.as_ref() {
-            let fresh = c.expiry().is_none_or(|at| (self.now)() + RENEW_BEFORE < at);
+        let now = (self.now)();
+        if let Some((c, obtained)) = held.as_ref() {
+            let fresh = c.expiry().is_none_or(|at| {
+                let life = at.duration_since(*obtained).unwrap_or_default();
+                now + RENEW_BEFORE.min(life / 2) < at
+            });
             if fresh {
                 return Ok(c.clone());
             }
         }
         let c = self.inner.provide_credentials().await?;
-        *held = Some(c.clone());
+        *held = Some((c.clone(), now));
         Ok(c)
     }
 }
@@ -74,9 +80,24 @@ impl ProvideCredentials for SessionCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// Hands out sessions that last `lifetime` from a fixed clock.
+    thread_local! {
+        /// The test's clock, in seconds after the epoch (each tokio test
+        /// runs on a thread of its own).
+        static CLOCK: Cell<u64> = const { Cell::new(1000) };
+    }
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(CLOCK.with(Cell::get))
+    }
+
+    fn advance(seconds: u64) {
+        CLOCK.with(|c| c.set(c.get() + seconds));
+    }
+
+    /// Hands out sessions that last `lifetime` from the test's clock.
     #[derive(Debug)]
     struct Sts {
         calls: Arc<AtomicUsize>,
@@ -89,18 +110,17 @@ mod tests {
             Self: 'a,
         {
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
-            let expiry = SystemTime::UNIX_EPOCH + Duration::from_secs(1000) + self.lifetime;
             future::ProvideCredentials::ready(Ok(Credentials::new(
                 format!("AKIA{n}"),
                 "secret",
                 Some("token".into()),
-                Some(expiry),
+                Some(now() + self.lifetime),
                 "test",
             )))
         }
     }
 
-    fn cache(lifetime: Duration, now: fn() -> SystemTime) -> (SessionCache, Arc<AtomicUsize>) {
+    fn cache(lifetime: Duration) -> (SessionCache, Arc<AtomicUsize>) {
         let calls = Arc::new(AtomicUsize::new(0));
         let mut c = SessionCache::new(Sts {
             calls: calls.clone(),
@@ -110,24 +130,33 @@ mod tests {
         (c, calls)
     }
 
-    #[tokio::test]
-    async fn a_session_is_reused_until_it_nears_its_expiry() {
-        // The clock stands 1000 s after the epoch, where sessions start.
-        let (c, calls) = cache(Duration::from_secs(3600), || {
-            SystemTime::UNIX_EPOCH + Duration::from_secs(1000)
-        });
-        for _ in 0..5 {
-            c.provide_credentials().await.expect("credentials");
-        }
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "one AssumeRole");
+    async fn key(c: &SessionCache) -> String {
+        let creds = c.provide_credentials().await.expect("credentials");
+        creds.access_key_id().to_string()
+    }
 
-        // The clock now stands 55 minutes into a one-hour session.
-        let (c, calls) = cache(Duration::from_secs(3600), || {
-            SystemTime::UNIX_EPOCH + Duration::from_secs(1000 + 55 * 60)
-        });
-        let first = c.provide_credentials().await.expect("credentials");
-        let second = c.provide_credentials().await.expect("credentials");
-        assert_eq!(calls.load(Ordering::SeqCst), 2, "renewed, not reused");
-        assert_ne!(first.access_key_id(), second.access_key_id());
+    #[tokio::test]
+    async fn an_hour_long_session_is_kept_until_ten_minutes_before_it_expires() {
+        let (c, calls) = cache(Duration::from_secs(3600));
+        let first = key(&c).await;
+        advance(49 * 60);
+        assert_eq!(key(&c).await, first, "49 minutes in: kept");
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "one AssumeRole");
+        advance(2 * 60);
+        let second = key(&c).await;
+        assert_ne!(second, first, "51 minutes in: renewed");
+        assert_eq!(key(&c).await, second, "and the new one kept");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_short_session_is_renewed_halfway_through_its_life() {
+        let (c, calls) = cache(Duration::from_secs(20));
+        let first = key(&c).await;
+        advance(9);
+        assert_eq!(key(&c).await, first, "9 s into 20: kept");
+        advance(2);
+        assert_ne!(key(&c).await, first, "11 s into 20: renewed");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 }
