@@ -32,8 +32,14 @@ Modes (issue 14):
               their policies: plan live and from a saved state, text and
               JSON with --out, each with its peak RSS (target: 150 MiB).
 
+  --accounts AxRxN  A accounts (an accounts file, a role assumed in each),
+              R regions each, N instances per region: plan at two
+              --max-accounts settings and with real EC2 latency; wall time,
+              peak RSS, API calls beside the minimum, AssumeRole calls.
+
 Usage: bench.py [--latency] [--buckets [--scale K]] BINARY [RxN ...]
        bench.py --large BINARY
+       bench.py --accounts AxRxN BINARY
        (default configurations: 2x100 4x1000). Prints a Markdown table on
 stdout and one JSON line per step on stderr.
 """
@@ -401,8 +407,97 @@ def bench_large(binary):
         emu.stop()
 
 
+def bench_accounts(binary, accounts, regions_count, per_region):
+    """Many accounts (issue 12): `accounts` accounts entered through an
+    assumed role each, `regions_count` regions each, `per_region` instances
+    per region (a root and a tagged data volume each), the two policies.
+    One plan per setting; calls counted by the emulator, beside the minimum
+    (one AssumeRole per account, and per account and region one page of
+    each of the four Describe calls the policies need)."""
+    emu = Emulator()
+    tmp = tempfile.mkdtemp(prefix="backupctl-bench-")
+    try:
+        regions = REGIONS[:regions_count]
+        emu.control("regions", {"regions": regions})
+        ids = [f"{100000000000 + i:012d}" for i in range(1, accounts + 1)]
+        started = time.monotonic()
+        for account in ids:
+            for region in regions:
+                emu.control("seed", {
+                    "account": account,
+                    "region": region,
+                    "instances": [{
+                        "count": per_region,
+                        "tags": {"Backup": "daily"},
+                        "volumes": [{"device": "/dev/sdf", "tags": {"Snapshot": "yes"}}],
+                    }],
+                })
+        seeded = time.monotonic() - started
+        print(f"seeded {accounts} x {regions_count} x {per_region} in {seeded:.0f} s", file=sys.stderr, flush=True)
+        pol = os.path.join(tmp, "policies")
+        os.makedirs(pol)
+        for name, text in POLICIES.items():
+            with open(os.path.join(pol, name + ".toml"), "w") as f:
+                f.write(text.format(regions=json.dumps(regions)))
+        with open(os.path.join(pol, "accounts.toml"), "w") as f:
+            f.write('[defaults]\nrole_name = "backupctl"\n')
+            for account in ids:
+                f.write(f'[[account]]\nid = "{account}"\nname = "a{account[-3:]}"\n')
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "AWS_ACCESS_KEY_ID": "AKIDBENCH",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{emu.port}",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "HOME": tmp,
+            "BACKUPCTL_NOW": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        }
+        minimum = accounts + accounts * regions_count * 4
+        steps = [
+            ("plan, --max-accounts 8", ["plan"], None),
+            ("plan, --max-accounts 16", ["--max-accounts", "16", "plan"], None),
+            ("plan, --max-accounts 16, real EC2 latency", ["--max-accounts", "16", "plan"],
+             {"latency": {"describe": [0.15, 0.3], "mutating": [0.1, 0.2], "seed": 1}}),
+        ]
+        print("| accounts x regions x instances | step | wall (s) | peak RSS (MiB) | API calls (minimum) | AssumeRole | result |")
+        print("|---|---|---|---|---|---|---|")
+        for label, args, real in steps:
+            emu.control("ec2", real or {})
+            emu.control("reset_calls")
+            code, stdout, err, wall, rss = run_measured(binary, ["--policies", pol, "-q"] + args, env)
+            calls = emu.control("calls")["calls"]
+            total = sum(n for r in calls.values() for n in r.values())
+            assume = sum(r.get("AssumeRole", 0) for r in calls.values())
+            summary = [l for l in stdout.splitlines() if l.startswith(("Plan:", "No changes"))]
+            row = {
+                "config": f"{accounts} x {regions_count} x {per_region}",
+                "step": label,
+                "exit": code,
+                "wall_s": round(wall, 2),
+                "peak_rss_mib": round(rss, 1),
+                "calls": total,
+                "minimum": minimum,
+                "assume_role": assume,
+                "summary": " / ".join(summary),
+                "stderr": err[-300:],
+            }
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            print(f"| {row['config']} | {label} | {row['wall_s']} | {row['peak_rss_mib']} | {total} ({minimum}) | {assume} | {row['summary']} (exit {code}) |")
+            sys.stdout.flush()
+    finally:
+        emu.stop()
+
+
 def main():
     args = sys.argv[1:]
+    if "--accounts" in args:
+        i = args.index("--accounts")
+        config = args[i + 1]
+        del args[i : i + 2]
+        a, r, n = (int(x) for x in config.split("x"))
+        bench_accounts(os.path.abspath(args[0]), a, r, n)
+        return
     if "--large" in args:
         args.remove("--large")
         bench_large(os.path.abspath(args[0]))
