@@ -29,11 +29,13 @@ pub fn violations(plan: &Plan, max_deletes: Option<usize>) -> Vec<String> {
     for c in &plan.changes {
         let Some(left) = c.backups_left else { continue };
         let gone = left.before - left.after;
-        if gone * 2 > left.before
-            && seen.insert((&c.policy, &c.region, &c.source, left.before, left.after))
-        {
+        let key = (&c.account, &c.policy, &c.region, &c.source);
+        if gone * 2 > left.before && seen.insert((key, left.before, left.after)) {
+            let account = plan
+                .account_label(c.account.as_ref())
+                .map_or(String::new(), |a| format!(" of account {a}"));
             out.push(format!(
-                "policy {} in {}: source {} would lose {gone} of its {} backups in one run (the rule: never more than half of a source's backups at once)",
+                "policy {} in {}{account}: source {} would lose {gone} of its {} backups in one run (the rule: never more than half of a source's backups at once)",
                 c.policy, c.region, c.source, left.before
             ));
         }

@@ -269,6 +269,23 @@ async fn saved(
     let (provider, observation) = locked.observe(cli, policies, printer).await?;
     super::report_failures(&observation, policies);
     let differences = stale::differences(&plan, policies, &observation.inventory, now, max_age);
+    let to = Where::One(provider);
+    apply_if_unchanged(plan, differences, path, to, args, out, locked, run).await
+}
+
+/// Applies a saved plan whose differences from a fresh one were found:
+/// none, or the whole plan is refused with all of them.
+#[allow(clippy::too_many_arguments)]
+async fn apply_if_unchanged(
+    plan: Plan,
+    differences: Vec<String>,
+    path: &Path,
+    to: Where<'_>,
+    args: &ApplyArgs,
+    out: &Out<'_>,
+    locked: Held,
+    run: &mut report::Run,
+) -> Result<ExitCode, Error> {
     if !differences.is_empty() {
         run.refused = differences.clone();
         return Err(Error::StalePlan {
@@ -284,13 +301,13 @@ async fn saved(
     run.held_back = held;
     let held = !run.held_back.is_empty();
     let sum = plan.summary();
-    printer.note(&format!(
+    out.printer.note(&format!(
         "Applying {}: {} to create, {} to delete.",
         path.display(),
         sum.create,
         sum.delete
     ));
-    let code = execute(&plan, Where::One(provider), locked, out, run).await;
+    let code = execute(&plan, to, locked, out, run).await;
     Ok(after_apply(code, ExitCode::Success, held))
 }
 
@@ -343,30 +360,8 @@ async fn saved_in_accounts(
         }
     }
     differences.extend(planned.notes);
-    if !differences.is_empty() {
-        run.refused = differences.clone();
-        return Err(Error::StalePlan {
-            path: path.to_path_buf(),
-            differences,
-        });
-    }
-    if !plan.has_changes() {
-        out.result("No changes.\n");
-        return Ok(ExitCode::Success);
-    }
-    let (plan, held) = hold_mass_deletions(plan, args);
-    run.held_back = held;
-    let held = !run.held_back.is_empty();
-    let sum = plan.summary();
-    printer.note(&format!(
-        "Applying {}: {} to create, {} to delete.",
-        path.display(),
-        sum.create,
-        sum.delete
-    ));
     let to = Where::Accounts(fleet, planned.providers);
-    let code = execute(&plan, to, locked, out, run).await;
-    Ok(after_apply(code, ExitCode::Success, held))
+    apply_if_unchanged(plan, differences, path, to, args, out, locked, run).await
 }
 
 /// `--max-plan-age` as a span of time before `now`.

@@ -547,14 +547,7 @@ impl Plan {
         }
         let mut out = Plan::merge(at, digest, Vec::new());
         for part in parts {
-            out.changes.extend(part.changes);
-            out.kept.extend(part.kept);
-            out.blocked.extend(part.blocked);
-            out.orphans.extend(part.orphans);
-            out.out_of_scope.extend(part.out_of_scope);
-            out.warnings.extend(part.warnings);
-            out.covered.extend(part.covered);
-            out.accounts.extend(part.accounts);
+            out.absorb(part);
         }
         // Each list is in order within each account: a stable sort by
         // account alone puts the whole in order.
@@ -579,14 +572,7 @@ impl Plan {
         let mut parts = parts;
         parts.sort_by(|a, b| a.accounts.keys().next().cmp(&b.accounts.keys().next()));
         for part in parts {
-            out.changes.extend(part.changes);
-            out.kept.extend(part.kept);
-            out.blocked.extend(part.blocked);
-            out.orphans.extend(part.orphans);
-            out.out_of_scope.extend(part.out_of_scope);
-            out.warnings.extend(part.warnings);
-            out.covered.extend(part.covered);
-            out.accounts.extend(part.accounts);
+            out.absorb(part);
         }
         // Sorted, so that the joined plans of shards (see `Plan::join`)
         // list them as the whole plan does.
@@ -594,6 +580,18 @@ impl Plan {
         out.policies_digest = policies_digest;
         out.inventory_fingerprint = out.accounts_fingerprint();
         out
+    }
+
+    /// Appends every item (and account) of `part`.
+    fn absorb(&mut self, part: Plan) {
+        self.changes.extend(part.changes);
+        self.kept.extend(part.kept);
+        self.blocked.extend(part.blocked);
+        self.orphans.extend(part.orphans);
+        self.out_of_scope.extend(part.out_of_scope);
+        self.warnings.extend(part.warnings);
+        self.covered.extend(part.covered);
+        self.accounts.extend(part.accounts);
     }
 
     /// A digest of the accounts' inventory fingerprints, in id order.
