@@ -104,14 +104,19 @@ pub fn shows(inventory: &crate::inventory::Inventory, key: &str) -> bool {
 /// spelling of the directory's path, in the user's state directory
 /// (`$XDG_STATE_HOME/backupctl`, else `~/.local/state/backupctl`), or the
 /// temporary directory when there is none. Not in the policy directory,
-/// which is often a read-only checkout.
-pub fn lock_path(policies: &Path) -> PathBuf {
+/// which is often a read-only checkout. The shards of one set (`--shard`)
+/// work in different accounts, so each has a lock of its own and one host
+/// may run them at once.
+pub fn lock_path(policies: &Path, shard: Option<crate::accounts::Shard>) -> PathBuf {
     let canonical = policies
         .canonicalize()
         .unwrap_or_else(|_| policies.to_path_buf());
     let digest = Sha256::digest(canonical.to_string_lossy().as_bytes());
     let short: String = format!("{digest:x}").chars().take(16).collect();
-    state_dir().join(format!("apply-{short}.lock"))
+    let shard = shard.map_or(String::new(), |s| {
+        format!("-shard-{}-of-{}", s.index, s.count)
+    });
+    state_dir().join(format!("apply-{short}{shard}.lock"))
 }
 
 fn state_dir() -> PathBuf {
@@ -133,10 +138,11 @@ fn state_dir() -> PathBuf {
 /// can still be in flight.
 pub fn acquire(
     policies: &Path,
+    shard: Option<crate::accounts::Shard>,
     call_timeout: Duration,
     settle: Duration,
 ) -> Result<(ApplyLock, Option<Leftover>), LockError> {
-    let path = lock_path(policies);
+    let path = lock_path(policies, shard);
     let io = |error| LockError::Io {
         path: path.clone(),
         error,

@@ -122,7 +122,7 @@ async fn run_recorded(
     let call_timeout = Duration::from_secs(cli.call_timeout.unwrap_or(45));
     let settle = Duration::from_secs(cli.consistency_wait);
     let (lock, leftover) =
-        lock::acquire(&cli.policies, call_timeout, settle).map_err(|e| match e {
+        lock::acquire(&cli.policies, cli.shard, call_timeout, settle).map_err(|e| match e {
             lock::LockError::Held { pid, path } => Error::Locked { pid, path },
             lock::LockError::Io { path, error } => Error::Write { path, error },
         })?;
