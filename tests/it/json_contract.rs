@@ -11,6 +11,9 @@ use std::collections::BTreeMap;
 struct Plan {
     format_version: String,
     tool: Tool,
+    /// Plans that span accounts only.
+    #[serde(default)]
+    accounts: Vec<Account>,
     generated_at: String,
     policies_digest: String,
     inventory_fingerprint: String,
@@ -28,10 +31,20 @@ struct Plan {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Covered {
+    /// Plans that span accounts only.
+    account: Option<String>,
     policy: String,
     region: String,
     source: String,
     resource_type: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Account {
+    id: String,
+    name: String,
+    inventory_fingerprint: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,6 +57,8 @@ struct Tool {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Change {
+    /// Plans that span accounts only.
+    account: Option<String>,
     address: String,
     actions: Vec<String>,
     operation: String,
@@ -90,6 +105,8 @@ struct Reason {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Kept {
+    /// Plans that span accounts only.
+    account: Option<String>,
     policy: String,
     region: String,
     resource_type: String,
@@ -103,6 +120,8 @@ struct Kept {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Blocked {
+    /// Plans that span accounts only.
+    account: Option<String>,
     policy: String,
     region: String,
     resource_type: String,
@@ -116,6 +135,8 @@ struct Blocked {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Orphan {
+    /// Plans that span accounts only.
+    account: Option<String>,
     policy: String,
     region: String,
     resource_type: String,
@@ -134,6 +155,14 @@ struct Summary {
     blocked: usize,
     orphans: usize,
     out_of_scope: usize,
+}
+
+/// Checks a JSON plan document against the contract (for plans made by
+/// other tests, e.g. across accounts).
+pub fn check_document(text: &str, name: &str) {
+    let plan: Plan = serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("{name}: does not match the contract: {e}"));
+    check(&plan, name);
 }
 
 fn check(plan: &Plan, name: &str) {
@@ -180,10 +209,37 @@ fn check(plan: &Plan, name: &str) {
         plan.changes.len(),
         "{name}: addresses are unique"
     );
+    let ids: Vec<&str> = plan.accounts.iter().map(|a| a.id.as_str()).collect();
+    for a in &plan.accounts {
+        assert!(a.id.len() == 12 && !a.name.is_empty(), "{name}");
+        assert!(a.inventory_fingerprint.starts_with("sha256:"), "{name}");
+    }
+    let accounts = plan
+        .changes
+        .iter()
+        .map(|c| &c.account)
+        .chain(plan.kept.iter().map(|k| &k.account))
+        .chain(plan.blocked.iter().map(|b| &b.account))
+        .chain(plan.orphans.iter().map(|o| &o.account))
+        .chain(plan.out_of_scope.iter().map(|o| &o.account))
+        .chain(plan.covered.iter().map(|c| &c.account));
+    for account in accounts {
+        match account {
+            Some(id) => assert!(ids.contains(&id.as_str()), "{name}: account {id} is listed"),
+            None => assert!(
+                ids.is_empty(),
+                "{name}: every item of a plan of accounts has one"
+            ),
+        }
+    }
     for c in &plan.changes {
+        let account = c
+            .account
+            .as_ref()
+            .map_or(String::new(), |a| format!("{a}/"));
         assert!(c
             .address
-            .starts_with(&format!("{}/{}/{}/", c.policy, c.region, c.source)));
+            .starts_with(&format!("{account}{}/{}/{}/", c.policy, c.region, c.source)));
         assert!(
             ["image", "snapshot"].contains(&c.resource_type.as_str()),
             "{name}"
