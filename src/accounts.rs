@@ -254,6 +254,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Account>, Vec<PolicyError>> 
     Ok(accounts)
 }
 
+/// How people are shown an account: `name (id)`, or the id when the
+/// account has no other name.
+pub fn label(id: &str, name: &str) -> String {
+    if name == id {
+        id.to_string()
+    } else {
+        format!("{name} ({id})")
+    }
+}
+
 fn valid_account_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
@@ -315,10 +325,11 @@ impl AccountSet {
         out
     }
 
-    /// Whether any enabled policy acts in `account`: one that none does is
-    /// not even entered (no role is assumed in it).
-    pub fn acted_in(account: &Account, policies: &PolicySet) -> bool {
-        AccountSet::policies_for(account, policies)
+    /// Whether any enabled policy of `narrowed` (the set as it acts in an
+    /// account, from [`AccountSet::policies_for`]) acts there: an account
+    /// none does is not even entered (no role is assumed in it).
+    pub fn acts(narrowed: &PolicySet) -> bool {
+        narrowed
             .enabled()
             .any(|p| p.target.regions != Regions::List(Vec::new()))
     }

@@ -111,10 +111,10 @@ impl Fleet {
         let limit = Arc::new(Semaphore::new(self.max_accounts));
         let mut tasks = JoinSet::new();
         for account in &self.accounts.accounts {
-            if !AccountSet::acted_in(account, policies) && !all_regions {
+            let policies = AccountSet::policies_for(account, policies);
+            if !AccountSet::acts(&policies) && !all_regions {
                 continue;
             }
-            let policies = AccountSet::policies_for(account, policies);
             let account = account.clone();
             let (base, session, limit) =
                 (self.base.clone(), self.session_name.clone(), limit.clone());
@@ -298,11 +298,7 @@ async fn observe_settled(
 
 /// `name (id)`, or the id when the account has no other name.
 pub fn label(account: &Account) -> String {
-    if account.name == account.id {
-        account.id.clone()
-    } else {
-        format!("{} ({})", account.name, account.id)
-    }
+    crate::accounts::label(&account.id, &account.name)
 }
 
 /// An account that could not be entered: its role, said plainly.

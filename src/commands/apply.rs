@@ -147,8 +147,7 @@ async fn run_recorded(
         if let Some(path) = &args.plan_file {
             return saved_in_accounts(args, path, &policies, now, out, locked, run, &fleet).await;
         }
-        let planned = locked.plan_fleet(&fleet, &policies, now, printer).await;
-        let failed = !planned.failures.is_empty();
+        let (planned, failed) = locked.plan_fleet(&fleet, &policies, now, printer).await;
         let to = Where::Accounts(&fleet, planned.providers);
         return fresh(planned.plan, failed, to, args, cli, out, locked, run).await;
     }
@@ -346,9 +345,7 @@ async fn saved_in_accounts(
             Some(check),
         )
         .await;
-    for f in &planned.failures {
-        eprintln!("error: {f}");
-    }
+    super::report_fleet_failures(&planned);
     let mut differences = stale::header(&plan, &fleet.digest(policies), now, max_age);
     for c in &plan.changes {
         let id = c.account.clone().unwrap_or_default();
@@ -483,22 +480,20 @@ struct Held {
 impl Held {
     /// Plans every account, waiting in each for what a killed apply made
     /// there (see [`Held::observe`]); what could not be observed is
-    /// reported.
+    /// reported, and true if anything could not.
     async fn plan_fleet(
         &self,
         fleet: &Fleet,
         policies: &PolicySet,
         now: DateTime<Utc>,
         printer: &Printer,
-    ) -> crate::fleet::Planned {
+    ) -> (crate::fleet::Planned, bool) {
         let leftover = self.leftover.as_ref().map(|l| (l, self.window));
         let planned = fleet
             .plan(policies, now, false, printer.progress(true), leftover, None)
             .await;
-        for f in &planned.failures {
-            eprintln!("error: {f}");
-        }
-        planned
+        let failed = super::report_fleet_failures(&planned);
+        (planned, failed)
     }
 
     /// Observes, and again while a backup the previous apply made (its

@@ -202,7 +202,7 @@ async fn plan_fleet(
     printer: &Printer,
     show_progress: bool,
     all_regions: bool,
-) -> Result<(Fleet, Planned, bool), Error> {
+) -> Result<(Planned, bool), Error> {
     let base = AwsProvider::new(&aws_options(cli)?).await;
     let fleet = fleet(cli, base, accounts);
     let planned = fleet
@@ -215,11 +215,17 @@ async fn plan_fleet(
             None,
         )
         .await;
+    let failed = report_fleet_failures(&planned);
+    Ok((planned, failed))
+}
+
+/// Reports what could not be observed in the accounts (whole accounts, or
+/// regions of them); true if anything could not.
+fn report_fleet_failures(planned: &Planned) -> bool {
     for f in &planned.failures {
         eprintln!("error: {f}");
     }
-    let failed = !planned.failures.is_empty();
-    Ok((fleet, planned, failed))
+    !planned.failures.is_empty()
 }
 
 fn aws_options(cli: &Cli) -> Result<AwsOptions, Error> {

@@ -30,7 +30,7 @@ pub async fn run(
                     accounts.accounts.len()
                 )));
             }
-            let (_, planned, failed) = super::plan_fleet(
+            let (planned, failed) = super::plan_fleet(
                 cli,
                 &policies,
                 accounts,

@@ -466,10 +466,8 @@ impl Plan {
     /// one-account plan.
     pub fn account_label(&self, account: Option<&String>) -> Option<String> {
         let id = account?;
-        Some(match self.accounts.get(id).map(|a| &a.name) {
-            Some(name) if name != id => format!("{name} ({id})"),
-            _ => id.clone(),
-        })
+        let name = self.accounts.get(id).map_or(id.as_str(), |a| &a.name);
+        Some(crate::accounts::label(id, name))
     }
 
     /// Marks every item of this one-account plan as `account`'s, and its
@@ -545,21 +543,7 @@ impl Plan {
                 }
             }
         }
-        let mut out = Plan::merge(at, digest, Vec::new());
-        for part in parts {
-            out.absorb(part);
-        }
-        // Each list is in order within each account: a stable sort by
-        // account alone puts the whole in order.
-        out.changes.sort_by(|a, b| a.account.cmp(&b.account));
-        out.kept.sort_by(|a, b| a.account.cmp(&b.account));
-        out.blocked.sort_by(|a, b| a.account.cmp(&b.account));
-        out.orphans.sort_by(|a, b| a.account.cmp(&b.account));
-        out.out_of_scope.sort_by(|a, b| a.account.cmp(&b.account));
-        out.covered.sort();
-        out.warnings.sort();
-        out.inventory_fingerprint = out.accounts_fingerprint();
-        Ok(out)
+        Ok(Plan::merge(at, digest, parts))
     }
 
     /// Joins the plans of several accounts (each made with
@@ -569,13 +553,20 @@ impl Plan {
     /// fingerprint becomes a digest of the parts'.
     pub fn merge(generated_at: DateTime<Utc>, policies_digest: String, parts: Vec<Plan>) -> Plan {
         let mut out = Plan::empty(generated_at);
-        let mut parts = parts;
-        parts.sort_by(|a, b| a.accounts.keys().next().cmp(&b.accounts.keys().next()));
         for part in parts {
             out.absorb(part);
         }
-        // Sorted, so that the joined plans of shards (see `Plan::join`)
-        // list them as the whole plan does.
+        // Each list is in order within each account: a stable sort by
+        // account alone puts the whole in order, whatever order the parts
+        // (accounts, or shards of accounts) came in.
+        out.changes.sort_by(|a, b| a.account.cmp(&b.account));
+        out.kept.sort_by(|a, b| a.account.cmp(&b.account));
+        out.blocked.sort_by(|a, b| a.account.cmp(&b.account));
+        out.orphans.sort_by(|a, b| a.account.cmp(&b.account));
+        out.out_of_scope.sort_by(|a, b| a.account.cmp(&b.account));
+        out.covered.sort_by(|a, b| a.account.cmp(&b.account));
+        // Sorted, so that the joined plans of shards list them as the
+        // whole plan does.
         out.warnings.sort();
         out.policies_digest = policies_digest;
         out.inventory_fingerprint = out.accounts_fingerprint();
