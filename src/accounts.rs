@@ -15,6 +15,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
+mod discovery;
+pub use discovery::{Discovered, Organization};
+
 /// The file name that, in a policy directory, is the accounts file and not
 /// a policy.
 pub const FILE_NAME: &str = "accounts.toml";
@@ -42,6 +45,8 @@ pub struct AccountSet {
     pub file: PathBuf,
     /// `sha256:` of the file's bytes.
     pub digest: String,
+    /// Where more accounts come from, at run time (see [`discovery`]).
+    pub organization: Option<Organization>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,6 +56,17 @@ struct RawFile {
     defaults: Option<RawDefaults>,
     #[serde(default)]
     account: Vec<Spanned<RawAccount>>,
+    organization: Option<Spanned<RawOrganization>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrganization {
+    from: Option<Vec<Spanned<String>>>,
+    role_name: Option<Spanned<String>>,
+    #[serde(default)]
+    exclude: Vec<Spanned<String>>,
+    reader_role: Option<Spanned<RawRole>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,16 +124,21 @@ pub fn find(policy_dir: &Path, given: Option<&Path>) -> Result<Option<AccountSet
             source_line: None,
         }])
     })?;
-    let accounts = parse(&path, &text).map_err(LoadError::Invalid)?;
+    let (accounts, organization) = parse(&path, &text).map_err(LoadError::Invalid)?;
     Ok(Some(AccountSet {
         accounts,
         file: path,
         digest,
+        organization,
     }))
 }
 
-/// Parses and validates an accounts file, reporting every error found.
-pub fn parse(path: &Path, text: &str) -> Result<Vec<Account>, Vec<PolicyError>> {
+/// Parses and validates an accounts file, reporting every error found:
+/// the accounts it lists, and where to discover more.
+pub fn parse(
+    path: &Path,
+    text: &str,
+) -> Result<(Vec<Account>, Option<Organization>), Vec<PolicyError>> {
     let at = |span: std::ops::Range<usize>, message: String| {
         crate::policy::error_at(path, text, span, message)
     };
@@ -170,9 +191,52 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Account>, Vec<PolicyError>> 
         }
     }
     let default_regions = defaults.regions.map(|r| regions_of(r, &mut errors));
-    if raw.account.is_empty() {
-        errors.push(at(0..0, "the accounts file lists no account: add one [[account]] table per account, with its `id` (and `role`, or a `role_name` in [defaults])".into()));
+    if raw.account.is_empty() && raw.organization.is_none() {
+        errors.push(at(0..0, "the accounts file lists no account: add one [[account]] table per account, with its `id` (and `role`, or a `role_name` in [defaults]), or an [organization] table to discover them".into()));
     }
+    let organization = raw.organization.map(|o| {
+        let span = o.span();
+        let o = o.into_inner();
+        let mut from = Vec::new();
+        for f in o.from.unwrap_or_default() {
+            let (span, f) = (f.span(), f.into_inner());
+            if !discovery::valid_parent(&f) {
+                errors.push(at(span, format!("\"{f}\" is not an organization root or OU id; expected \"r-\" or \"ou-\" ids like \"r-ab12\" or \"ou-ab12-cd34ef56\" (aws organizations list-roots, list-organizational-units-for-parent), or remove `from` to take every account of the organization")));
+            } else if from.contains(&f) {
+                errors.push(at(span, format!("\"{f}\" is listed twice")));
+            } else {
+                from.push(f);
+            }
+        }
+        let role_name = match o.role_name.as_ref().or(defaults.role_name.as_ref()) {
+            Some(name) => {
+                if !valid_role_name(name.get_ref()) {
+                    errors.push(at(name.span(), format!("\"{}\" is not an IAM role name (a path like \"backup/backupctl\" may come first); expected letters, digits and +=,.@_-", name.get_ref())));
+                }
+                name.get_ref().clone()
+            }
+            None => {
+                errors.push(at(span.clone(), "[organization] needs the name of the role backupctl assumes in each account it discovers: add `role_name = \"...\"` to [organization] or to [defaults]".into()));
+                String::new()
+            }
+        };
+        let reader = match o.reader_role {
+            Some(r) => {
+                let span = r.span();
+                chain_of(r.into_inner(), "reader_role", &mut |m| errors.push(at(span.clone(), m)))
+            }
+            None => Vec::new(),
+        };
+        Organization {
+            from,
+            role_name,
+            partition: partition.clone(),
+            external_id: defaults.external_id.clone(),
+            regions: default_regions.clone(),
+            exclude: o.exclude.into_iter().map(Spanned::into_inner).collect(),
+            reader,
+        }
+    });
     let mut accounts: Vec<Account> = Vec::new();
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     for entry in raw.account {
@@ -206,18 +270,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Account>, Vec<PolicyError>> 
         let roles = match a.role {
             Some(r) => {
                 let span = r.span();
-                let chain = match r.into_inner() {
-                    RawRole::One(arn) => vec![arn],
-                    RawRole::Chain(chain) => chain,
-                };
-                if chain.is_empty() {
-                    errors.push(at(span.clone(), "`role` is empty: give the role's ARN, or a list of ARNs assumed one after the other".into()));
-                }
-                for arn in &chain {
-                    if !valid_role_arn(arn) {
-                        errors.push(at(span.clone(), format!("\"{arn}\" is not an IAM role ARN; expected arn:aws:iam::<12-digit account>:role/<name>")));
-                    }
-                }
+                let chain = chain_of(r.into_inner(), "role", &mut |m| {
+                    errors.push(at(span.clone(), m))
+                });
                 if let Some(last) = chain.last().filter(|arn| valid_role_arn(arn)) {
                     let in_account = last.split(':').nth(4).unwrap_or("");
                     if in_account != id {
@@ -251,7 +306,26 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Account>, Vec<PolicyError>> 
         return Err(errors);
     }
     accounts.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(accounts)
+    Ok((accounts, organization))
+}
+
+/// A `role` (one ARN, or a chain of them), each ARN checked.
+fn chain_of(role: RawRole, key: &str, error: &mut dyn FnMut(String)) -> Vec<String> {
+    let chain = match role {
+        RawRole::One(arn) => vec![arn],
+        RawRole::Chain(chain) => chain,
+    };
+    if chain.is_empty() {
+        error(format!(
+            "`{key}` is empty: give the role's ARN, or a list of ARNs assumed one after the other"
+        ));
+    }
+    for arn in &chain {
+        if !valid_role_arn(arn) {
+            error(format!("\"{arn}\" is not an IAM role ARN; expected arn:aws:iam::<12-digit account>:role/<name>"));
+        }
+    }
+    chain
 }
 
 /// How people are shown an account: `name (id)`, or the id when the
@@ -295,6 +369,16 @@ fn valid_role_arn(arn: &str) -> bool {
 }
 
 impl AccountSet {
+    /// No account, from no file: a placeholder while a set is rebuilt.
+    pub fn empty() -> AccountSet {
+        AccountSet {
+            accounts: Vec::new(),
+            file: PathBuf::new(),
+            digest: String::new(),
+            organization: None,
+        }
+    }
+
     /// The accounts `policy` selects: every one, unless its `accounts` or
     /// `account_tags` narrow it.
     pub fn selects(account: &Account, target: &crate::policy::Target) -> bool {
@@ -346,14 +430,20 @@ impl AccountSet {
                     .any(|a| a.id == *wanted || a.name == *wanted)
                 {
                     let known: Vec<&str> = self.accounts.iter().map(|a| a.name.as_str()).collect();
+                    let whence = match &self.organization {
+                        Some(_) => format!(
+                            "neither {} nor AWS Organizations lists",
+                            self.file.display()
+                        ),
+                        None => format!("{} does not list", self.file.display()),
+                    };
                     errors.push(PolicyError {
                         file: p.file.clone(),
                         line: 0,
                         column: 0,
                         message: format!(
-                            "policy \"{}\" selects account \"{wanted}\", which {} does not list (it lists {}); fix the name, or add the account to the file",
+                            "policy \"{}\" selects account \"{wanted}\", which {whence} (it lists {}); fix the name, or add the account to the file",
                             p.name,
-                            self.file.display(),
                             known.join(", ")
                         ),
                         source_line: None,
@@ -460,7 +550,9 @@ mod tests {
     use super::*;
 
     fn parse_ok(text: &str) -> Vec<Account> {
-        parse(Path::new("accounts.toml"), text).unwrap_or_else(|e| panic!("{e:?}"))
+        parse(Path::new("accounts.toml"), text)
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .0
     }
 
     fn errors(text: &str) -> Vec<String> {

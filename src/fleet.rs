@@ -89,6 +89,22 @@ impl Fleet {
         }
     }
 
+    /// The accounts of AWS Organizations, read with the base credentials
+    /// or through `[organization] reader_role`.
+    pub async fn organization_accounts(
+        &self,
+        org: &crate::accounts::Organization,
+        with_tags: bool,
+    ) -> Result<Vec<crate::accounts::Discovered>, ProviderError> {
+        match org.reader_account() {
+            Some(reader) => {
+                let provider = self.base.assume(&reader, &self.session_name).await;
+                provider.organization_accounts(org, with_tags).await
+            }
+            None => self.base.organization_accounts(org, with_tags).await,
+        }
+    }
+
     /// What saved plans over these accounts record as their policies'
     /// digest.
     pub fn digest(&self, policies: &PolicySet) -> String {

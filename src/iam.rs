@@ -145,59 +145,123 @@ pub fn policy_document(policies: &PolicySet) -> Value {
 /// runs with need to enter the accounts. `principal` is who runs backupctl
 /// (a role or user ARN); it is needed for every account entered with one
 /// role (in a chain, the role before the last is the principal).
+/// A member role's name, who it trusts, and its external id.
+type MemberRole = (String, String, Option<String>);
+
 pub fn accounts_documents(
     policies: &PolicySet,
     accounts: &AccountSet,
     principal: Option<&str>,
 ) -> Result<Value, String> {
     let permissions = policy_document(policies);
-    // One member role per distinct (name, principal, external id).
-    let mut roles: BTreeMap<(String, String, Option<String>), Vec<String>> = BTreeMap::new();
+    let needs_principal = |who: &str| {
+        format!(
+            "{who} is entered with one role, whose trust policy names who runs backupctl: pass --principal ARN (the role or user backupctl runs as, e.g. arn:aws:iam::999999999999:role/backupctl-runner)"
+        )
+    };
+    // One member role per distinct (name, principal, external id): the
+    // accounts listed, and whether discovered accounts use it too.
+    let mut roles: BTreeMap<MemberRole, (Vec<String>, bool)> = BTreeMap::new();
     let mut first_roles = BTreeSet::new();
     for a in &accounts.accounts {
         let Some(last) = a.roles.last() else { continue };
         let name = last.split_once(":role/").map_or("", |(_, n)| n).to_string();
         let trusted = match a.roles.len() {
-            1 => principal.map(str::to_string).ok_or_else(|| {
-                format!(
-                    "account {} is entered with one role, whose trust policy names who runs backupctl: pass --principal ARN (the role or user backupctl runs as, e.g. arn:aws:iam::999999999999:role/backupctl-runner)",
-                    a.id
-                )
-            })?,
+            1 => principal
+                .map(str::to_string)
+                .ok_or_else(|| needs_principal(&format!("account {}", a.id)))?,
             n => a.roles[n - 2].clone(),
         };
         first_roles.insert(a.roles[0].clone());
         roles
             .entry((name, trusted, a.external_id.clone()))
             .or_default()
+            .0
             .push(a.id.clone());
+    }
+    let mut runner = Vec::new();
+    let mut reader = None;
+    if let Some(org) = &accounts.organization {
+        let trusted = principal
+            .map(str::to_string)
+            .ok_or_else(|| needs_principal("every account discovered in AWS Organizations"))?;
+        first_roles.insert(format!(
+            "arn:{}:iam::*:role/{}",
+            org.partition, org.role_name
+        ));
+        roles
+            .entry((org.role_name.clone(), trusted, org.external_id.clone()))
+            .or_default()
+            .1 = true;
+        let mut read = if org.from.is_empty() {
+            vec!["organizations:ListAccounts"]
+        } else {
+            vec![
+                "organizations:ListAccountsForParent",
+                "organizations:ListOrganizationalUnitsForParent",
+            ]
+        };
+        if policies
+            .enabled()
+            .any(|p| !p.target.account_tags.is_empty())
+        {
+            read.push("organizations:ListTagsForResource");
+        }
+        let statement = json!({
+            "Sid": "DiscoverTheAccounts",
+            "Effect": "Allow",
+            "Action": read,
+            "Resource": "*",
+        });
+        match org.reader.first() {
+            Some(first) => {
+                first_roles.insert(first.clone());
+                reader = Some(json!({
+                    "Description": "The role that reads AWS Organizations (reader_role; in the management account or a delegated administrator): what it needs.",
+                    "RoleArn": org.reader.last(),
+                    "PolicyDocument": { "Version": "2012-10-17", "Statement": [statement] },
+                }));
+            }
+            None => runner.push(statement),
+        }
     }
     let members: Vec<Value> = roles
         .into_iter()
-        .map(|((name, trusted, external_id), ids)| {
-            json!({
+        .map(|((name, trusted, external_id), (ids, discovered))| {
+            let mut member = json!({
                 "RoleName": name,
                 "Accounts": ids,
                 "PolicyDocument": permissions,
                 "AssumeRolePolicyDocument": trust_policy(&trusted, external_id.as_deref()),
-            })
+            });
+            if discovered {
+                member["DiscoveredAccounts"] = json!(
+                    "every ACTIVE account AWS Organizations lists for the [organization] of the accounts file, but those listed in it with a role of their own"
+                );
+            }
+            member
         })
         .collect();
-    Ok(json!({
+    runner.insert(
+        0,
+        json!({
+            "Sid": "EnterTheAccounts",
+            "Effect": "Allow",
+            "Action": "sts:AssumeRole",
+            "Resource": first_roles.into_iter().collect::<Vec<_>>(),
+        }),
+    );
+    let mut out = json!({
         "Runner": {
-            "Description": "What the credentials backupctl runs with need: to assume the member roles (the first role of each chain).",
-            "PolicyDocument": {
-                "Version": "2012-10-17",
-                "Statement": [{
-                    "Sid": "EnterTheAccounts",
-                    "Effect": "Allow",
-                    "Action": "sts:AssumeRole",
-                    "Resource": first_roles.into_iter().collect::<Vec<_>>(),
-                }],
-            },
+            "Description": "What the credentials backupctl runs with need: to assume the member roles (the first role of each chain), and to read AWS Organizations when it discovers the accounts itself.",
+            "PolicyDocument": { "Version": "2012-10-17", "Statement": runner },
         },
         "MemberRoles": members,
-    }))
+    });
+    if let Some(reader) = reader {
+        out["OrganizationReader"] = reader;
+    }
+    Ok(out)
 }
 
 /// The member role's trust policy: `principal` may assume it, with the
@@ -271,7 +335,7 @@ mod tests {
     use crate::policy::parse_policy;
     use std::path::Path;
 
-    fn set(texts: &[&str]) -> PolicySet {
+    pub(super) fn set(texts: &[&str]) -> PolicySet {
         let policies = texts
             .iter()
             .map(|t| parse_policy(Path::new("p.toml"), t).expect("valid").0)
@@ -282,7 +346,7 @@ mod tests {
         }
     }
 
-    const ONE_REGION: &str = "name = \"one\"\n[target]\nregions = [\"us-east-1\"]\n\
+    pub(super) const ONE_REGION: &str = "name = \"one\"\n[target]\nregions = [\"us-east-1\"]\n\
         instance_tags = { B = \"y\" }\n[backup]\nkind = \"ami\"\n[retention]\nmax_age = \"7d\"\n";
 
     /// Issue 15: with a region list, every statement gets its own region
@@ -328,14 +392,18 @@ mod tests {
 
 #[cfg(test)]
 mod account_tests {
+    use super::tests::{set, ONE_REGION};
     use super::*;
     use std::path::Path;
 
     fn accounts(text: &str) -> AccountSet {
+        let (accounts, organization) =
+            crate::accounts::parse(Path::new("accounts.toml"), text).expect("valid");
         AccountSet {
-            accounts: crate::accounts::parse(Path::new("accounts.toml"), text).expect("valid"),
+            accounts,
             file: "accounts.toml".into(),
             digest: String::new(),
+            organization,
         }
     }
 
@@ -384,5 +452,51 @@ mod account_tests {
         assert!(member_role_template(&doc)
             .unwrap_err()
             .contains("2 different member roles"));
+    }
+
+    #[test]
+    fn discovery_adds_the_organizations_reads_to_whoever_reads_it() {
+        let by_tag =
+            set(&[&ONE_REGION.replace("[backup]", "account_tags = { env = \"prod\" }\n[backup]")]);
+        let runner = "arn:aws:iam::999999999999:role/runner";
+        let walked = "[defaults]\nrole_name = \"backupctl\"\n[organization]\nfrom = [\"ou-ab12-cd34ef56\"]\n";
+        let doc = accounts_documents(&by_tag, &accounts(walked), Some(runner)).unwrap();
+        let statements = &doc["Runner"]["PolicyDocument"]["Statement"];
+        assert_eq!(
+            statements[0]["Resource"],
+            json!(["arn:aws:iam::*:role/backupctl"])
+        );
+        assert_eq!(
+            statements[1]["Action"],
+            json!([
+                "organizations:ListAccountsForParent",
+                "organizations:ListOrganizationalUnitsForParent",
+                "organizations:ListTagsForResource"
+            ]),
+            "{doc:#}"
+        );
+        let member = &doc["MemberRoles"][0];
+        assert!(member["DiscoveredAccounts"].is_string(), "{doc:#}");
+        assert!(member_role_template(&doc).is_ok());
+
+        // Through a reader role, the reads are the reader's, not the runner's.
+        let through = format!(
+            "{}reader_role = \"arn:aws:iam::888888888888:role/org-reader\"\n",
+            walked.replace("from = [\"ou-ab12-cd34ef56\"]\n", "")
+        );
+        let doc =
+            accounts_documents(&set(&[ONE_REGION]), &accounts(&through), Some(runner)).unwrap();
+        let statements = doc["Runner"]["PolicyDocument"]["Statement"]
+            .as_array()
+            .unwrap();
+        assert_eq!(statements.len(), 1, "{doc:#}");
+        assert_eq!(
+            doc["OrganizationReader"]["PolicyDocument"]["Statement"][0]["Action"],
+            json!(["organizations:ListAccounts"])
+        );
+        assert!(statements[0]["Resource"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("arn:aws:iam::888888888888:role/org-reader")));
     }
 }

@@ -143,9 +143,9 @@ async fn run_recorded(
     };
     if let Some(accounts) = accounts {
         let base = AwsProvider::new(&super::aws_options(cli)?).await;
-        let fleet = super::fleet(cli, base, accounts);
+        let fleet = super::fleet(cli, base, accounts, &policies, printer).await?;
         if let Some(path) = &args.plan_file {
-            return saved_in_accounts(args, path, &policies, now, out, locked, run, &fleet).await;
+            return saved_in_accounts(args, path, &policies, now, out, locked, run, fleet).await;
         }
         let (planned, failed) = locked.plan_fleet(&fleet, &policies, now, printer).await;
         let to = Where::Accounts(&fleet, planned.providers);
@@ -322,11 +322,19 @@ async fn saved_in_accounts(
     out: &Out<'_>,
     locked: Held,
     run: &mut report::Run,
-    fleet: &Fleet,
+    mut fleet: Fleet,
 ) -> Result<ExitCode, Error> {
     let printer = out.printer;
     let plan = super::read_plan_file(path)?;
     run.plan = Some(report::PlanId::of(&plan));
+    // The plan covers the accounts it was made in: one that joined the
+    // organization since is left for the next plan, not applied unseen.
+    if !plan.accounts.is_empty() {
+        fleet
+            .accounts
+            .accounts
+            .retain(|a| plan.accounts.contains_key(&a.id));
+    }
     let max_age = max_plan_age(args, now)?;
     let changes = Arc::new(plan.changes.clone());
     let check: crate::fleet::Check = Arc::new(move |account, policies, observed, fresh| {
@@ -357,7 +365,7 @@ async fn saved_in_accounts(
         }
     }
     differences.extend(planned.notes);
-    let to = Where::Accounts(fleet, planned.providers);
+    let to = Where::Accounts(&fleet, planned.providers);
     apply_if_unchanged(plan, differences, path, to, args, out, locked, run).await
 }
 

@@ -153,7 +153,10 @@ async fn run_command(cli: &Cli, env: &Env, printer: &Printer) -> Result<ExitCode
 fn accounts(cli: &Cli, policies: &PolicySet) -> Result<Option<AccountSet>, Error> {
     match crate::accounts::find(&cli.policies, cli.accounts.as_deref())? {
         Some(set) => {
-            set.check(policies)?;
+            // Discovered accounts' names are only known once discovered.
+            if set.organization.is_none() {
+                set.check(policies)?;
+            }
             Ok(Some(set))
         }
         None => {
@@ -168,15 +171,38 @@ fn accounts(cli: &Cli, policies: &PolicySet) -> Result<Option<AccountSet>, Error
     }
 }
 
-/// The accounts this run works in: all of them, or its `--shard`'s.
-fn fleet(cli: &Cli, base: AwsProvider, mut accounts: AccountSet) -> Fleet {
+/// The accounts this run works in: the file's and, with [organization],
+/// those AWS Organizations lists now; all of them, or its `--shard`'s.
+async fn fleet(
+    cli: &Cli,
+    base: AwsProvider,
+    accounts: AccountSet,
+    policies: &PolicySet,
+    printer: &Printer,
+) -> Result<Fleet, Error> {
+    let mut fleet = Fleet::new(base, accounts, cli.max_accounts as usize);
+    if let Some(org) = fleet.accounts.organization.clone() {
+        let by_tag = policies
+            .enabled()
+            .any(|p| !p.target.account_tags.is_empty());
+        let found = fleet
+            .organization_accounts(&org, by_tag)
+            .await
+            .map_err(Error::Aws)?;
+        let set = std::mem::replace(&mut fleet.accounts, AccountSet::empty());
+        let (set, notes) = set.with_discovered(found);
+        for n in notes {
+            printer.note(&n);
+        }
+        set.check(policies)?;
+        fleet.accounts = set;
+    }
     let shard = cli.shard.filter(|s| s.count > 1);
     if let Some(shard) = shard {
-        accounts.accounts.retain(|a| shard.contains(&a.id));
+        fleet.accounts.accounts.retain(|a| shard.contains(&a.id));
     }
-    let mut fleet = Fleet::new(base, accounts, cli.max_accounts as usize);
     fleet.partial = shard.is_some();
-    fleet
+    Ok(fleet)
 }
 
 /// Commands that read or write one account's inventory refuse to run with
@@ -204,7 +230,7 @@ async fn plan_fleet(
     all_regions: bool,
 ) -> Result<(Planned, bool), Error> {
     let base = AwsProvider::new(&aws_options(cli)?).await;
-    let fleet = fleet(cli, base, accounts);
+    let fleet = fleet(cli, base, accounts, policies, printer).await?;
     let planned = fleet
         .plan(
             policies,

@@ -42,6 +42,17 @@ pub fn run(cli: &Cli, printer: &Printer) -> Result<ExitCode, Error> {
             },
             accounts.file.display()
         );
+        if let Some(org) = &accounts.organization {
+            let _ = writeln!(
+                s,
+                "More accounts come from AWS Organizations ({}), read when a plan is made; the accounts policies name are checked then.",
+                if org.from.is_empty() {
+                    "every ACTIVE account".to_string()
+                } else {
+                    format!("the ACTIVE accounts under {}", org.from.join(", "))
+                }
+            );
+        }
     }
     printer.result(&s);
     Ok(ExitCode::Success)

@@ -30,6 +30,7 @@
 
 mod calls;
 mod create;
+mod organization;
 pub mod session;
 
 use super::{Done, Observation, Provider, ProviderError, RegionFailure, RegionScope, Scope};

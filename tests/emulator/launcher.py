@@ -648,9 +648,9 @@ class Emulator:
         self.moto = DomainDispatcherApplication(create_backend_app)
         self.port = None
 
-    def client(self, region, account=ACCOUNT):
+    def client(self, region, account=ACCOUNT, service="ec2"):
         c = boto3.client(
-            "ec2",
+            service,
             region_name=region,
             endpoint_url=f"http://127.0.0.1:{self.port}",
             config=Config(retries={"max_attempts": 1}),
@@ -661,7 +661,7 @@ class Emulator:
             # moto keeps one EC2 per account; this header picks it.
             request.headers.add_header("x-moto-account-id", account)
 
-        c.meta.events.register("before-sign.ec2.*", mark)
+        c.meta.events.register(f"before-sign.{service}.*", mark)
         return c
 
     def __call__(self, environ, start_response):
@@ -686,7 +686,9 @@ class Emulator:
         params = params_of(environ)
         if environ.get("HTTP_" + CONTROL_HEADER.upper().replace("-", "_")):
             return self.call_moto(environ, start_response, params, control=True)
-        action = params.get("Action", "unknown")
+        # JSON services (Organizations) name the call in a header.
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        action = target.rsplit(".", 1)[-1] if target else params.get("Action", "unknown")
         expires = SESSIONS["expires"].get(access_key_of(environ))
         if expires is not None and time.time() > expires:
             with STATE.lock:
@@ -828,7 +830,7 @@ class Emulator:
         if handler is None:
             return Response(f"unknown control endpoint {name}", status=404)
         try:
-            if name == "seed":
+            if name in ("seed", "organization"):
                 result = handler(body)
             else:
                 with MOTO_LOCK:
@@ -1030,6 +1032,37 @@ class Emulator:
                 )
                 counts["snapshots"] += 1
         return counts
+
+    def ctl_organization(self, body):
+        """Builds an AWS Organization in the default account, for discovery
+        tests: {"accounts": [{"name": N, "tags": {...}, "closed": bool}],
+        "ous": [{"name": N, "accounts": [...], "ous": [...]}]} under the
+        root. Returns {"root", "management", "ous": {"A/B": id},
+        "accounts": {name: id}}."""
+        org = self.client("us-east-1", ACCOUNT, "organizations")
+        org.create_organization(FeatureSet="ALL")
+        root = org.list_roots()["Roots"][0]["Id"]
+        out = {"root": root, "management": ACCOUNT, "ous": {}, "accounts": {}}
+
+        def place(node, parent, path):
+            for a in node.get("accounts", []):
+                made = org.create_account(Email=f"{a['name']}@example.com", AccountName=a["name"])
+                account_id = made["CreateAccountStatus"]["AccountId"]
+                if parent != root:
+                    org.move_account(AccountId=account_id, SourceParentId=root, DestinationParentId=parent)
+                if a.get("tags"):
+                    org.tag_resource(ResourceId=account_id, Tags=tagl(a["tags"]))
+                if a.get("closed"):
+                    org.close_account(AccountId=account_id)
+                out["accounts"][a["name"]] = account_id
+            for ou in node.get("ous", []):
+                name = f"{path}/{ou['name']}" if path else ou["name"]
+                made = org.create_organizational_unit(ParentId=parent, Name=ou["name"])
+                out["ous"][name] = made["OrganizationalUnit"]["Id"]
+                place(ou, made["OrganizationalUnit"]["Id"], name)
+
+        place(body, root, "")
+        return out
 
     def ctl_seed(self, body):
         """Creates instances (with root and data volumes) and backups.
