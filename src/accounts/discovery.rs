@@ -79,7 +79,8 @@ impl Organization {
         })
     }
 
-    fn excludes(&self, id: &str, name: &str) -> bool {
+    /// Whether `exclude` names the account (by id or name).
+    pub fn excludes(&self, id: &str, name: &str) -> bool {
         self.exclude.iter().any(|e| e == id || e == name)
     }
 }

@@ -555,6 +555,12 @@ def ec2_error(status, code, message):
     return Response(body, status=status, content_type="text/xml")
 
 
+def json_error(status, code, message):
+    """An error of a JSON service (Organizations), in its own shape."""
+    body = json.dumps({"__type": code, "message": message})
+    return Response(body, status=status, content_type="application/x-amz-json-1.1")
+
+
 def sts_error(status, code, message):
     """An STS error, in STS's own shape (not EC2's)."""
     body = (
@@ -728,6 +734,12 @@ class Emulator:
                         "message",
                         f"User is not authorized to perform: sts:AssumeRole on resource: {params.get('RoleArn')}",
                     ),
+                )(environ, start_response)
+            if kind == "deny" and target:
+                return json_error(
+                    int(seconds.get("status", 400)),
+                    seconds.get("code", "AccessDeniedException"),
+                    seconds.get("message", f"You don't have permissions to access this resource ({action})."),
                 )(environ, start_response)
             if kind == "deny":
                 # {"code", "status", "message"} of a deny entry answer in
@@ -1037,12 +1049,18 @@ class Emulator:
         """Builds an AWS Organization in the default account, for discovery
         tests: {"accounts": [{"name": N, "tags": {...}, "closed": bool}],
         "ous": [{"name": N, "accounts": [...], "ous": [...]}]} under the
-        root. Returns {"root", "management", "ous": {"A/B": id},
-        "accounts": {name: id}}."""
+        root, or under "parent" (an OU id) once the organization exists;
+        "close": [account ids] closes accounts. Returns {"root",
+        "management", "ous": {"A/B": id}, "accounts": {name: id}}."""
         org = self.client("us-east-1", ACCOUNT, "organizations")
-        org.create_organization(FeatureSet="ALL")
+        try:
+            org.create_organization(FeatureSet="ALL")
+        except org.exceptions.AlreadyInOrganizationException:
+            pass
         root = org.list_roots()["Roots"][0]["Id"]
         out = {"root": root, "management": ACCOUNT, "ous": {}, "accounts": {}}
+        for account_id in body.get("close", []):
+            org.close_account(AccountId=account_id)
 
         def place(node, parent, path):
             for a in node.get("accounts", []):
@@ -1061,7 +1079,7 @@ class Emulator:
                 out["ous"][name] = made["OrganizationalUnit"]["Id"]
                 place(ou, made["OrganizationalUnit"]["Id"], name)
 
-        place(body, root, "")
+        place(body, body.get("parent", root), "")
         return out
 
     def ctl_seed(self, body):

@@ -16,6 +16,7 @@ mod guard;
 mod json_contract;
 mod live;
 mod migration;
+mod organizations;
 mod performance;
 mod promises;
 mod properties;

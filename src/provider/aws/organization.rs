@@ -12,6 +12,7 @@ use crate::accounts::{Discovered, Organization};
 use crate::provider::ProviderError;
 use aws_config::Region;
 use aws_sdk_organizations::Client;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use std::collections::BTreeSet;
 
 /// How many ListTagsForResource calls are in flight at once.
@@ -32,7 +33,7 @@ impl AwsProvider {
             walk(&client, &org.from).await?
         };
         if with_tags {
-            read_tags(&client, &mut found).await?;
+            read_tags(&client, &mut found, org).await?;
         }
         Ok(found)
     }
@@ -98,11 +99,16 @@ async fn walk(client: &Client, from: &[String]) -> Result<Vec<Discovered>, Provi
     Ok(out)
 }
 
-async fn read_tags(client: &Client, accounts: &mut [Discovered]) -> Result<(), ProviderError> {
+async fn read_tags(
+    client: &Client,
+    accounts: &mut [Discovered],
+    org: &Organization,
+) -> Result<(), ProviderError> {
     let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(TAG_READS));
     let mut reads = tokio::task::JoinSet::new();
-    // A closed account is never entered, so its tags select nothing.
-    for (i, a) in accounts.iter().enumerate().filter(|(_, a)| a.active) {
+    // A closed or excluded account is never entered: its tags select nothing.
+    let entered = |a: &Discovered| a.active && !org.excludes(&a.id, &a.name);
+    for (i, a) in accounts.iter().enumerate().filter(|(_, a)| entered(a)) {
         let (client, id, limit) = (client.clone(), a.id.clone(), limit.clone());
         reads.spawn(async move {
             let _permit = limit.acquire_owned().await;
@@ -151,9 +157,12 @@ fn refused<E>(
     e: aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>,
 ) -> ProviderError
 where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let detail = causes(&e);
+    let detail = match e.message() {
+        Some(m) => m.to_string(),
+        None => causes(&e),
+    };
     let mut error = sdk_error(operation, e);
     let hint = match error.code.as_str() {
         "AccessDeniedException" | "AccessDenied" => Some(
@@ -168,7 +177,7 @@ where
         _ => None,
     };
     if let Some(hint) = hint {
-        error.message = format!("{operation} failed: {detail}; {hint}");
+        error.message = format!("{operation} was refused ({detail}); {hint}");
     }
     error
 }
