@@ -122,7 +122,7 @@ fn the_active_accounts_under_an_ou_are_discovered_and_backed_up() {
         .iter()
         .map(|a| (a["id"].as_str().unwrap(), a["name"].as_str().unwrap()))
         .collect();
-    let mut want = vec![(id("prod"), "prod"), (id("team-a"), "team-a")];
+    let mut want = [(id("prod"), "prod"), (id("team-a"), "team-a")];
     want.sort();
     assert_eq!(
         accounts,
