@@ -29,9 +29,10 @@ pub struct Cli {
     pub policies: PathBuf,
 
     /// The accounts file (default: accounts.toml in the policy directory,
-    /// if there is one). With one, every listed account is planned and
-    /// applied through the role the file names; see the README's "Many
-    /// accounts".
+    /// if there is one). With one, every listed account (and, with
+    /// [organization], every ACTIVE account AWS Organizations lists) is
+    /// planned and applied through the role the file names; see the
+    /// README's "Many accounts".
     #[arg(long, global = true, env = "BACKUPCTL_ACCOUNTS", value_name = "FILE")]
     pub accounts: Option<PathBuf>,
 
