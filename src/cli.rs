@@ -278,6 +278,12 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "N")]
     pub max_deletes: Option<usize>,
 
+    /// With an accounts file: also hold back the deletions of an account
+    /// whose part of the plan deletes more than N backups (only that
+    /// account's; default: no such limit).
+    #[arg(long, value_name = "N")]
+    pub max_deletes_per_account: Option<usize>,
+
     /// Delete even when the mass-deletion guard trips. Without it, a plan
     /// that would delete more than half of any one source's backups in one
     /// run (or more than --max-deletes in all) has its deletions held back

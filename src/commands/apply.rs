@@ -19,6 +19,7 @@ use crate::report;
 use crate::stale;
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -229,18 +230,35 @@ fn after_apply(executed: ExitCode, observed: ExitCode, held: bool) -> ExitCode {
 /// held back and said so on stderr, and the creations go ahead; a guard that
 /// stopped due backups would turn a retention scare into missing backups.
 fn hold_mass_deletions(mut plan: Plan, args: &ApplyArgs) -> (Plan, Vec<Change>) {
-    let tripped = guard::violations(&plan, args.max_deletes);
+    let limits = guard::Limits {
+        total: args.max_deletes,
+        per_account: args.max_deletes_per_account,
+    };
+    let tripped = guard::violations(&plan, limits);
     if tripped.is_empty() || args.allow_mass_delete {
         return (plan, Vec::new());
     }
     let (held, rest): (Vec<Change>, Vec<Change>) = std::mem::take(&mut plan.changes)
         .into_iter()
-        .partition(|c| c.action.is_delete());
+        .partition(|c| c.action.is_delete() && guard::holds(&tripped, &c.account));
+    let left = rest.iter().filter(|c| c.action.is_delete()).count();
     plan.changes = rest;
+    let which = if left == 0 {
+        format!("all {} deletion(s) of this plan", held.len())
+    } else {
+        let accounts: BTreeSet<String> = held
+            .iter()
+            .filter_map(|c| plan.account_label(c.account.as_ref()))
+            .collect();
+        format!(
+            "the {} deletion(s) of account(s) {} ({left} deletion(s) of other accounts go ahead)",
+            held.len(),
+            accounts.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    };
     eprintln!(
-        "warning: the mass-deletion guard held back all {} deletion(s) of this plan; the due backups (and adoptions) are still made:\n  - {}\nNothing is deleted this run. If these deletions are intended (a shorter max_age, the first run after a long pause), run apply again with --allow-mass-delete.",
-        held.len(),
-        tripped.join("\n  - ")
+        "warning: the mass-deletion guard held back {which}; the due backups (and adoptions) are still made:\n  - {}\nNothing it held back is deleted this run. If these deletions are intended (a shorter max_age, the first run after a long pause), run apply again with --allow-mass-delete.",
+        tripped.iter().map(|t| t.rule.as_str()).collect::<Vec<_>>().join("\n  - ")
     );
     (plan, held)
 }

@@ -579,3 +579,89 @@ fn sessions_that_expire_during_an_apply_are_renewed_before_they_do() {
         "the session was never renewed: {calls:#}"
     );
 }
+
+/// The mass-deletion guard per account: a retention scare in one account
+/// holds back that account's deletions, and the other accounts' routine
+/// deletions go ahead; `--max-deletes-per-account` caps each account.
+#[test]
+fn one_accounts_mass_deletion_does_not_hold_back_the_others_routine_ones() {
+    let emu = Emulator::start();
+    for account in [PROD, STAGING] {
+        emu.seed(json!({
+            "account": account,
+            "region": "us-east-1",
+            "instances": [{"count": 1, "tags": {"Backup": "daily"}}],
+        }));
+    }
+    let policy = |name: &str, account: &str, max_age: &str| {
+        format!(
+            "name = \"{name}\"\n[target]\nregions = [\"us-east-1\"]\ninstance_tags = {{ Backup = \"daily\" }}\naccounts = [\"{account}\"]\n\
+             [backup]\nkind = \"ami\"\n[retention]\nmax_age = \"{max_age}\"\n"
+        )
+    };
+    let set = |prod_age: &str, staging_age: &str| {
+        let policies = emu.dir.policies(&[
+            ("web-prod", &policy("web-prod", "prod", prod_age)),
+            (
+                "web-staging",
+                &policy("web-staging", "staging", staging_age),
+            ),
+        ]);
+        std::fs::write(policies.join("accounts.toml"), ACCOUNTS).unwrap();
+        policies
+    };
+    let policies = set("30 days", "30 days");
+    for d in 0..5 {
+        let out = emu.run(
+            &policies,
+            &["apply", "--auto-approve"],
+            &[("BACKUPCTL_NOW", &day(d))],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let count = |account| images(&emu, account, "us-east-1").len();
+    assert_eq!((count(PROD), count(STAGING)), (5, 5));
+
+    // prod's max_age is cut to a day (4 of 5 would go); staging loses its
+    // oldest, as every day.
+    let policies = set("1 day", "100 hours");
+    let held = emu.run(
+        &policies,
+        &["apply", "--auto-approve"],
+        &[("BACKUPCTL_NOW", &day(5))],
+    );
+    let err = stderr(&held);
+    assert_eq!(held.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("held back the 4 deletion(s) of account(s) prod (111111111111) (1 deletion(s) of other accounts go ahead)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("of account prod (111111111111): source"),
+        "{err}"
+    );
+    assert_eq!(
+        (count(PROD), count(STAGING)),
+        (6, 5),
+        "staging's routine deletion was made"
+    );
+
+    // A cap per account holds back staging's too, and only staging's.
+    let policies = set("30 days", "74 hours");
+    let held = emu.run(
+        &policies,
+        &["apply", "--auto-approve", "--max-deletes-per-account", "1"],
+        &[("BACKUPCTL_NOW", &day(6))],
+    );
+    let err = stderr(&held);
+    assert_eq!(held.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("the plan deletes 2 backups of account staging (222222222222), more than --max-deletes-per-account 1 allows"),
+        "{err}"
+    );
+    assert_eq!(
+        (count(PROD), count(STAGING)),
+        (7, 6),
+        "created, none deleted"
+    );
+}

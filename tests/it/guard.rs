@@ -4,7 +4,7 @@
 //! Pure: plans are applied to the inventory by hand, every backup completes
 //! at once.
 
-use backupctl::guard::violations;
+use backupctl::guard::{violations, Limits};
 use backupctl::inventory::{
     Image, ImageState, Instance, InstanceState, Inventory, RegionInventory,
 };
@@ -76,7 +76,7 @@ fn the_guard_never_trips_in_the_steady_state_of_a_large_fleet() {
     let mut deleted = 0;
     for d in 0..60 {
         let p = plan(&set, &inv, day(d));
-        let tripped = violations(&p, None);
+        let tripped = violations(&p, Limits::default());
         assert!(tripped.is_empty(), "day {d}: {:?}", &tripped[..1]);
         assert_eq!(p.summary().create, 10_000, "day {d}");
         deleted += p.summary().delete;
@@ -99,10 +99,10 @@ fn history(set: &PolicySet, instances: usize, days: i64) -> Inventory {
 fn the_guard_trips_when_max_age_is_cut_from_30_days_to_1() {
     let inv = history(&policy("30 days", 1), 20, 40);
     let p = plan(&policy("1 day", 1), &inv, day(40));
-    let tripped = violations(&p, None);
+    let tripped = violations(&p, Limits::default());
     assert_eq!(tripped.len(), 20, "{tripped:?}");
     assert!(
-        tripped[0].contains("would lose 29 of its 30 backups"),
+        tripped[0].rule.contains("would lose 29 of its 30 backups"),
         "{tripped:?}"
     );
 }
@@ -112,10 +112,10 @@ fn the_guard_trips_on_the_first_run_after_a_40_day_pause() {
     let set = policy("7 days", 1);
     let inv = history(&set, 20, 20);
     let p = plan(&set, &inv, day(60));
-    let tripped = violations(&p, None);
+    let tripped = violations(&p, Limits::default());
     assert_eq!(tripped.len(), 20, "{tripped:?}");
     assert!(
-        tripped[0].contains("would lose 6 of its 7 backups"),
+        tripped[0].rule.contains("would lose 6 of its 7 backups"),
         "{tripped:?}"
     );
 }
