@@ -491,11 +491,11 @@ mod adoption {
         let p = plan(&set(&[ADOPTING]), &inv, now());
         assert_eq!(adopted(&p).len(), 6, "{p:#?}");
         assert_eq!(p.summary().delete, 5);
-        let tripped = crate::guard::violations(&p, None);
+        let tripped = crate::guard::violations(&p, Default::default());
         assert!(
             tripped
                 .iter()
-                .any(|v| v.contains("would lose 5 of its 6 backups")),
+                .any(|v| v.rule.contains("would lose 5 of its 6 backups")),
             "{tripped:?}"
         );
     }
