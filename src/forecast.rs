@@ -32,19 +32,65 @@ pub struct Forecast {
     pub creations: usize,
     /// Every deletion, in run order, with its run's time.
     pub deletions: Vec<(DateTime<Utc>, Change)>,
-    /// Backups of each (policy, region, source) after the last run.
-    pub backups: BTreeMap<(String, String, String), usize>,
+    /// Backups of each (account, policy, region, source) after the last
+    /// run; the account is `None` without an accounts file.
+    pub backups: BTreeMap<SourceKey, usize>,
 }
 
-/// Simulates the scheduled runs from `from` (included) to `until`
-/// (included). Errors when `until` is not after `from` or the runs would be
-/// too many.
-pub fn forecast(
+/// (account, policy, region, source).
+pub type SourceKey = (Option<String>, String, String, String);
+
+impl Forecast {
+    /// The forecast of one account, its items marked with the account.
+    pub fn in_account(mut self, account: &str) -> Forecast {
+        for (_, c) in &mut self.deletions {
+            c.account = Some(account.to_string());
+        }
+        self.backups = std::mem::take(&mut self.backups)
+            .into_iter()
+            .map(|((_, p, r, s), n)| ((Some(account.to_string()), p, r, s), n))
+            .collect();
+        self
+    }
+
+    /// The accounts' forecasts as one: the same runs (the policies, and
+    /// so the step, are the same in every account), deletions in run
+    /// order then by account.
+    pub fn join(
+        parts: Vec<Forecast>,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        step: TimeDelta,
+    ) -> Forecast {
+        let mut out = Forecast {
+            from,
+            until,
+            step,
+            runs: 0,
+            creations: 0,
+            deletions: Vec::new(),
+            backups: BTreeMap::new(),
+        };
+        for part in parts {
+            out.runs = part.runs;
+            out.creations += part.creations;
+            out.deletions.extend(part.deletions);
+            out.backups.extend(part.backups);
+        }
+        out.deletions
+            .sort_by(|(a, x), (b, y)| (a, &x.account).cmp(&(b, &y.account)));
+        out
+    }
+}
+
+/// The time between two simulated runs from `from` to `until`, and how
+/// many runs that makes; an error when `until` is not after `from` or the
+/// runs would be too many.
+pub fn schedule(
     policies: &PolicySet,
-    inventory: &Inventory,
     from: DateTime<Utc>,
     until: DateTime<Utc>,
-) -> Result<Forecast, String> {
+) -> Result<(TimeDelta, usize), String> {
     if until <= from {
         return Err(format!(
             "--until {} is not after the forecast's start {}; give a later date",
@@ -71,6 +117,19 @@ pub fn forecast(
             step.num_minutes()
         ));
     }
+    Ok((step, runs as usize))
+}
+
+/// Simulates the scheduled runs from `from` (included) to `until`
+/// (included). Errors when `until` is not after `from` or the runs would be
+/// too many.
+pub fn forecast(
+    policies: &PolicySet,
+    inventory: &Inventory,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Forecast, String> {
+    let (step, _) = schedule(policies, from, until)?;
     let provider = MemoryProvider::new(inventory.clone(), from);
     let mut out = Forecast {
         from,
@@ -108,12 +167,17 @@ pub fn forecast(
     Ok(out)
 }
 
-/// Kept backups of each (policy, region, source) in a plan.
-fn per_source(plan: &Plan) -> BTreeMap<(String, String, String), usize> {
+/// Kept backups of each (account, policy, region, source) in a plan.
+fn per_source(plan: &Plan) -> BTreeMap<SourceKey, usize> {
     let mut out = BTreeMap::new();
     for k in &plan.kept {
-        *out.entry((k.policy.clone(), k.region.clone(), k.source.clone()))
-            .or_insert(0) += 1;
+        let key = (
+            k.account.clone(),
+            k.policy.clone(),
+            k.region.clone(),
+            k.source.clone(),
+        );
+        *out.entry(key).or_insert(0) += 1;
     }
     out
 }
@@ -175,7 +239,7 @@ mod tests {
         assert_eq!(f.deletions.len(), 12, "{:?}", f.deletions.len());
         // The dailies of days 11 to 20 are left.
         assert_eq!(
-            f.backups[&("web".into(), "us-east-1".into(), "i-0000000a".into())],
+            f.backups[&(None, "web".into(), "us-east-1".into(), "i-0000000a".into())],
             10
         );
         assert!(forecast(&set, &inv, now(), now()).is_err());

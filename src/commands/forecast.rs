@@ -2,17 +2,21 @@
 //! simulated (see [`crate::forecast`]), rendered as text, JSON or Markdown.
 
 use super::Env;
+use crate::accounts::AccountSet;
 use crate::cli::{parse_time, resolve_now, Cli, ForecastArgs, Format};
 use crate::error::{Error, ExitCode};
 use crate::forecast::{forecast, Forecast};
 use crate::output::Printer;
 use crate::policy::load_dir;
+use crate::policy::PolicySet;
+use crate::provider::aws::AwsProvider;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use std::fmt::Write;
+use std::sync::{Arc, Mutex};
 
 /// The forecast document's version (`major.minor`, as the plan's).
-pub const FORMAT_VERSION: &str = "1.0";
+pub const FORMAT_VERSION: &str = "1.1";
 
 pub async fn run(
     cli: &Cli,
@@ -24,11 +28,25 @@ pub async fn run(
     let until =
         parse_time(&args.until).map_err(|e| Error::Usage(format!("invalid --until: {e}")))?;
     let policies = load_dir(&cli.policies)?;
-    super::one_account_only(cli, &policies, "forecast")?;
     let show = args.format == Format::Text;
-    let (inventory, failed) =
-        super::inventory(cli, &policies, args.state.as_deref(), printer, show, false).await?;
-    let f = forecast(&policies, &inventory, from, until).map_err(Error::Usage)?;
+    let (f, failed) = match super::accounts(cli, &policies)? {
+        Some(accounts) => {
+            if args.state.is_some() {
+                return Err(Error::Usage(format!(
+                    "forecast --state reads one account's inventory, and {} lists accounts; forecast them live, or the state file with a policy directory without an accounts file",
+                    accounts.file.display()
+                )));
+            }
+            in_accounts(cli, &policies, accounts, from, until, printer, show).await?
+        }
+        None => {
+            let (inventory, failed) =
+                super::inventory(cli, &policies, args.state.as_deref(), printer, show, false)
+                    .await?;
+            let f = forecast(&policies, &inventory, from, until).map_err(Error::Usage)?;
+            (f, failed)
+        }
+    };
     printer.result(&match args.format {
         Format::Text => text(&f),
         Format::Json => json(&f),
@@ -39,6 +57,56 @@ pub async fn run(
     } else {
         ExitCode::Success
     })
+}
+
+/// The forecast of every account: each one's simulated on its own
+/// inventory (with the policies as they act there) before the inventory
+/// is freed, then joined.
+async fn in_accounts(
+    cli: &Cli,
+    policies: &PolicySet,
+    accounts: AccountSet,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+    printer: &Printer,
+    show: bool,
+) -> Result<(Forecast, bool), Error> {
+    let (step, runs) = crate::forecast::schedule(policies, from, until).map_err(Error::Usage)?;
+    let base = AwsProvider::new(&super::aws_options(cli)?).await;
+    let fleet = super::fleet(cli, base, accounts, policies, printer).await?;
+    let parts = Arc::new(Mutex::new(Vec::new()));
+    let into = parts.clone();
+    let each: crate::fleet::Check =
+        Arc::new(move |account, policies, inventory, _| {
+            match forecast(policies, inventory, from, until) {
+                Ok(f) => {
+                    into.lock()
+                        .expect("no forecast panicked")
+                        .push(f.in_account(&account.id));
+                    Vec::new()
+                }
+                Err(e) => vec![e],
+            }
+        });
+    let planned = fleet
+        .plan(
+            policies,
+            from,
+            false,
+            printer.progress(show),
+            None,
+            Some(each),
+        )
+        .await;
+    let failed = super::report_fleet_failures(&planned);
+    for note in &planned.notes {
+        eprintln!("error: {note}");
+    }
+    let parts = std::mem::take(&mut *parts.lock().expect("no forecast panicked"));
+    let mut joined = Forecast::join(parts, from, until, step);
+    // With no account to simulate, the runs are still the schedule's.
+    joined.runs = runs;
+    Ok((joined, failed || !planned.notes.is_empty()))
 }
 
 fn time(t: DateTime<Utc>) -> String {
@@ -89,8 +157,9 @@ fn text(f: &Forecast) -> String {
         s.push('\n');
     }
     let _ = writeln!(s, "Backups of each source on {}:", time(f.until));
-    for ((policy, region, source), n) in &f.backups {
-        let _ = writeln!(s, "  {policy}/{region}/{source}: {n}");
+    for ((account, policy, region, source), n) in &f.backups {
+        let account = account.as_ref().map_or(String::new(), |a| format!("{a}/"));
+        let _ = writeln!(s, "  {account}{policy}/{region}/{source}: {n}");
     }
     let _ = writeln!(s, "\n{}", footer(f));
     s
@@ -132,6 +201,8 @@ struct JsonForecast<'a> {
 struct JsonDeletion<'a> {
     at: String,
     address: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account: Option<&'a str>,
     policy: &'a str,
     region: &'a str,
     source: &'a str,
@@ -149,6 +220,8 @@ struct JsonLeft {
 
 #[derive(Serialize)]
 struct JsonSource<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account: Option<&'a str>,
     policy: &'a str,
     region: &'a str,
     source: &'a str,
@@ -174,6 +247,7 @@ fn json(f: &Forecast) -> String {
             .map(|(at, c)| JsonDeletion {
                 at: time(*at),
                 address: c.address(),
+                account: c.account.as_deref(),
                 policy: &c.policy,
                 region: &c.region,
                 source: &c.source,
@@ -189,7 +263,8 @@ fn json(f: &Forecast) -> String {
         sources: f
             .backups
             .iter()
-            .map(|((policy, region, source), n)| JsonSource {
+            .map(|((account, policy, region, source), n)| JsonSource {
+                account: account.as_deref(),
                 policy,
                 region,
                 source,

@@ -665,3 +665,72 @@ fn one_accounts_mass_deletion_does_not_hold_back_the_others_routine_ones() {
         "created, none deleted"
     );
 }
+
+/// The forecast across accounts: each account simulated on its own
+/// inventory, every deletion and source with its account, and the
+/// accounts that cannot be entered said once (exit 3).
+#[test]
+fn the_forecast_covers_every_account_that_can_be_entered() {
+    let (emu, policies) = world();
+    let out = emu.run(
+        &policies,
+        &["apply", "--auto-approve"],
+        &[("BACKUPCTL_NOW", &day(0))],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = emu.run(
+        &policies,
+        &["forecast", "--until", &day(3), "--format", "json"],
+        &[("BACKUPCTL_NOW", &day(1))],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(
+        err.matches("could not enter account broken").count(),
+        1,
+        "{err}"
+    );
+    let f: Value = serde_json::from_str(&stdout(&out)).expect("a JSON forecast");
+    assert_eq!(f["format_version"], "1.1");
+    let deletions = f["deletions"].as_array().unwrap();
+    let mut deleted_in: Vec<&str> = deletions
+        .iter()
+        .map(|d| {
+            let account = d["account"]
+                .as_str()
+                .expect("every deletion has its account");
+            assert!(d["address"].as_str().unwrap().starts_with(account), "{d}");
+            account
+        })
+        .collect();
+    deleted_in.dedup();
+    deleted_in.sort();
+    deleted_in.dedup();
+    assert_eq!(deleted_in, [PROD, STAGING], "{f:#}");
+    let mut sources: Vec<(&str, &str, &str)> = f["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["account"].as_str().unwrap(),
+                s["policy"].as_str().unwrap(),
+                s["region"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    sources.sort();
+    assert_eq!(
+        sources,
+        [
+            (PROD, "prod-weekly", "us-east-1"),
+            (PROD, "web", "eu-west-1"),
+            (PROD, "web", "us-east-1"),
+            (STAGING, "web", "us-east-1"),
+        ]
+    );
+    // Three daily runs of "web" in three (account, region)s, and of the
+    // weekly prod snapshots none is due before day 7.
+    assert_eq!(f["summary"]["creations"], 9, "{f:#}");
+    assert_eq!(f["summary"]["runs"], 3, "{f:#}");
+}
