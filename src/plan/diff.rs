@@ -11,8 +11,9 @@ use std::fmt::Write;
 /// The diff document's version. 1.1: a deletion that deletes more ids
 /// than in BASE (a deregistration whose snapshots grew) is listed in
 /// `added` and counted in `deletions_added`, no longer in `changed`. 1.2:
-/// `backups_stopped`, the sources BASE backs up and HEAD does not.
-pub const FORMAT_VERSION: &str = "1.2";
+/// `backups_stopped`, the sources BASE backs up and HEAD does not. 1.3:
+/// `account` on a stopped source, in plans across accounts.
+pub const FORMAT_VERSION: &str = "1.3";
 
 /// Differences by change address.
 #[derive(Debug, Serialize)]
@@ -32,6 +33,8 @@ pub struct PlanDiff {
 
 #[derive(Debug, Serialize)]
 pub struct StoppedEntry {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub region: String,
     pub source: String,
     /// `image` or `snapshot`: the kind of backup that stops.
@@ -137,19 +140,29 @@ pub fn diff(base: &Plan, head: &Plan) -> PlanDiff {
 
 /// Sources covered in BASE that HEAD no longer covers, by kind of backup.
 fn stopped(base: &Plan, head: &Plan) -> Vec<StoppedEntry> {
-    let key = |c: &super::Covered| (c.region.clone(), c.source.clone(), c.resource_type);
+    let key = |c: &super::Covered| {
+        (
+            c.account.clone(),
+            c.region.clone(),
+            c.source.clone(),
+            c.resource_type,
+        )
+    };
     let in_head: BTreeSet<_> = head.covered.iter().map(key).collect();
     let mut lost: BTreeMap<_, Vec<String>> = BTreeMap::new();
     for c in base.covered.iter().filter(|c| !in_head.contains(&key(c))) {
         lost.entry(key(c)).or_default().push(c.policy.clone());
     }
     lost.into_iter()
-        .map(|((region, source, rt), base_policies)| StoppedEntry {
-            region,
-            source,
-            resource_type: rt.as_str().to_string(),
-            base_policies,
-        })
+        .map(
+            |((account, region, source, rt), base_policies)| StoppedEntry {
+                account,
+                region,
+                source,
+                resource_type: rt.as_str().to_string(),
+                base_policies,
+            },
+        )
         .collect()
 }
 
@@ -199,7 +212,10 @@ pub fn render(d: &PlanDiff, base: &Plan, head: &Plan) -> String {
         for e in &d.backups_stopped {
             let _ = writeln!(
                 s,
-                "  - {}/{} ({} backups; BASE: {})",
+                "  - {}{}/{} ({} backups; BASE: {})",
+                e.account
+                    .as_ref()
+                    .map_or(String::new(), |a| format!("{a}/")),
                 e.region,
                 e.source,
                 e.resource_type,
@@ -254,6 +270,34 @@ mod tests {
     use super::*;
     use crate::plan::{Action, Precondition, Reason, ReasonCode};
     use chrono::Utc;
+
+    /// A source that stops being backed up in one account is found even
+    /// when another account has a source of the same id that goes on.
+    #[test]
+    fn a_source_stopped_in_one_account_is_told_apart_from_another_accounts() {
+        let covered = |account: &str| super::super::Covered {
+            account: Some(account.into()),
+            policy: "web".into(),
+            region: "us-east-1".into(),
+            source: "i-1".into(),
+            resource_type: super::super::ResourceType::Image,
+        };
+        let base = Plan {
+            covered: vec![covered("111111111111"), covered("222222222222")],
+            ..Plan::empty(Utc::now())
+        };
+        let head = Plan {
+            covered: vec![covered("111111111111")],
+            ..Plan::empty(Utc::now())
+        };
+        let d = diff(&base, &head);
+        assert_eq!(d.backups_stopped.len(), 1, "{d:?}");
+        assert_eq!(
+            d.backups_stopped[0].account.as_deref(),
+            Some("222222222222")
+        );
+        assert!(d.loses_backups());
+    }
 
     fn plan_deleting(snapshot_ids: &[&str]) -> Plan {
         Plan {
