@@ -41,6 +41,18 @@ pub struct Forecast {
 pub type SourceKey = (Option<String>, String, String, String);
 
 impl Forecast {
+    fn empty(from: DateTime<Utc>, until: DateTime<Utc>, step: TimeDelta) -> Forecast {
+        Forecast {
+            from,
+            until,
+            step,
+            runs: 0,
+            creations: 0,
+            deletions: Vec::new(),
+            backups: BTreeMap::new(),
+        }
+    }
+
     /// The forecast of one account, its items marked with the account.
     pub fn in_account(mut self, account: &str) -> Forecast {
         for (_, c) in &mut self.deletions {
@@ -62,15 +74,7 @@ impl Forecast {
         until: DateTime<Utc>,
         step: TimeDelta,
     ) -> Forecast {
-        let mut out = Forecast {
-            from,
-            until,
-            step,
-            runs: 0,
-            creations: 0,
-            deletions: Vec::new(),
-            backups: BTreeMap::new(),
-        };
+        let mut out = Forecast::empty(from, until, step);
         for part in parts {
             out.runs = part.runs;
             out.creations += part.creations;
@@ -131,15 +135,7 @@ pub fn forecast(
 ) -> Result<Forecast, String> {
     let (step, _) = schedule(policies, from, until)?;
     let provider = MemoryProvider::new(inventory.clone(), from);
-    let mut out = Forecast {
-        from,
-        until,
-        step,
-        runs: 0,
-        creations: 0,
-        deletions: Vec::new(),
-        backups: BTreeMap::new(),
-    };
+    let mut out = Forecast::empty(from, until, step);
     let mut at = from;
     while at <= until {
         provider.set_now(at);

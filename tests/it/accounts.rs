@@ -646,7 +646,7 @@ fn one_accounts_mass_deletion_does_not_hold_back_the_others_routine_ones() {
         "staging's routine deletion was made"
     );
 
-    // A cap per account holds back staging's too, and only staging's.
+    // A cap per account holds back deletions the rule per source allows.
     let policies = set("30 days", "74 hours");
     let held = emu.run(
         &policies,
