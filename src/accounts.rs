@@ -429,7 +429,18 @@ impl AccountSet {
                     .iter()
                     .any(|a| a.id == *wanted || a.name == *wanted)
                 {
-                    let known: Vec<&str> = self.accounts.iter().map(|a| a.name.as_str()).collect();
+                    // An organisation may have hundreds: name a few.
+                    let mut known: Vec<&str> = self
+                        .accounts
+                        .iter()
+                        .take(10)
+                        .map(|a| a.name.as_str())
+                        .collect();
+                    let more = self.accounts.len().saturating_sub(known.len());
+                    let more = format!("and {more} more");
+                    if self.accounts.len() > known.len() {
+                        known.push(&more);
+                    }
                     let whence = match &self.organization {
                         Some(_) => format!(
                             "neither {} nor AWS Organizations lists",
