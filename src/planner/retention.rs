@@ -131,6 +131,7 @@ mod tests {
         Retention {
             max_age: parse_max_age(max_age).unwrap(),
             keep_last,
+            require_recycle_bin: false,
         }
     }
 

@@ -175,6 +175,8 @@ pub fn load_dir(dir: &Path) -> Result<PolicySet, LoadError> {
                             first.display()
                         ),
                     ));
+                } else if let Some(message) = super::not_carried_out(&policy) {
+                    errors.push(error_at(path, &text, name_span, message));
                 } else {
                     seen.insert(policy.name.clone(), path.clone());
                     policies.push(policy);
@@ -254,19 +256,19 @@ pub(crate) fn error_at(
     }
 }
 
-struct Validator<'a> {
+pub(super) struct Validator<'a> {
     path: &'a Path,
     text: &'a str,
     errors: Vec<PolicyError>,
 }
 
 impl Validator<'_> {
-    fn err(&mut self, span: Range<usize>, message: impl Into<String>) {
+    pub(super) fn err(&mut self, span: Range<usize>, message: impl Into<String>) {
         let e = error_at(self.path, self.text, span, message.into());
         self.errors.push(e);
     }
 
-    fn policy(&mut self, raw: RawPolicy) -> (Policy, Range<usize>) {
+    fn policy(&mut self, mut raw: RawPolicy) -> (Policy, Range<usize>) {
         let name_span = raw.name.span();
         let name = raw.name.into_inner();
         if !valid_policy_name(&name) {
@@ -294,10 +296,16 @@ impl Validator<'_> {
             RawKind::Ami => Kind::Ami,
             RawKind::Snapshot => Kind::Snapshot,
         };
+        let backup_lock = raw.backup.get_mut().lock.take();
+        let protection = raw.backup.get_mut().deregistration_protection.take();
         let target_span = raw.target.span();
         let target = self.target(raw.target.into_inner(), target_span, kind);
-        let backup = self.backup(raw.backup.into_inner(), kind);
         let retention = self.retention(raw.retention.into_inner());
+        let mut backup = self.backup(raw.backup.into_inner(), kind);
+        backup.lock = backup_lock.and_then(|l| self.lock(l, &retention));
+        backup.deregistration_protection =
+            protection.and_then(|p| self.deregistration_protection(p, kind));
+        let copies = self.copies(raw.copy, &target, &retention);
         let adopt = raw.adopt.and_then(|a| self.adopt(a.into_inner(), kind));
         let policy = Policy {
             name,
@@ -309,6 +317,7 @@ impl Validator<'_> {
             backup,
             retention,
             adopt,
+            copies,
         };
         (policy, name_span)
     }
@@ -512,6 +521,8 @@ impl Validator<'_> {
             every,
             reboot,
             tags: extra,
+            lock: None,
+            deregistration_protection: None,
         }
     }
 
@@ -539,7 +550,7 @@ impl Validator<'_> {
         Some(tool)
     }
 
-    fn retention(&mut self, raw: super::raw::RawRetention) -> Retention {
+    pub(super) fn retention(&mut self, raw: super::raw::RawRetention) -> Retention {
         let span = raw.max_age.span();
         let max_age = parse_max_age(raw.max_age.get_ref()).unwrap_or_else(|e| {
             self.err(
@@ -565,7 +576,12 @@ impl Validator<'_> {
                 })
             }
         };
-        Retention { max_age, keep_last }
+        let require_recycle_bin = raw.require_recycle_bin.is_some_and(|r| r.into_inner());
+        Retention {
+            max_age,
+            keep_last,
+            require_recycle_bin,
+        }
     }
 }
 

@@ -10,10 +10,12 @@
 mod duration;
 mod load;
 mod raw;
+mod recovery;
 
 pub use duration::{human_age, parse_duration, parse_max_age, Duration, MaxAge, Unit};
 pub(crate) use load::{error_at, toml_message, valid_region};
 pub use load::{load_dir, parse_policy, LoadError, PolicyError};
+pub use recovery::{not_carried_out, CopyRule, DeregistrationProtection, Lock, LockMode};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -98,6 +100,8 @@ pub struct Policy {
     /// The old tool whose backups of the selected instances this policy
     /// takes over, if any.
     pub adopt: Option<OldTool>,
+    /// Copies of its backups to other regions or accounts.
+    pub copies: Vec<CopyRule>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -211,12 +215,17 @@ pub struct Backup {
     pub reboot: Reboot,
     /// Extra tags for every backup, besides the ownership tags.
     pub tags: BTreeMap<String, String>,
+    /// Locked on creation (snapshots, and an AMI's snapshots).
+    pub lock: Option<Lock>,
+    pub deregistration_protection: Option<DeregistrationProtection>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Retention {
     pub max_age: MaxAge,
     pub keep_last: u32,
+    /// Deletions must go to a Recycle Bin rule, or they are blocked.
+    pub require_recycle_bin: bool,
 }
 
 /// Every policy in a directory, sorted by name, with a digest of the files so

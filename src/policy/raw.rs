@@ -18,6 +18,34 @@ pub(super) struct RawPolicy {
     pub backup: Spanned<RawBackup>,
     pub retention: Spanned<RawRetention>,
     pub adopt: Option<Spanned<RawAdopt>>,
+    /// `[[copy]]`: disaster-recovery copies (see `recovery`).
+    #[serde(default)]
+    pub copy: Vec<Spanned<RawCopy>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCopy {
+    pub to_region: Spanned<String>,
+    pub to_account: Option<Spanned<String>>,
+    pub encrypted: Option<Spanned<bool>>,
+    pub kms_key: Option<Spanned<String>>,
+    pub retention: Option<Spanned<RawRetention>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLock {
+    pub mode: Spanned<String>,
+    pub days: Spanned<i64>,
+    pub cool_off_hours: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawProtection {
+    On(bool),
+    Mode(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,6 +73,8 @@ pub(super) struct RawBackup {
     pub every: Option<Spanned<String>>,
     pub reboot: Option<Spanned<RawReboot>>,
     pub tags: Option<Tags>,
+    pub lock: Option<Spanned<RawLock>>,
+    pub deregistration_protection: Option<Spanned<RawProtection>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -68,4 +98,5 @@ pub(super) struct RawRetention {
     pub max_age: Spanned<String>,
     /// Signed so that `-1` gets our message rather than a serde overflow.
     pub keep_last: Option<Spanned<i64>>,
+    pub require_recycle_bin: Option<Spanned<bool>>,
 }
