@@ -45,8 +45,12 @@ impl AwsProvider {
             "aws-cn" => "cn-northwest-1",
             _ => "us-east-1",
         };
-        let conf =
-            aws_sdk_organizations::config::Builder::from(&*self.config).region(Region::new(region));
+        // Logged at -vv like every EC2 call.
+        let conf = aws_sdk_organizations::config::Builder::from(&*self.config)
+            .region(Region::new(region))
+            .interceptor(super::calls::CallLog {
+                region: region.to_string(),
+            });
         Client::from_conf(conf.build())
     }
 }
