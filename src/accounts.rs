@@ -369,16 +369,6 @@ fn valid_role_arn(arn: &str) -> bool {
 }
 
 impl AccountSet {
-    /// No account, from no file: a placeholder while a set is rebuilt.
-    pub fn empty() -> AccountSet {
-        AccountSet {
-            accounts: Vec::new(),
-            file: PathBuf::new(),
-            digest: String::new(),
-            organization: None,
-        }
-    }
-
     /// The accounts `policy` selects: every one, unless its `accounts` or
     /// `account_tags` narrow it.
     pub fn selects(account: &Account, target: &crate::policy::Target) -> bool {

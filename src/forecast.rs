@@ -65,18 +65,18 @@ impl Forecast {
         self
     }
 
-    /// The accounts' forecasts as one: the same runs (the policies, and
-    /// so the step, are the same in every account), deletions in run
-    /// order then by account.
+    /// The accounts' forecasts as one, over the runs of [`schedule`]
+    /// (the policies, and so the runs, are the same in every account);
+    /// deletions in run order then by account.
     pub fn join(
         parts: Vec<Forecast>,
         from: DateTime<Utc>,
         until: DateTime<Utc>,
-        step: TimeDelta,
+        (step, runs): (TimeDelta, usize),
     ) -> Forecast {
         let mut out = Forecast::empty(from, until, step);
+        out.runs = runs;
         for part in parts {
-            out.runs = part.runs;
             out.creations += part.creations;
             out.deletions.extend(part.deletions);
             out.backups.extend(part.backups);

@@ -92,9 +92,9 @@ impl AccountSet {
     /// name, role, regions; its tags on top of the organisation's). A file
     /// entry for an account the organisation has closed is dropped. What
     /// was left out, and why, comes back as notes for the operator.
-    pub fn with_discovered(mut self, found: Vec<Discovered>) -> (AccountSet, Vec<String>) {
+    pub fn add_discovered(&mut self, found: Vec<Discovered>) -> Vec<String> {
         let Some(org) = self.organization.clone() else {
-            return (self, Vec::new());
+            return Vec::new();
         };
         let mut notes = Vec::new();
         let mut inactive = Vec::new();
@@ -185,7 +185,7 @@ impl AccountSet {
             self.file.display()
         ));
         self.accounts = by_id.into_values().collect();
-        (self, notes)
+        notes
     }
 }
 
@@ -228,7 +228,7 @@ mod tests {
 
     #[test]
     fn active_accounts_are_entered_and_the_file_overrides_them() {
-        let file = set(r#"
+        let mut set = set(r#"
 [defaults]
 regions = ["us-east-1"]
 
@@ -247,7 +247,7 @@ id = "555555555555"
 name = "gone"
 role = "arn:aws:iam::555555555555:role/special"
 "#);
-        let (set, notes) = file.with_discovered(vec![
+        let notes = set.add_discovered(vec![
             found(
                 "111111111111",
                 "Prod",

@@ -71,7 +71,7 @@ async fn in_accounts(
     printer: &Printer,
     show: bool,
 ) -> Result<(Forecast, bool), Error> {
-    let (step, runs) = crate::forecast::schedule(policies, from, until).map_err(Error::Usage)?;
+    let schedule = crate::forecast::schedule(policies, from, until).map_err(Error::Usage)?;
     let base = AwsProvider::new(&super::aws_options(cli)?).await;
     let fleet = super::fleet(cli, base, accounts, policies, printer).await?;
     let parts = Arc::new(Mutex::new(Vec::new()));
@@ -103,9 +103,7 @@ async fn in_accounts(
         eprintln!("error: {note}");
     }
     let parts = std::mem::take(&mut *parts.lock().expect("no forecast panicked"));
-    let mut joined = Forecast::join(parts, from, until, step);
-    // With no account to simulate, the runs are still the schedule's.
-    joined.runs = runs;
+    let joined = Forecast::join(parts, from, until, schedule);
     Ok((joined, failed || !planned.notes.is_empty()))
 }
 

@@ -189,13 +189,10 @@ async fn fleet(
             .organization_accounts(&org, by_tag)
             .await
             .map_err(Error::Aws)?;
-        let set = std::mem::replace(&mut fleet.accounts, AccountSet::empty());
-        let (set, notes) = set.with_discovered(found);
-        for n in notes {
+        for n in fleet.accounts.add_discovered(found) {
             printer.note(&n);
         }
-        set.check(policies)?;
-        fleet.accounts = set;
+        fleet.accounts.check(policies)?;
     }
     let shard = cli.shard.filter(|s| s.count > 1);
     if let Some(shard) = shard {
