@@ -55,7 +55,8 @@ from moto.ec2.exceptions import EC2ClientError  # noqa: E402
 from moto.ec2.models import ec2_backends  # noqa: E402
 from moto.ec2.models.amis import Ami, AmiBackend  # noqa: E402
 from moto.ec2.models.core import TaggedEC2Resource  # noqa: E402
-from moto.ec2.models.elastic_block_store import EBSBackend  # noqa: E402
+from moto.ec2.models.elastic_block_store import EBSBackend, Snapshot  # noqa: E402
+from moto.ec2.utils import random_snapshot_id  # noqa: E402
 from moto.ec2.models.availability_zones_and_regions import RegionsAndZonesBackend  # noqa: E402
 from moto.ec2.responses.amis import AmisResponse  # noqa: E402
 from moto.core.responses import ActionResult  # noqa: E402
@@ -234,6 +235,126 @@ def get_tags(self):
     tags = self.ec2_backend.tags.get(self.id, {}) if self.id else {}
     return [{"resource_id": self.id, "key": k, "value": v} for k, v in tags.items()]
 
+
+
+
+# Copies, as EC2 makes them and moto does not: CopyImage with
+# TagSpecifications for the image and its snapshots and an idempotent
+# ClientToken, new snapshots in the destination for the image's block
+# devices, the placeholder VolumeId of every copied snapshot, copies that
+# stay pending like new backups (pending_seconds), and EC2's limits on
+# copies in flight per destination region (REAL "copy_limits", default
+# {"image": 100, "snapshot": 20}: ResourceLimitExceeded beyond them).
+
+PLACEHOLDER_VOLUME_ID = "vol-ffffffff"
+COPY_TOKENS = {}
+COPIES = {}
+
+
+class PlaceholderVolume:
+    """What a copied snapshot reports as its volume: no volume at all."""
+
+    def __init__(self, size):
+        self.id = PLACEHOLDER_VOLUME_ID
+        self.size = size
+        self.volume_type = "gp3"
+
+
+def check_copy_limit(backend, kind):
+    most = int((REAL.get("copy_limits") or {}).get(kind, 100 if kind == "image" else 20))
+    in_flight = 0
+    for rid, (where, what) in list(COPIES.items()):
+        if where is not backend or what != kind:
+            continue
+        if kind == "image":
+            resource = backend.amis.get(rid)
+            pending = resource is not None and resource.state == "pending"
+        else:
+            resource = backend.snapshots.get(rid)
+            pending = resource is not None and resource.status == "pending"
+        if pending:
+            in_flight += 1
+        else:
+            COPIES.pop(rid, None)
+    if in_flight >= most:
+        noun = "AMI copies" if kind == "image" else "snapshot copies"
+        raise EC2ClientError(
+            "ResourceLimitExceeded",
+            f"You have reached the limit of {most} concurrent {noun} to {backend.region_name}.",
+        )
+
+
+def copied_snapshot(backend, source, description, kms_key_id=None):
+    snap = Snapshot(
+        backend,
+        random_snapshot_id(),
+        volume=PlaceholderVolume(getattr(source.volume, "size", 8)),
+        description=description,
+        encrypted=source.encrypted,
+        kms_key_id=kms_key_id,
+    )
+    backend.snapshots[snap.id] = snap
+    made(backend, snap, pending=True)
+    COPIES[snap.id] = (backend, "snapshot")
+    return snap
+
+
+def copy_image(self):
+    source_id = self._get_param("SourceImageId")
+    source_region = self._get_param("SourceRegion")
+    name = self._get_param("Name")
+    token = self._get_param("ClientToken")
+    kms_key_id = self._get_param("KmsKeyId")
+    self.error_on_dryrun()
+    backend = self.ec2_backend
+    key = (backend.account_id, backend.region_name, token)
+    if token and key in COPY_TOKENS:
+        return ActionResult({"ImageId": COPY_TOKENS[key]})
+    source = ec2_backends[backend.account_id][source_region].amis.get(source_id)
+    if source is None:
+        raise EC2ClientError("InvalidAMIID.NotFound", f"The image id '[{source_id}]' does not exist")
+    if source.state != "available":
+        raise EC2ClientError("IncorrectState", f"The image {source_id} is {source.state}, not available")
+    for ami in backend.amis.values():
+        if ami.name == name:
+            raise DuplicateAmiName(name, ami.id)
+    if not REQUEST["control"]:
+        check_copy_limit(backend, "image")
+    tags = self._parse_tag_specification()
+    ami = _orig_copy_image(backend, source_id, source_region, name, self._get_param("Description"))
+    backend.snapshots.pop(ami.ebs_snapshot.id, None)
+    mappings = []
+    for device, snap in getattr(source, "backupctl_mappings", []):
+        description = f"Copied for DestinationAmi {ami.id} from SourceAmi {source_id} for SourceSnapshot {snap.id}"
+        copy = copied_snapshot(backend, snap, description, kms_key_id)
+        copy.add_tags(tags.get("snapshot", {}))
+        mappings.append((device, copy))
+    ami.backupctl_mappings = mappings
+    ami.root_device_name = getattr(source, "root_device_name", None)
+    ami.add_tags(tags.get("image", {}))
+    made(backend, ami, pending=bool(mappings))
+    COPIES[ami.id] = (backend, "image")
+    if token:
+        COPY_TOKENS[key] = ami.id
+    return ActionResult({"ImageId": ami.id})
+
+
+def copy_snapshot(self, source_snapshot_id, source_region, description, kms_key_id):
+    source = ec2_backends[self.account_id][source_region].snapshots.get(source_snapshot_id)
+    if source is None:
+        raise EC2ClientError(
+            "InvalidSnapshot.NotFound", f"The snapshot '{source_snapshot_id}' does not exist."
+        )
+    if source.status != "completed":
+        raise EC2ClientError(
+            "IncorrectState", f"The snapshot '{source_snapshot_id}' is {source.status}, not completed"
+        )
+    if not REQUEST["control"]:
+        check_copy_limit(self, "snapshot")
+    return copied_snapshot(self, source, description, kms_key_id)
+
+
+_orig_copy_image = AmiBackend.copy_image
 
 
 # -------------------------------------------------------------- REAL EC2
@@ -464,6 +585,8 @@ AmisResponse.describe_images = paginated(AmisResponse.describe_images, "Images")
 AmiBackend.create_image = create_image
 Ami.block_device_mappings = property(block_device_mappings)
 AmisResponse.deregister_image = deregister_image
+AmisResponse.copy_image = copy_image
+EBSBackend.copy_snapshot = copy_snapshot
 EBSBackend.create_snapshots = create_snapshots
 EBSBackend.delete_snapshot = delete_snapshot
 EBSBackend.create_snapshot = create_snapshot
@@ -868,7 +991,7 @@ class Emulator:
             STATE.reset()
         ENABLED_REGIONS = None
         REAL.clear()
-        for table in (LAST_SNAPSHOT, VISIBLE_AT, PENDING):
+        for table in (LAST_SNAPSHOT, VISIBLE_AT, PENDING, COPY_TOKENS, COPIES):
             table.clear()
         return {"ok": True}
 
