@@ -126,6 +126,11 @@ fn api_calls(action: &Action) -> (&'static str, usize) {
         Action::DeleteSnapshot { .. } => ("DeleteSnapshot", 1),
         Action::DeleteSnapshotSet { snapshot_ids, .. } => ("DeleteSnapshot", snapshot_ids.len()),
         Action::Adopt { .. } => ("CreateTags", 1),
+        Action::Copy {
+            resource_type: crate::plan::ResourceType::Image,
+            ..
+        } => ("CopyImage", 1),
+        Action::Copy { source_ids, .. } => ("CopySnapshot", source_ids.len()),
     }
 }
 
@@ -231,7 +236,7 @@ impl ApplyReport {
 fn phase(action: &Action) -> u8 {
     match action {
         Action::Adopt { .. } => 0,
-        Action::CreateImage { .. } | Action::CreateSnapshots { .. } => 1,
+        Action::CreateImage { .. } | Action::CreateSnapshots { .. } | Action::Copy { .. } => 1,
         Action::DeregisterImage { .. } => 2,
         Action::DeleteSnapshot { .. } | Action::DeleteSnapshotSet { .. } => 3,
     }

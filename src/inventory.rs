@@ -240,6 +240,12 @@ pub trait Backup {
         tagged.max(earliest)
     }
 
+    /// What a copy copies (`backupctl:copy-of`: `<region>/<id>`); `None`
+    /// for an original backup.
+    fn copy_of(&self) -> Option<&str> {
+        self.tags().get(tags::COPY_OF)
+    }
+
     /// The set a snapshot belongs to (`backupctl:set`), if any.
     fn set_id(&self) -> Option<&str> {
         self.tags().get(tags::SET)

@@ -159,6 +159,19 @@ fn missing(c: &Change, fresh: &Plan, policies: &PolicySet, observed: &Inventory)
                 )
             }
         }
+        Action::Copy { source_region, .. } => {
+            let what = c.action.copied().unwrap_or_default();
+            let there = observed.regions.get(source_region);
+            let ids: Vec<&str> = match &c.action {
+                Action::Copy { source_ids, .. } => source_ids.iter().map(String::as_str).collect(),
+                _ => Vec::new(),
+            };
+            if there.is_none_or(|r| matches!(find(r, &ids), Found::None)) {
+                format!("{what} in {source_region} is gone, so it is not copied")
+            } else {
+                format!("a fresh plan does not copy {what} to {} (copied since, or no longer wanted there)", c.region)
+            }
+        }
         Action::Adopt { id, .. } => {
             if matches!(find(region, &[id.as_str()]), Found::None) {
                 format!("{id} is gone")

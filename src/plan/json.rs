@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use std::io::Write;
 
 /// `major.minor`. Readers must refuse an unknown major version.
-pub const FORMAT_VERSION: &str = "1.5";
+pub const FORMAT_VERSION: &str = "1.6";
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,7 +79,7 @@ pub struct JsonChange {
     pub actions: Vec<String>,
     /// `create_image`, `create_snapshots`, `deregister_image`,
     /// `delete_snapshot`, `delete_snapshot_set` (1.2), `adopt_image`,
-    /// `adopt_snapshot` (1.4).
+    /// `adopt_snapshot` (1.4), `copy_image`, `copy_snapshots` (1.6).
     pub operation: String,
     pub policy: String,
     pub region: String,
@@ -98,7 +98,21 @@ pub struct JsonChange {
     /// the policy, or used by another image).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kept_snapshot_ids: Option<Vec<String>>,
-    /// create_image: the AMI name.
+    /// copy_image, copy_snapshots (1.6): the region copied from (`region`
+    /// is the destination).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_region: Option<String>,
+    /// copy_image: the image copied; copy_snapshots: the set's snapshots
+    /// not copied yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ids: Option<Vec<String>>,
+    /// copy_image, copy_snapshots: whether the copy is encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted: Option<bool>,
+    /// copy_image, copy_snapshots: the KMS key the copy is encrypted with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key: Option<String>,
+    /// create_image, copy_image: the AMI name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// create_image: whether the instance is rebooted.
@@ -583,7 +597,7 @@ fn change_from_json(
     let missing = |field: &str| format!("{} needs {field}", c.operation);
     let create = c.actions == ["create"];
     let expected = match c.operation.as_str() {
-        "create_image" | "create_snapshots" => "create",
+        "create_image" | "create_snapshots" | "copy_image" | "copy_snapshots" => "create",
         "adopt_image" | "adopt_snapshot" => "update",
         _ => "delete",
     };
@@ -643,6 +657,29 @@ fn change_from_json(
                 .clone()
                 .ok_or_else(|| missing("snapshot_ids"))?,
         },
+        "copy_image" | "copy_snapshots" => {
+            let image = c.operation == "copy_image";
+            Action::Copy {
+                resource_type: if image {
+                    ResourceType::Image
+                } else {
+                    ResourceType::Snapshot
+                },
+                source_region: c
+                    .source_region
+                    .clone()
+                    .ok_or_else(|| missing("source_region"))?,
+                source_ids: c.source_ids.clone().ok_or_else(|| missing("source_ids"))?,
+                name: if image {
+                    Some(c.name.clone().ok_or_else(|| missing("name"))?)
+                } else {
+                    None
+                },
+                tags: c.tags.clone().ok_or_else(|| missing("tags"))?,
+                encrypted: c.encrypted.ok_or_else(|| missing("encrypted"))?,
+                kms_key: c.kms_key.clone(),
+            }
+        }
         other => return Err(format!("unknown operation {other:?}")),
     };
     let precondition = if create {
@@ -696,6 +733,10 @@ fn change(c: &super::Change) -> JsonChange {
         id: c.action.target_id().map(str::to_string),
         snapshot_ids: None,
         kept_snapshot_ids: None,
+        source_region: None,
+        source_ids: None,
+        encrypted: None,
+        kms_key: None,
         name: None,
         reboot: None,
         volume_ids: None,
@@ -749,6 +790,22 @@ fn change(c: &super::Change) -> JsonChange {
             out.kept_snapshot_ids = Some(kept_snapshot_ids.clone());
         }
         Action::DeleteSnapshot { .. } => {}
+        Action::Copy {
+            source_region,
+            source_ids,
+            name,
+            tags,
+            encrypted,
+            kms_key,
+            ..
+        } => {
+            out.source_region = Some(source_region.clone());
+            out.source_ids = Some(source_ids.clone());
+            out.name = name.clone();
+            out.tags = Some(tags.clone());
+            out.encrypted = Some(*encrypted);
+            out.kms_key = kms_key.clone();
+        }
         Action::DeleteSnapshotSet { snapshot_ids, .. } => {
             out.snapshot_ids = Some(snapshot_ids.clone());
         }

@@ -150,6 +150,24 @@ fn describe(c: &Change) -> (&'static str, String) {
             "+ create",
             format!("image `{name}`{}", if *reboot { " (reboots)" } else { "" }),
         ),
+        Action::Copy {
+            resource_type,
+            source_region,
+            source_ids,
+            ..
+        } => (
+            "+ copy",
+            format!(
+                "{} `{}` from {source_region}{}",
+                resource_type.as_str(),
+                c.action.copied().unwrap_or_default(),
+                if *resource_type == crate::plan::ResourceType::Snapshot {
+                    format!(" ({} snapshot(s))", source_ids.len())
+                } else {
+                    String::new()
+                }
+            ),
+        ),
         Action::CreateSnapshots { volume_ids, .. } => (
             "+ create",
             format!(

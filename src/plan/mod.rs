@@ -166,13 +166,31 @@ pub enum Action {
         /// none of these keys exists on an adoptable backup).
         tags: Tags,
     },
+    /// CopyImage, or CopySnapshot of each snapshot of a set, sent in the
+    /// change's region (the destination) from `source_region`.
+    Copy {
+        resource_type: ResourceType,
+        source_region: String,
+        /// The image, or the snapshots of the set not copied yet.
+        source_ids: Vec<String>,
+        /// Image copies: the AMI name in the destination (the original's).
+        name: Option<String>,
+        /// Written on the copy (and on an image copy's snapshots) by the
+        /// copying call. A set's copies also get each their own
+        /// `backupctl:copy-of`, naming the snapshot they copy.
+        tags: Tags,
+        /// Encrypt the copy (with `kms_key`, or EC2's default key).
+        encrypted: bool,
+        kms_key: Option<String>,
+    },
 }
 
 impl Action {
+    /// Makes a new backup or copy.
     pub fn is_create(&self) -> bool {
         matches!(
             self,
-            Action::CreateImage { .. } | Action::CreateSnapshots { .. }
+            Action::CreateImage { .. } | Action::CreateSnapshots { .. } | Action::Copy { .. }
         )
     }
 
@@ -205,6 +223,11 @@ impl Action {
             Action::DeleteSnapshot { .. } => "delete_snapshot".into(),
             Action::DeleteSnapshotSet { .. } => "delete_snapshot_set".into(),
             Action::Adopt { resource_type, .. } => format!("adopt_{}", resource_type.as_str()),
+            Action::Copy {
+                resource_type: ResourceType::Image,
+                ..
+            } => "copy_image".into(),
+            Action::Copy { .. } => "copy_snapshots".into(),
         }
     }
 
@@ -223,7 +246,9 @@ impl Action {
             Action::CreateSnapshots { .. }
             | Action::DeleteSnapshot { .. }
             | Action::DeleteSnapshotSet { .. } => ResourceType::Snapshot,
-            Action::Adopt { resource_type, .. } => *resource_type,
+            Action::Adopt { resource_type, .. } | Action::Copy { resource_type, .. } => {
+                *resource_type
+            }
         }
     }
 
@@ -242,9 +267,24 @@ impl Action {
             Action::DeleteSnapshotSet { snapshot_ids, .. } => {
                 snapshot_ids.iter().map(String::as_str).collect()
             }
-            Action::CreateImage { .. } | Action::CreateSnapshots { .. } | Action::Adopt { .. } => {
-                Vec::new()
-            }
+            Action::CreateImage { .. }
+            | Action::CreateSnapshots { .. }
+            | Action::Adopt { .. }
+            | Action::Copy { .. } => Vec::new(),
+        }
+    }
+
+    /// What a copy copies: the image, or the snapshot set (its
+    /// `backupctl:set`).
+    pub fn copied(&self) -> Option<&str> {
+        match self {
+            Action::Copy {
+                resource_type: ResourceType::Image,
+                source_ids,
+                ..
+            } => source_ids.first().map(String::as_str),
+            Action::Copy { tags, .. } => tags.get(crate::policy::tags::SET),
+            _ => None,
         }
     }
 
@@ -281,7 +321,8 @@ impl Plan {
 
 impl Change {
     /// A stable, unique name for the change: `policy/region/source/what`,
-    /// where `what` is `new-image`, `new-snapshots`, the id being deleted or
+    /// where `what` is `new-image`, `new-snapshots`, `copy-of-<id>`, the id
+    /// being deleted or
     /// `adopt-<id>`; in a plan that spans accounts, the account id comes
     /// first (`account/policy/...`), so addresses stay unique.
     pub fn address(&self) -> String {
@@ -294,6 +335,10 @@ impl Change {
             Action::DeleteSnapshotSet { set_id, .. } => set_id,
             Action::Adopt { id, .. } => {
                 adopt = format!("adopt-{id}");
+                &adopt
+            }
+            Action::Copy { .. } => {
+                adopt = format!("copy-of-{}", self.action.copied().unwrap_or_default());
                 &adopt
             }
         };
@@ -333,10 +378,12 @@ pub enum ReasonCode {
     OldExpiry,
     /// Made by an old tool for an instance the policy selects: taken over.
     Adopt,
+    /// A good backup that a copy rule's destination has no copy of.
+    NotCopied,
 }
 
 impl ReasonCode {
-    const ALL: [ReasonCode; 11] = [
+    const ALL: [ReasonCode; 12] = [
         ReasonCode::Due,
         ReasonCode::Expired,
         ReasonCode::KeepLast,
@@ -348,6 +395,7 @@ impl ReasonCode {
         ReasonCode::UnknownSource,
         ReasonCode::OldExpiry,
         ReasonCode::Adopt,
+        ReasonCode::NotCopied,
     ];
 
     pub fn parse(code: &str) -> Option<ReasonCode> {
@@ -367,6 +415,7 @@ impl ReasonCode {
             ReasonCode::UnknownSource => "unknown_source",
             ReasonCode::OldExpiry => "old_expiry",
             ReasonCode::Adopt => "adopt",
+            ReasonCode::NotCopied => "not_copied",
         }
     }
 }

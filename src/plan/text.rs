@@ -213,6 +213,14 @@ fn orphan_list(
     }
 }
 
+/// `: snap-1, snap-2` for a set's copy (the snapshots not copied yet).
+fn copied_snapshots(action: &Action, source_ids: &[String]) -> String {
+    match action.resource_type() {
+        crate::plan::ResourceType::Image => String::new(),
+        crate::plan::ResourceType::Snapshot => format!(" ({})", source_ids.join(", ")),
+    }
+}
+
 /// The sign and one-line description of a change.
 fn describe(c: &Change) -> (&'static str, String) {
     match &c.action {
@@ -248,6 +256,20 @@ fn describe(c: &Change) -> (&'static str, String) {
                 format!("create image {name} of {instance_id} ({reboot})"),
             )
         }
+        Action::Copy {
+            resource_type,
+            source_region,
+            source_ids,
+            ..
+        } => (
+            "+",
+            format!(
+                "copy {} {} from {source_region}{}",
+                resource_type.as_str(),
+                c.action.copied().unwrap_or_default(),
+                copied_snapshots(&c.action, source_ids)
+            ),
+        ),
         Action::CreateSnapshots {
             instance_id,
             volume_ids,

@@ -7,6 +7,9 @@
 //! their VolumeId alone: a copy reports a placeholder that would merge the
 //! backups of unrelated instances into one retention group.
 //!
+//! Copies (a `backupctl:copy-of` tag) are not indexed: they are the
+//! business of [`super::copies`], with their destination's retention.
+//!
 //! Images and snapshots that AWS Backup or Data Lifecycle Manager manage
 //! (`aws:backup:*`, `aws:dlm:*` tags) belong to no policy here, whatever
 //! other tags they carry: they are never deleted, and never count as a
@@ -76,7 +79,7 @@ impl<'a> RegionIndex<'a> {
                     index.snapshot_users.entry(sid).or_default().push(&image.id);
                 }
             }
-            if let Some(p) = image.policy().filter(|_| !managed_by_aws(&image.tags)) {
+            if let Some(p) = image.policy().filter(|_| indexed(image)) {
                 index.images_by_policy.entry(p).or_default().push(image);
             }
         }
@@ -91,10 +94,7 @@ impl<'a> RegionIndex<'a> {
         // A claimed snapshot's original carries no policy tag, so it is
         // indexed once, as adopted.
         for snapshot in inv.snapshots.iter().chain(&adopted.snapshots) {
-            if let Some(p) = snapshot
-                .policy()
-                .filter(|_| !managed_by_aws(&snapshot.tags))
-            {
+            if let Some(p) = snapshot.policy().filter(|_| indexed(snapshot)) {
                 index
                     .snapshots_by_policy
                     .entry(p)
@@ -161,6 +161,11 @@ impl<'a> RegionIndex<'a> {
         }
         out
     }
+}
+
+/// A policy's own original backup: not a copy, not AWS-managed.
+fn indexed(b: &dyn Backup) -> bool {
+    b.copy_of().is_none() && !managed_by_aws(b.tags())
 }
 
 impl<'a> PolicyBackups<'a> {

@@ -16,9 +16,11 @@
 //! - [`deletions`]: retention's verdicts as changes, or blocked;
 //! - [`scope`]: a policy acts only in the regions it targets;
 //! - [`adoption`]: the old tools' backups that a policy takes over;
+//! - [`copies`]: copies in other regions, and their retention there;
 //! - [`warnings`]: what would otherwise go wrong without a word.
 
 pub mod adoption;
+mod copies;
 mod deletions;
 pub mod due;
 mod index;
@@ -97,6 +99,7 @@ fn plan_with(policies: &PolicySet, inventory: &Inventory, now: DateTime<Utc>, wh
     let selected_anywhere = whole.then_some(&selected_anywhere);
     warnings::selection(policies, inventory, selected_anywhere, &mut out.warnings);
     out.warnings.extend(region_warnings);
+    copies::plan(policies, inventory, now, &mut out);
     // Each region's lists arrive sorted (see `plan_region`), so this sort
     // only merges a few sorted runs.
     sort_lists(&mut out);

@@ -40,6 +40,11 @@ pub mod tags {
     /// Written by adoption: the tool that made the backup. Removing the
     /// `backupctl:` tags gives the backup back to that tool.
     pub const ADOPTED_FROM: &str = "backupctl:adopted-from";
+    /// On a copy (and an image copy's snapshots): `<region>/<id>` of the
+    /// image or snapshot it copies, written in the copying call. Copies are
+    /// found by this tag only (a copied snapshot's VolumeId is a
+    /// placeholder, and descriptions are free text).
+    pub const COPY_OF: &str = "backupctl:copy-of";
     /// The ownership tag of backupViaTag and molibackup.
     pub const CREATED_BY: &str = "CreatedBy";
     /// backupViaTag's expiry, `date`'s output or `never`, fixed at creation.

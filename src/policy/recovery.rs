@@ -4,11 +4,13 @@
 //! deregistration protection, a required Recycle Bin rule) as declared
 //! state.
 //!
-//! This module is the policy side only: the keys, their validation and
-//! their defaults. Until the planner carries them out, a policy that
-//! declares any of them is refused by `plan` and `apply` (see
-//! [`not_carried_out`]): a copy rule silently ignored would look like a
-//! disaster-recovery plan that does not exist.
+//! This module is the policy side: the keys, their validation and their
+//! defaults (copies to other regions are planned by
+//! `planner::copies`). Until the planner carries the rest out (copies to
+//! other accounts, locks, protection, Recycle Bin), a policy that declares
+//! any of them is refused by every command (see [`not_carried_out`]): a
+//! copy rule silently ignored would look like a disaster-recovery plan that
+//! does not exist.
 
 use super::load::Validator;
 use super::raw::{RawCopy, RawLock, RawProtection};
@@ -243,8 +245,8 @@ fn valid_kms_key(key: &str) -> bool {
 /// recovery that is parsed and checked, but not carried out yet.
 pub fn not_carried_out(policy: &Policy) -> Option<String> {
     let mut what = Vec::new();
-    if !policy.copies.is_empty() {
-        what.push("[[copy]]");
+    if policy.copies.iter().any(|c| c.to_account.is_some()) {
+        what.push("[[copy]] `to_account`");
     }
     if policy.backup.lock.is_some() {
         what.push("`lock`");
@@ -318,9 +320,12 @@ mod tests {
         assert!(p.retention.require_recycle_bin);
         let refused = not_carried_out(&p).expect("not carried out yet");
         assert!(
-            refused.contains("[[copy]], `lock`, `require_recycle_bin`"),
+            refused.contains("[[copy]] `to_account`, `lock`, `require_recycle_bin`"),
             "{refused}"
         );
+        // Copies to other regions of the same account are carried out.
+        let regional = policy("", "", "[[copy]]\nto_region = \"eu-west-1\"\n").unwrap();
+        assert_eq!(not_carried_out(&regional), None);
     }
 
     #[test]

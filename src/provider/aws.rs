@@ -29,6 +29,7 @@
 //! volumes by tag.
 
 mod calls;
+mod copy;
 mod create;
 mod organization;
 pub mod session;
@@ -688,6 +689,7 @@ async fn execute(clients: &create::Clients<'_>, action: &Action) -> Result<Done,
         Action::CreateImage { .. } | Action::CreateSnapshots { .. } => {
             create::create(clients, action).await
         }
+        Action::Copy { .. } => copy::copy(clients, action).await,
         Action::DeregisterImage {
             image_id,
             snapshot_ids,

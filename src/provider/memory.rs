@@ -97,11 +97,15 @@ impl MemoryProvider {
             *next_id += 1;
             format!("{prefix}-{:017x}", *next_id)
         };
+        if let Action::Copy { .. } = action {
+            return copy(inventory, region, action, now, &mut new_id);
+        }
         let reg = inventory
             .regions
             .get_mut(region)
             .ok_or_else(|| err("InvalidRegion", format!("no region {region}")))?;
         match action {
+            Action::Copy { .. } => unreachable!("handled above"),
             Action::CreateImage {
                 instance_id,
                 name,
@@ -331,5 +335,101 @@ impl Provider for MemoryProvider {
         _snapshot_ids: &[String],
     ) -> Result<Vec<(String, ProviderError)>, ProviderError> {
         Ok(Vec::new())
+    }
+}
+
+/// CopyImage or CopySnapshot into `region`: pending copies, with the
+/// placeholder VolumeId and only the tags the call writes.
+fn copy(
+    inventory: &mut Inventory,
+    region: &str,
+    action: &Action,
+    now: DateTime<Utc>,
+    new_id: &mut dyn FnMut(&str) -> String,
+) -> Result<Done, ProviderError> {
+    let Action::Copy {
+        source_region,
+        source_ids,
+        name,
+        tags,
+        ..
+    } = action
+    else {
+        return Err(err("Internal", "not a copy".to_string()));
+    };
+    let from = inventory
+        .regions
+        .get(source_region)
+        .ok_or_else(|| err("InvalidRegion", format!("no region {source_region}")))?;
+    let snapshot_of = |id: &str| from.snapshots.iter().find(|s| s.id == id).cloned();
+    let (image, originals) = match name {
+        Some(name) => {
+            let image = from
+                .images
+                .iter()
+                .find(|i| i.id == source_ids[0])
+                .ok_or_else(|| {
+                    err(
+                        "InvalidAMIID.NotFound",
+                        format!("no image {}", source_ids[0]),
+                    )
+                })?;
+            let snapshots: Vec<_> = image
+                .snapshot_ids
+                .iter()
+                .filter_map(|id| snapshot_of(id))
+                .collect();
+            (Some(name.clone()), snapshots)
+        }
+        None => {
+            let snapshots = source_ids
+                .iter()
+                .map(|id| {
+                    snapshot_of(id)
+                        .ok_or_else(|| err("InvalidSnapshot.NotFound", format!("no snapshot {id}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            (None, snapshots)
+        }
+    };
+    let dest = inventory
+        .regions
+        .get_mut(region)
+        .ok_or_else(|| err("InvalidRegion", format!("no region {region}")))?;
+    let copies: Vec<Snapshot> = originals
+        .iter()
+        .map(|original| {
+            let mut tags = tags.clone();
+            if image.is_none() {
+                tags.insert(
+                    crate::policy::tags::COPY_OF,
+                    format!("{source_region}/{}", original.id),
+                );
+            }
+            Snapshot {
+                id: new_id("snap"),
+                volume_id: crate::inventory::PLACEHOLDER_VOLUME.to_string(),
+                state: SnapshotState::Pending,
+                started_at: now,
+                tags,
+            }
+        })
+        .collect();
+    let snapshot_ids: Vec<String> = copies.iter().map(|s| s.id.clone()).collect();
+    dest.snapshots.extend(copies);
+    match image {
+        Some(name) => {
+            let id = new_id("ami");
+            dest.images.push(Image {
+                id: id.clone(),
+                name,
+                state: ImageState::Pending,
+                created_at: now,
+                tags: tags.clone(),
+                snapshot_ids,
+            });
+            Ok(Done::Created(vec![id]))
+        }
+        None => Ok(Done::Created(snapshot_ids)),
     }
 }

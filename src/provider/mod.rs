@@ -146,6 +146,11 @@ impl Scope {
                 need.adopt_snapshots_of.insert(tool.as_str().to_string());
             }
             scope.local |= p.target.uses_local();
+            // A copy destination is observed for its copies (images and
+            // snapshots only: no instance is selected there).
+            for rule in p.copies.iter().filter(|r| r.to_account.is_none()) {
+                scope.regions.entry(rule.to_region.clone()).or_default();
+            }
             match &p.target.regions {
                 Regions::All => scope
                     .every_region

@@ -222,23 +222,25 @@ fn classify<E>(operation: &str, e: SdkError<E, HttpResponse>) -> Sent
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let status = match &e {
-        SdkError::ServiceError(se) => Some(se.raw().status().as_u16()),
-        _ => None,
-    };
     let code = e.code().map(str::to_string);
-    let ambiguous = match &e {
-        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
-        SdkError::DispatchFailure(df) => !df.is_user(),
-        SdkError::ServiceError(_) => status.is_some_and(|s| s >= 500),
-        _ => false,
-    };
+    let ambiguous = ambiguous(&e);
     let error = sdk_error(operation, e);
     match code.as_deref() {
         Some(c) if throttling(c) => Sent::Throttled(error),
         Some("InvalidAMIName.Duplicate") => Sent::Duplicate(error),
         _ if ambiguous => Sent::Unknown(error),
         _ => Sent::Refused(error),
+    }
+}
+
+/// Whether the call may have been carried out although it failed: no
+/// answer (timeout, reset connection, unreadable answer) or a 5xx.
+pub fn ambiguous<E>(e: &SdkError<E, HttpResponse>) -> bool {
+    match e {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::DispatchFailure(df) => !df.is_user(),
+        SdkError::ServiceError(se) => se.raw().status().as_u16() >= 500,
+        _ => false,
     }
 }
 
