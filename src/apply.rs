@@ -75,6 +75,10 @@ struct Lane<P> {
     gap: Duration,
     limit: Semaphore,
     buckets: Buckets,
+    /// EC2 refused a copy into this region for its copies in flight (one
+    /// flag for images, one for snapshots): the region's other copies of
+    /// that kind wait for the next run without being sent.
+    copies_full: [AtomicBool; 2],
 }
 
 impl<P: Provider + Send + Sync + 'static> Lane<P> {
@@ -95,11 +99,16 @@ impl<P: Provider + Send + Sync + 'static> Lane<P> {
         loop {
             let result = {
                 let _permit = self.limit.acquire().await;
+                if let Some(waiting) = self.copies_wait(action) {
+                    return Ok(waiting);
+                }
                 self.buckets.take(name, calls).await;
                 if self.stopped() {
                     return Err(not_started());
                 }
-                self.provider.execute(&self.region, action).await
+                let result = self.provider.execute(&self.region, action).await;
+                self.note_copy_limit(action, &result);
+                result
             };
             match result {
                 Err(e) if throttling(&e.code) && refused + 1 < MAX_REFUSED => {
@@ -108,6 +117,39 @@ impl<P: Provider + Send + Sync + 'static> Lane<P> {
                     pause(backoff(refused)).await;
                 }
                 other => return other,
+            }
+        }
+    }
+}
+
+impl<P> Lane<P> {
+    fn copies_full(&self, action: &Action) -> Option<&AtomicBool> {
+        match action {
+            Action::Copy { resource_type, .. } => Some(&self.copies_full[*resource_type as usize]),
+            _ => None,
+        }
+    }
+
+    /// A copy not sent because EC2 refused one of its kind already: it is
+    /// checked once the call's slot is taken, so that the copies that
+    /// waited for a slot are held back too.
+    fn copies_wait(&self, action: &Action) -> Option<Done> {
+        let full = self.copies_full(action)?;
+        full.load(Ordering::SeqCst).then(|| {
+            Done::Postponed(ProviderError {
+                code: COPY_LIMIT.into(),
+                message: format!(
+                    "not sent: EC2 refused an earlier copy into {} for its copies in flight; the next run copies it",
+                    self.region
+                ),
+            })
+        })
+    }
+
+    fn note_copy_limit(&self, action: &Action, result: &Result<Done, ProviderError>) {
+        if let (Some(full), Ok(Done::Postponed(e))) = (self.copies_full(action), result) {
+            if e.code == COPY_LIMIT {
+                full.store(true, Ordering::SeqCst);
             }
         }
     }
@@ -140,6 +182,9 @@ const RATE_RETRIES: u32 = 4;
 /// The codes of EC2's per-volume snapshot limits.
 const RATE_EXCEEDED: &str = "SnapshotCreationPerVolumeRateExceeded";
 const PENDING_LIMIT: &str = "ConcurrentSnapshotLimitExceeded";
+/// EC2's refusal of a copy beyond the copies in flight it allows into a
+/// region (20 snapshots, 100 images).
+const COPY_LIMIT: &str = "ResourceLimitExceeded";
 
 /// The outcome of one change.
 #[derive(Debug, Clone, PartialEq)]
@@ -276,6 +321,7 @@ where
             stop: stop.clone(),
             gap: pacing.per_volume_gap,
             limit: Semaphore::new(CALLS_IN_FLIGHT),
+            copies_full: Default::default(),
         });
         regions.spawn(async move {
             let region = lane.region.clone();
@@ -385,12 +431,13 @@ async fn run_creations<P>(lane: &Arc<Lane<P>>, batch: &[(usize, Change)]) -> Vec
 where
     P: Provider + Send + Sync + 'static,
 {
-    let mut by_instance: BTreeMap<&str, Vec<(usize, Change)>> = BTreeMap::new();
+    let mut by_instance: BTreeMap<String, Vec<(usize, Change)>> = BTreeMap::new();
     for (i, change) in batch {
+        // Copies need no spacing: each goes alone.
         let instance = match &change.action {
             Action::CreateImage { instance_id, .. }
-            | Action::CreateSnapshots { instance_id, .. } => instance_id.as_str(),
-            _ => "",
+            | Action::CreateSnapshots { instance_id, .. } => instance_id.clone(),
+            _ => change.address(),
         };
         by_instance
             .entry(instance)

@@ -6,6 +6,7 @@ mod architecture;
 mod aws_access;
 mod bad_policies;
 mod cli;
+mod copies;
 mod crash;
 mod emulator;
 mod every_command;
