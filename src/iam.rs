@@ -19,6 +19,7 @@ pub fn policy_document(policies: &PolicySet) -> Value {
     let every_region = any(&|p| p.target.regions == Regions::All);
     let has_ami = any(&|p| p.backup.kind == Kind::Ami);
     let has_snapshot = any(&|p| p.backup.kind == Kind::Snapshot);
+    let copies = |kind: Kind| any(&|p| p.backup.kind == kind && !p.copies.is_empty());
 
     let mut observe = vec![
         "ec2:DescribeImages",
@@ -40,6 +41,13 @@ pub fn policy_document(policies: &PolicySet) -> Value {
     if has_snapshot {
         create.push("CreateSnapshots");
     }
+    let mut copy = Vec::new();
+    if copies(Kind::Ami) {
+        copy.push("CopyImage");
+    }
+    if copies(Kind::Snapshot) {
+        copy.push("CopySnapshot");
+    }
     let mut delete = Vec::new();
     if has_ami {
         delete.push("ec2:DeregisterImage");
@@ -56,6 +64,12 @@ pub fn policy_document(policies: &PolicySet) -> Value {
             Regions::All => None,
         })
         .flatten()
+        // Copies are requested in their destination.
+        .chain(
+            enabled
+                .iter()
+                .flat_map(|p| p.copies.iter().map(|c| c.to_region.as_str())),
+        )
         .collect();
     let region_condition =
         (!every_region && !regions.is_empty()).then(|| json!(regions.iter().collect::<Vec<_>>()));
@@ -95,10 +109,20 @@ pub fn policy_document(policies: &PolicySet) -> Value {
             create.iter().map(|a| format!("ec2:{a}")).collect(),
             condition(&[]),
         ));
+        if !copy.is_empty() {
+            // A copy is made only with the ownership tags of a loaded
+            // policy, which is how every later run finds it.
+            statements.push(statement(
+                "CopyOnlyAsBackupsOfThesePolicies",
+                copy.iter().map(|a| format!("ec2:{a}")).collect(),
+                condition(&[(&format!("aws:RequestTag/{}", tags::POLICY), json!(names))]),
+            ));
+        }
+        let creating: Vec<&str> = create.iter().chain(&copy).copied().collect();
         statements.push(statement(
             "TagOnlyInTheCreatingCall",
             vec!["ec2:CreateTags".into()],
-            condition(&[("ec2:CreateAction", json!(create))]),
+            condition(&[("ec2:CreateAction", json!(creating))]),
         ));
         let own_tag = format!("aws:ResourceTag/{}", tags::POLICY);
         statements.push(statement(

@@ -387,12 +387,13 @@ impl<'a> Destination<'a, '_> {
             tags::CREATED_AT,
             taken.to_rfc3339_opts(SecondsFormat::Secs, true),
         );
+        // The console shows copies under the original's name.
+        if let Some(name) = unit.tags().get(tags::NAME) {
+            tags.insert(tags::NAME, name);
+        }
         let (resource_type, name) = match unit {
             Unit::Image(image) => {
                 tags.insert(tags::COPY_OF, copy_of(from, &image.id));
-                if let Some(name) = image.tags.get(tags::NAME) {
-                    tags.insert(tags::NAME, name);
-                }
                 (ResourceType::Image, Some(image.name.clone()))
             }
             _ => {

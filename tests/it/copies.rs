@@ -39,6 +39,7 @@ fn plan_json(emu: &Emulator, policies: &Path, d: i64) -> Value {
         &[("BACKUPCTL_NOW", &day(d))],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    crate::json_contract::check_document(&stdout(&out), &format!("day {d}"));
     serde_json::from_str(&stdout(&out)).expect("a JSON plan")
 }
 
@@ -141,6 +142,44 @@ fn copies_reach_the_other_region_once_and_keep_their_own_retention() {
     // Exactly one CopyImage per copy ever made.
     assert_eq!(copy_images, ever_copied.len() as u64, "{calls:#?}");
     assert!(ever_copied.len() >= 12, "{ever_copied:?}");
+
+    // The IAM policy allows exactly the calls made, copies only with the
+    // policies' tag, and requests in the destination too.
+    let out = emu.run(&policies, &["iam-policy"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let (used, allowed) = crate::live::calls_and_allowed(calls, &doc);
+    assert!(used.contains("ec2:CopyImage") && used.contains("ec2:CopySnapshot"));
+    assert_eq!(
+        allowed, used,
+        "the IAM policy must allow what is called, and nothing more"
+    );
+    let statements = doc["Statement"].as_array().unwrap();
+    let copying = statements
+        .iter()
+        .find(|s| s["Sid"] == "CopyOnlyAsBackupsOfThesePolicies")
+        .expect("a statement for the copies");
+    assert_eq!(
+        copying["Condition"]["StringEquals"]["aws:RequestTag/backupctl:policy"],
+        json!(["data", "web"])
+    );
+    assert_eq!(
+        copying["Condition"]["StringEquals"]["aws:RequestedRegion"],
+        json!(["eu-west-1", "us-east-1"])
+    );
+    let tagging = statements
+        .iter()
+        .find(|s| s["Sid"] == "TagOnlyInTheCreatingCall")
+        .unwrap();
+    assert_eq!(
+        tagging["Condition"]["StringEquals"]["ec2:CreateAction"],
+        json!([
+            "CreateImage",
+            "CreateSnapshots",
+            "CopyImage",
+            "CopySnapshot"
+        ])
+    );
 }
 
 #[test]

@@ -97,7 +97,7 @@ fn plan_files_that_are_not_intact_backupctl_plans_are_refused() {
         ),
         (
             "major.json",
-            demo.replace("\"format_version\": \"1.5\"", "\"format_version\": \"2.0\""),
+            demo.replace("\"format_version\": \"1.6\"", "\"format_version\": \"2.0\""),
             "format_version 2.0",
         ),
         (

@@ -69,6 +69,10 @@ struct Change {
     id: Option<String>,
     snapshot_ids: Option<Vec<String>>,
     kept_snapshot_ids: Option<Vec<String>>,
+    source_region: Option<String>,
+    source_ids: Option<Vec<String>>,
+    encrypted: Option<bool>,
+    kms_key: Option<String>,
     name: Option<String>,
     reboot: Option<bool>,
     volume_ids: Option<Vec<String>>,
@@ -166,7 +170,7 @@ pub fn check_document(text: &str, name: &str) {
 }
 
 fn check(plan: &Plan, name: &str) {
-    assert_eq!(plan.format_version, "1.5", "{name}");
+    assert_eq!(plan.format_version, "1.6", "{name}");
     assert_eq!(plan.tool.name, "backupctl", "{name}");
     assert!(!plan.tool.version.is_empty(), "{name}");
     assert!(plan.generated_at.ends_with('Z'), "{name}: UTC RFC 3339");
@@ -275,6 +279,32 @@ fn check(plan: &Plan, name: &str) {
             "delete_snapshot" => {
                 assert_eq!(c.resource_type, "snapshot");
                 assert!(c.id.as_deref().unwrap().starts_with("snap-"));
+            }
+            "copy_image" | "copy_snapshots" => {
+                assert_eq!(c.actions, ["create"]);
+                assert_eq!(
+                    c.operation,
+                    format!("copy_{}", c.resource_type).replace("snapshot", "snapshots")
+                );
+                let from = c.source_region.as_deref().unwrap();
+                assert_ne!(from, c.region, "{name}: a copy goes to another region");
+                let ids = c.source_ids.as_ref().unwrap();
+                assert!(!ids.is_empty() && c.encrypted.is_some());
+                let tags = c.tags.as_ref().unwrap();
+                assert_eq!(tags["backupctl:policy"], c.policy);
+                assert_eq!(tags["backupctl:source"], c.source);
+                assert!(tags.contains_key("backupctl:created-at"));
+                if c.resource_type == "image" {
+                    assert_eq!(ids.len(), 1);
+                    assert!(c.name.is_some());
+                    assert_eq!(tags["backupctl:copy-of"], format!("{from}/{}", ids[0]));
+                    assert!(c.address.ends_with(&format!("/copy-of-{}", ids[0])));
+                } else {
+                    // Each snapshot's copy-of is written by apply.
+                    let set = &tags["backupctl:set"];
+                    assert!(c.address.ends_with(&format!("/copy-of-{set}")));
+                }
+                assert_eq!(c.reason.code, "not_copied");
             }
             "adopt_image" | "adopt_snapshot" => {
                 assert_eq!(c.actions, ["update"]);
@@ -387,12 +417,14 @@ fn check(plan: &Plan, name: &str) {
         assert!(!c.policy.is_empty() && !c.region.is_empty() && c.source.starts_with("i-"));
         assert!(["image", "snapshot"].contains(&c.resource_type.as_str()));
     }
-    // Every source a creation backs up is covered by that policy.
+    // Every source a creation backs up is covered by that policy (a copy's
+    // in the region it is copied from).
     for c in plan.changes.iter().filter(|c| c.actions == ["create"]) {
+        let region = c.source_region.as_ref().unwrap_or(&c.region);
         assert!(
             plan.covered
                 .iter()
-                .any(|v| v.policy == c.policy && v.region == c.region && v.source == c.source),
+                .any(|v| v.policy == c.policy && &v.region == region && v.source == c.source),
             "{name}: {} is created but not covered",
             c.address
         );
