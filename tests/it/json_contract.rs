@@ -290,6 +290,9 @@ fn check(plan: &Plan, name: &str) {
                 assert_ne!(from, c.region, "{name}: a copy goes to another region");
                 let ids = c.source_ids.as_ref().unwrap();
                 assert!(!ids.is_empty() && c.encrypted.is_some());
+                if c.kms_key.is_some() {
+                    assert_eq!(c.encrypted, Some(true), "{name}: a key encrypts");
+                }
                 let tags = c.tags.as_ref().unwrap();
                 assert_eq!(tags["backupctl:policy"], c.policy);
                 assert_eq!(tags["backupctl:source"], c.source);
