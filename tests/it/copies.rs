@@ -193,7 +193,7 @@ fn a_copy_whose_answer_was_lost_is_found_not_made_again() {
     emu.faults(
         json!({"seed": 3, "actions": ["CopyImage", "CopySnapshot"], "lost": 0.5, "lost_500": 0.5}),
     );
-    let out = apply(&emu, &policies, 1, &[("BACKUPCTL_CONSISTENCY_WINDOW", "1")]);
+    let out = apply(&emu, &policies, 1, &[("BACKUPCTL_CONSISTENCY_WAIT", "1")]);
     emu.faults(json!({}));
     let (images, snapshots) = copies(&emu, "eu-west-1");
     assert!(
