@@ -313,3 +313,40 @@ fn copied_of(emu: &Emulator, originals: &[String]) -> usize {
         .filter(|o| snapshots.contains_key(*o))
         .count()
 }
+
+#[test]
+fn a_saved_plan_copies_once_and_is_refused_once_copied() {
+    let emu = Emulator::start();
+    let policies = seeded(&emu, 1);
+    let first = apply(&emu, &policies, 0, &[]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let saved = emu.dir.path().join("day1.plan");
+    let saved = saved.to_str().unwrap();
+    let now = day(1);
+    let out = emu.run(
+        &policies,
+        &["plan", "--out", saved],
+        &[("BACKUPCTL_NOW", &now)],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("+ copy image"), "{}", stdout(&out));
+    let out = emu.run(&policies, &["apply", saved], &[("BACKUPCTL_NOW", &now)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (images, snapshots) = copies(&emu, "eu-west-1");
+    assert_eq!(images.len(), 1, "{images:?}");
+    assert_eq!(
+        snapshots.keys().filter(|of| !of.contains("/ami-")).count(),
+        2,
+        "{snapshots:?}"
+    );
+    // The same saved plan again: its copies exist now, so it is refused
+    // and nothing is copied twice.
+    let again = emu.run(&policies, &["apply", saved], &[("BACKUPCTL_NOW", &now)]);
+    assert_eq!(again.status.code(), Some(1), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("a fresh plan does not copy"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(copies(&emu, "eu-west-1").0.len(), 1);
+}
