@@ -433,10 +433,10 @@ where
 {
     let mut by_instance: BTreeMap<String, Vec<(usize, Change)>> = BTreeMap::new();
     for (i, change) in batch {
-        // Copies need no spacing: each goes alone.
         let instance = match &change.action {
             Action::CreateImage { instance_id, .. }
             | Action::CreateSnapshots { instance_id, .. } => instance_id.clone(),
+            Action::Copy { tags, .. } => copy_lane(tags, &change.address()),
             _ => change.address(),
         };
         by_instance
@@ -469,6 +469,19 @@ where
         out.extend(joined.expect("an apply call panicked"));
     }
     out
+}
+
+/// A copy's lane: its own (copies need no spacing), named so that the
+/// newest originals come first (lanes start in name order, and take the
+/// region's call slots in that order): when EC2's copy limit stops a run,
+/// what waits for the next one is the oldest.
+fn copy_lane(tags: &crate::inventory::Tags, address: &str) -> String {
+    let taken = tags
+        .get(crate::policy::tags::CREATED_AT)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map_or(0, |t| t.timestamp());
+    // After every instance id ("i-..."): "~" sorts after letters.
+    format!("~{:020}/{address}", i64::MAX - taken)
 }
 
 /// One creation, with EC2's per-volume refusals handled as "later".
@@ -566,4 +579,26 @@ where
         out.push(joined.expect("an apply call panicked"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_lane;
+    use crate::inventory::Tags;
+
+    #[test]
+    fn the_lanes_of_copies_start_newest_first_after_every_instance() {
+        let at = |t: &str| -> Tags { [("backupctl:created-at".to_string(), t.to_string())].into() };
+        let old = copy_lane(&at("2026-12-01T06:00:00Z"), "p/eu-west-1/i-1/copy-of-a");
+        let new = copy_lane(&at("2026-12-02T06:00:00Z"), "p/eu-west-1/i-1/copy-of-b");
+        let untagged = copy_lane(&Tags::new(), "p/eu-west-1/i-1/copy-of-c");
+        let mut lanes = vec![
+            untagged.clone(),
+            old.clone(),
+            "i-0abc".to_string(),
+            new.clone(),
+        ];
+        lanes.sort();
+        assert_eq!(lanes, vec!["i-0abc".to_string(), new, old, untagged]);
+    }
 }

@@ -32,12 +32,18 @@ Modes (issue 14):
               their policies: plan live and from a saved state, text and
               JSON with --out, each with its peak RSS (target: 150 MiB).
 
+  --copies    both policies also copy every backup to one more region
+              (`[[copy]]`, copy retention max_age 2 days, keep_last 2):
+              per step, the CopyImage and CopySnapshot calls beside the
+              backups copied, and the destination's Describe pages in the
+              minimum (it is observed for images and snapshots only).
+
   --accounts AxRxN  A accounts (an accounts file, a role assumed in each),
               R regions each, N instances per region: plan at two
               --max-accounts settings and with real EC2 latency; wall time,
               peak RSS, API calls beside the minimum, AssumeRole calls.
 
-Usage: bench.py [--latency] [--buckets [--scale K]] BINARY [RxN ...]
+Usage: bench.py [--latency] [--buckets [--scale K]] [--copies] BINARY [RxN ...]
        bench.py --large BINARY
        bench.py --accounts AxRxN BINARY
        (default configurations: 2x100 4x1000). Prints a Markdown table on
@@ -188,11 +194,20 @@ def pages(n):
     return max(1, math.ceil(n / 1000))
 
 
+COPY_RULE = """[[copy]]
+to_region = "{to}"
+[copy.retention]
+max_age = "2 days"
+keep_last = 2
+"""
+
+
 def bench(binary, regions_count, per_region, mode):
     regions = REGIONS[:regions_count]
+    dest = REGIONS[regions_count] if mode["copies"] else None
     emu = Emulator()
     try:
-        emu.control("regions", {"regions": regions})
+        emu.control("regions", {"regions": regions + ([dest] if dest else [])})
         t0 = time.monotonic()
         for r in regions:
             emu.control(
@@ -215,6 +230,8 @@ def bench(binary, regions_count, per_region, mode):
         for name, text in POLICIES.items():
             if mode["buckets"] and name != "db":
                 continue
+            if dest:
+                text += COPY_RULE.format(to=dest)
             with open(os.path.join(pol, name + ".toml"), "w") as f:
                 f.write(text.format(regions=json.dumps(regions)))
         base = (datetime.now(timezone.utc) + timedelta(days=2)).replace(
@@ -264,6 +281,9 @@ def bench(binary, regions_count, per_region, mode):
                 + pages(counts["snapshots"])
                 + pages(counts["volumes"])
             )
+            if dest:
+                there = emu.control("dump", {"region": dest})
+                minimum += pages(len(there["images"])) + pages(len(there["snapshots"]))
             emu.control("reset-calls")
             now = (base + timedelta(days=day)).isoformat()
             # EC2's clock follows the simulated one, as in the tests: the
@@ -502,11 +522,11 @@ def main():
         args.remove("--large")
         bench_large(os.path.abspath(args[0]))
         return
-    mode = {"latency": "--latency" in args, "buckets": "--buckets" in args, "scale": 4}
+    mode = {"latency": "--latency" in args, "buckets": "--buckets" in args, "copies": "--copies" in args, "scale": 4}
     if "--scale" in args:
         mode["scale"] = int(args[args.index("--scale") + 1])
         del args[args.index("--scale") : args.index("--scale") + 2]
-    args = [a for a in args if a not in ("--latency", "--buckets")]
+    args = [a for a in args if a not in ("--latency", "--buckets", "--copies")]
     binary = os.path.abspath(args[0])
     configs = args[1:] or ["2x100", "4x1000"]
     extra = ""
