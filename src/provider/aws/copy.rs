@@ -60,6 +60,8 @@ pub async fn copy(c: &Clients<'_>, action: &Action) -> Result<Done, ProviderErro
 
 #[derive(Clone, Copy)]
 struct Options<'a> {
+    /// Sent only when true: `Encrypted = false` is not "decrypt" (a copy of
+    /// an encrypted backup is always encrypted) and EC2 may refuse it.
     encrypted: bool,
     kms_key: Option<&'a str>,
 }
@@ -164,7 +166,7 @@ async fn copy_snapshot(
             .source_region(region)
             .source_snapshot_id(id)
             .tag_specifications(tag_spec(ResourceType::Snapshot, tags))
-            .encrypted(o.encrypted)
+            .set_encrypted(o.encrypted.then_some(true))
             .set_kms_key_id(o.kms_key.map(str::to_string))
             .send()
             .await;
