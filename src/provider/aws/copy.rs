@@ -93,7 +93,7 @@ async fn copy_image(
         .copy_image_tags(false)
         .tag_specifications(tag_spec(ResourceType::Image, tags))
         .tag_specifications(tag_spec(ResourceType::Snapshot, tags))
-        .encrypted(o.encrypted)
+        .set_encrypted(o.encrypted.then_some(true))
         .set_kms_key_id(o.kms_key.map(str::to_string))
         .send()
         .await;
