@@ -171,30 +171,37 @@ fn sixty_daily_runs_keep_each_destination_to_its_own_retention() {
     }
 }
 
-#[test]
-fn an_original_is_copied_once_even_while_its_copy_is_pending() {
+/// Day 0 applied (snapshot sets of both instances), and day 1's plan,
+/// which copies them.
+fn day_one() -> (PolicySet, MemoryProvider, DateTime<Utc>, Plan) {
     let policies = policies("snapshot", COPY);
     let ec2 = MemoryProvider::new(fleet(), start());
     run(&ec2, &policies, start());
-    // Day 1: the copies are made, and stay pending (no settle).
     let now = start() + TimeDelta::days(1);
     ec2.set_now(now);
     let p = plan(&policies, &ec2.inventory(), now);
-    let copies: Vec<_> = p
-        .changes
+    (policies, ec2, now, p)
+}
+
+fn copying(p: &Plan) -> Vec<&crate::plan::Change> {
+    p.changes
         .iter()
         .filter(|c| matches!(c.action, Action::Copy { .. }))
-        .collect();
+        .collect()
+}
+
+#[test]
+fn an_original_is_copied_once_even_while_its_copy_is_pending() {
+    // Day 1: the copies are made, and stay pending (no settle).
+    let (policies, ec2, now, p) = day_one();
+    let copies = copying(&p);
     assert_eq!(copies.len(), 2, "{:#?}", p.changes);
     for c in &copies {
         ec2.run(&c.region, &c.action).unwrap();
     }
     let again = plan(&policies, &ec2.inventory(), now);
     assert!(
-        !again
-            .changes
-            .iter()
-            .any(|c| matches!(c.action, Action::Copy { .. })),
+        copying(&again).is_empty(),
         "copied again: {:#?}",
         again.changes
     );
@@ -202,16 +209,10 @@ fn an_original_is_copied_once_even_while_its_copy_is_pending() {
 
 #[test]
 fn a_set_copied_in_part_gets_only_its_missing_snapshots() {
-    let policies = policies("snapshot", COPY);
-    let ec2 = MemoryProvider::new(fleet(), start());
-    run(&ec2, &policies, start());
-    let now = start() + TimeDelta::days(1);
-    ec2.set_now(now);
-    let p = plan(&policies, &ec2.inventory(), now);
-    let c = p
-        .changes
-        .iter()
-        .find(|c| c.source == "i-1" && matches!(c.action, Action::Copy { .. }))
+    let (policies, ec2, now, p) = day_one();
+    let c = copying(&p)
+        .into_iter()
+        .find(|c| c.source == "i-1")
         .expect("i-1's set is copied");
     let Action::Copy { source_ids, .. } = &c.action else {
         unreachable!()
@@ -224,10 +225,9 @@ fn a_set_copied_in_part_gets_only_its_missing_snapshots() {
     }
     ec2.run(&c.region, &first).unwrap();
     let again = plan(&policies, &ec2.inventory(), now);
-    let rest: Vec<_> = again
-        .changes
-        .iter()
-        .filter(|c| c.source == "i-1" && matches!(c.action, Action::Copy { .. }))
+    let rest: Vec<_> = copying(&again)
+        .into_iter()
+        .filter(|c| c.source == "i-1")
         .collect();
     assert_eq!(rest.len(), 1, "{:#?}", again.changes);
     let Action::Copy {
@@ -290,11 +290,5 @@ fn a_copy_never_matches_by_volume_or_description() {
             ..original
         });
     let p = plan(&policies, &inv, start() + TimeDelta::days(1));
-    assert_eq!(
-        p.changes
-            .iter()
-            .filter(|c| matches!(c.action, Action::Copy { .. }))
-            .count(),
-        2
-    );
+    assert_eq!(copying(&p).len(), 2);
 }
