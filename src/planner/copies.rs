@@ -169,7 +169,25 @@ pub fn plan(policies: &PolicySet, inventory: &Inventory, now: DateTime<Utc>, out
         .flat_map(|c| c.action.deleted_ids())
         .map(str::to_string)
         .collect();
-    for policy in policies.enabled() {
+    // Most policies copy nowhere and have no copies anywhere: one pass over
+    // the inventory tells which, so that only the others are searched.
+    let mut copied: HashSet<&str> = HashSet::new();
+    for inv in inventory.regions.values() {
+        let backups = inv
+            .images
+            .iter()
+            .map(|i| i as &dyn Backup)
+            .chain(inv.snapshots.iter().map(|s| s as &dyn Backup));
+        copied.extend(
+            backups
+                .filter(|b| b.copy_of().is_some())
+                .filter_map(|b| b.policy()),
+        );
+    }
+    let copying = policies
+        .enabled()
+        .filter(|p| !p.copies.is_empty() || copied.contains(p.name.as_str()));
+    for policy in copying {
         let found: BTreeMap<&str, Found> = inventory
             .regions
             .iter()
