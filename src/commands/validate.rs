@@ -22,6 +22,24 @@ pub fn run(cli: &Cli, printer: &Printer) -> Result<ExitCode, Error> {
             p.retention.keep_last,
             p.file.display()
         );
+        for c in &p.copies {
+            let _ = writeln!(
+                s,
+                "{:<24} copies to {}{}: max_age {}, keep_last {}{}",
+                "",
+                c.to_region,
+                c.to_account
+                    .as_ref()
+                    .map_or(String::new(), |a| format!(" of account {a}")),
+                c.retention.max_age,
+                c.retention.keep_last,
+                match (&c.kms_key, c.encrypted) {
+                    (Some(key), _) => format!(", encrypted with {key}"),
+                    (None, true) => ", encrypted".to_string(),
+                    (None, false) => String::new(),
+                }
+            );
+        }
     }
     let enabled = set.enabled().count();
     let _ = writeln!(

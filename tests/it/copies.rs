@@ -63,6 +63,12 @@ fn copies(emu: &Emulator, region: &str) -> (BTreeMap<String, usize>, BTreeMap<St
 fn copies_reach_the_other_region_once_and_keep_their_own_retention() {
     let emu = Emulator::start();
     let policies = seeded(&emu, 2);
+    let listed = emu.run(&policies, &["validate"], &[]);
+    assert!(
+        stdout(&listed).contains("copies to eu-west-1: max_age 2 days, keep_last 1"),
+        "{}",
+        stdout(&listed)
+    );
     let first = apply(&emu, &policies, 0, &[]);
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
     // Day 1: yesterday's originals are due for copying, shown as such.
