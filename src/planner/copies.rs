@@ -11,7 +11,9 @@
 //!   destination (good or still being copied), is copied there, unless the
 //!   destination's retention would delete that copy at once;
 //! - a set copied only in part (a run cut off, a copy refused at EC2's
-//!   limit) has its missing snapshots copied, whatever its age;
+//!   limit) has its missing snapshots copied, whatever its age, and is not
+//!   a good copy until it is whole (its copies carry the set's size, so
+//!   this holds even once the original is gone);
 //! - a copy's age is its original's: the copying call writes the original's
 //!   time as the copy's `backupctl:created-at`;
 //! - retention of copies is per destination and source, by the rule's
@@ -135,10 +137,14 @@ fn find<'a>(policy: &Policy, inv: &'a RegionInventory) -> Found<'a> {
         } else {
             &mut found.originals
         };
+        // A copy holds the whole set only with as many snapshots as the
+        // original had (an original always holds itself).
+        let size = snapshots[0].tags.get(tags::SET_SIZE);
+        let covers = size.is_none_or(|n| n.parse().is_ok_and(|n: usize| snapshots.len() >= n));
         to.entry(source).or_default().push(Unit::Set(SnapshotSet {
             id,
             snapshots,
-            covers: true,
+            covers,
         }));
     }
     found
@@ -416,6 +422,7 @@ impl<'a> Destination<'a, '_> {
             }
             _ => {
                 tags.insert(tags::SET, unit.id());
+                tags.insert(tags::SET_SIZE, unit.snapshot_ids().len().to_string());
                 (ResourceType::Snapshot, None)
             }
         };

@@ -239,6 +239,27 @@ fn a_set_copied_in_part_gets_only_its_missing_snapshots() {
     };
     assert_eq!(rest_ids, &source_ids[1..].to_vec());
     assert_eq!(rest[0].address(), c.address());
+    // The part made is no good copy, even once the original is gone (the
+    // copies carry the set's size): it could not restore the instance.
+    ec2.settle();
+    let mut inv = ec2.inventory();
+    inv.regions
+        .get_mut("us-east-1")
+        .unwrap()
+        .snapshots
+        .retain(|s| !source_ids.contains(&s.id));
+    let later = plan(&policies, &inv, now);
+    let part = later
+        .kept
+        .iter()
+        .find(|k| k.region == "eu-west-1" && k.source == "i-1")
+        .expect("the partial copy is kept");
+    assert_eq!(
+        part.reason.code,
+        crate::plan::ReasonCode::NoNewerGood,
+        "{:?}",
+        part.reason
+    );
 }
 
 #[test]

@@ -45,6 +45,10 @@ pub mod tags {
     /// found by this tag only (a copied snapshot's VolumeId is a
     /// placeholder, and descriptions are free text).
     pub const COPY_OF: &str = "backupctl:copy-of";
+    /// On the copies of a snapshot set: how many snapshots the set has, so
+    /// that a copy cut short is never taken for a whole set, even once the
+    /// original is gone.
+    pub const SET_SIZE: &str = "backupctl:set-size";
     /// The ownership tag of backupViaTag and molibackup.
     pub const CREATED_BY: &str = "CreatedBy";
     /// backupViaTag's expiry, `date`'s output or `never`, fixed at creation.
