@@ -346,27 +346,7 @@ impl<'a> Destination<'a, '_> {
             }
         }
         let newest_copy = crate::inventory::newest_live(existing.iter());
-        // What is not copied (in full) yet, and what of it is missing.
-        let mut due: Vec<(&str, &Unit<'a>, Vec<String>)> = Vec::new();
-        for &(from, unit) in originals {
-            if !unit.is_good() || self.deleted.contains(unit.id()) {
-                continue;
-            }
-            let missing: Vec<String> = match unit {
-                Unit::Image(image) if here.live.contains(copy_of(from, &image.id).as_str()) => {
-                    Vec::new()
-                }
-                Unit::Image(image) => vec![image.id.clone()],
-                _ => unit
-                    .snapshot_ids()
-                    .into_iter()
-                    .filter(|sid| !here.live.contains(copy_of(from, sid).as_str()))
-                    .collect(),
-            };
-            if !missing.is_empty() {
-                due.push((from, unit, missing));
-            }
-        }
+        let due = self.not_copied(originals, here);
         // A set copied in part is finished; anything else is copied only if
         // retention here would keep its copy.
         let partial = |unit: &Unit| existing.iter().any(|c| c.id() == unit.id());
@@ -393,6 +373,36 @@ impl<'a> Destination<'a, '_> {
             out.changes
                 .push(self.copy(source, from, unit, missing, newest_copy));
         }
+    }
+
+    /// The good originals that this plan keeps and that have no copy (in
+    /// full) here, each with its region and the ids still to copy.
+    fn not_copied<'u>(
+        &self,
+        originals: &[(&'u str, &'u Unit<'a>)],
+        here: &Found<'a>,
+    ) -> Vec<(&'u str, &'u Unit<'a>, Vec<String>)> {
+        let mut due = Vec::new();
+        for &(from, unit) in originals {
+            if !unit.is_good() || self.deleted.contains(unit.id()) {
+                continue;
+            }
+            let missing: Vec<String> = match unit {
+                Unit::Image(image) if here.live.contains(copy_of(from, &image.id).as_str()) => {
+                    Vec::new()
+                }
+                Unit::Image(image) => vec![image.id.clone()],
+                _ => unit
+                    .snapshot_ids()
+                    .into_iter()
+                    .filter(|sid| !here.live.contains(copy_of(from, sid).as_str()))
+                    .collect(),
+            };
+            if !missing.is_empty() {
+                due.push((from, unit, missing));
+            }
+        }
+        due
     }
 
     fn copy(
