@@ -23,7 +23,7 @@
 
 use crate::output::Progress;
 use crate::plan::{Action, Change, Plan};
-use crate::provider::{Done, Provider, ProviderError};
+use crate::provider::{Done, Provider, ProviderError, COPY_LIMIT};
 use crate::rate::{backoff, throttling, Buckets, Rates};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -182,9 +182,6 @@ const RATE_RETRIES: u32 = 4;
 /// The codes of EC2's per-volume snapshot limits.
 const RATE_EXCEEDED: &str = "SnapshotCreationPerVolumeRateExceeded";
 const PENDING_LIMIT: &str = "ConcurrentSnapshotLimitExceeded";
-/// EC2's refusal of a copy beyond the copies in flight it allows into a
-/// region (20 snapshots, 100 images).
-const COPY_LIMIT: &str = "ResourceLimitExceeded";
 
 /// The outcome of one change.
 #[derive(Debug, Clone, PartialEq)]
@@ -476,10 +473,7 @@ where
 /// region's call slots in that order): when EC2's copy limit stops a run,
 /// what waits for the next one is the oldest.
 fn copy_lane(tags: &crate::inventory::Tags, address: &str) -> String {
-    let taken = tags
-        .get(crate::policy::tags::CREATED_AT)
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map_or(0, |t| t.timestamp());
+    let taken = crate::inventory::created_at_tag(tags).map_or(0, |t| t.timestamp());
     // After every instance id ("i-..."): "~" sorts after letters.
     format!("~{:020}/{address}", i64::MAX - taken)
 }

@@ -179,6 +179,13 @@ pub fn managed_by_aws(tags: &Tags) -> bool {
         .any(|k| k.starts_with("aws:backup:") || k.starts_with("aws:dlm:"))
 }
 
+/// The `backupctl:created-at` tag of `tags`, when present and readable.
+pub fn created_at_tag(tags: &Tags) -> Option<DateTime<Utc>> {
+    tags.get(tags::CREATED_AT)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
 /// The parts of an image or snapshot that ownership and retention look at.
 pub trait Backup {
     fn id(&self) -> &str;
@@ -202,10 +209,7 @@ pub trait Backup {
     /// The `backupctl:created-at` tag, when present and readable: the clock
     /// of the run that made the backup, read when that run started.
     fn tagged_time(&self) -> Option<DateTime<Utc>> {
-        self.tags()
-            .get(tags::CREATED_AT)
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc))
+        created_at_tag(self.tags())
     }
 
     /// When the backup was taken, for deciding whether the next one is due:

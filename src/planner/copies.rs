@@ -159,10 +159,7 @@ fn copy_of(region: &str, id: &str) -> String {
 /// missing or unreadable) the copy's own time, which is later: kept longer,
 /// never deleted early.
 fn original_time(copy: &Unit) -> DateTime<Utc> {
-    copy.tags()
-        .get(tags::CREATED_AT)
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map_or(copy.native_time(), |t| t.with_timezone(&Utc))
+    crate::inventory::created_at_tag(copy.tags()).unwrap_or(copy.native_time())
 }
 
 /// Plans the copies of every enabled policy and the retention of its

@@ -61,6 +61,10 @@ pub async fn with_request_ids<T>(work: impl Future<Output = T>) -> (T, Vec<Strin
         .await
 }
 
+/// EC2's refusal of a copy beyond the copies in flight it allows into a
+/// region (20 snapshots, 100 images): the copy is made later, not failed.
+pub const COPY_LIMIT: &str = "ResourceLimitExceeded";
+
 /// A failure of one call, worded for an operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderError {

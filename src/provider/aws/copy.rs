@@ -17,15 +17,13 @@ use super::{filter, sdk_error, tag_spec};
 use crate::inventory::Tags;
 use crate::plan::Action;
 use crate::policy::tags;
-use crate::provider::{Done, ProviderError};
+use crate::provider::{Done, ProviderError, COPY_LIMIT};
 use crate::rate::{backoff, throttling};
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::ResourceType;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
-/// EC2's refusal of a copy beyond the copies in flight it allows.
-pub const COPY_LIMIT: &str = "ResourceLimitExceeded";
 /// Sends of one snapshot copy whose outcome was unknown and whose copy was
 /// then not found.
 const MAX_UNKNOWN: u32 = 5;
