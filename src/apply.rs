@@ -173,6 +173,7 @@ fn api_calls(action: &Action) -> (&'static str, usize) {
             ..
         } => ("CopyImage", 1),
         Action::Copy { source_ids, .. } => ("CopySnapshot", source_ids.len()),
+        Action::Lock { snapshot_ids, .. } => ("LockSnapshot", snapshot_ids.len()),
     }
 }
 
@@ -257,6 +258,10 @@ impl ApplyReport {
         self.count(|o| matches!(o.result, Ok(Done::Adopted(_))))
     }
 
+    pub fn locked(&self) -> usize {
+        self.count(|o| matches!(o.result, Ok(Done::Locked(_))))
+    }
+
     /// Actions that were tried and failed.
     pub fn failed(&self) -> usize {
         self.count(|o| o.result.as_ref().is_err_and(|e| e.code != NOT_STARTED))
@@ -272,13 +277,16 @@ impl ApplyReport {
     }
 }
 
-/// Adoptions first: an expired backup adopted and deleted by one plan must
-/// carry the ownership tags before its deletion, which the IAM policy
-/// allows only on tagged backups.
+/// Adoptions first: an expired backup adopted and deleted (or locked) by
+/// one plan must carry the ownership tags before its deletion, which the
+/// IAM policy allows only on tagged backups.
 fn phase(action: &Action) -> u8 {
     match action {
         Action::Adopt { .. } => 0,
-        Action::CreateImage { .. } | Action::CreateSnapshots { .. } | Action::Copy { .. } => 1,
+        Action::CreateImage { .. }
+        | Action::CreateSnapshots { .. }
+        | Action::Copy { .. }
+        | Action::Lock { .. } => 1,
         Action::DeregisterImage { .. } => 2,
         Action::DeleteSnapshot { .. } | Action::DeleteSnapshotSet { .. } => 3,
     }

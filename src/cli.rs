@@ -291,6 +291,14 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub allow_mass_delete: bool,
 
+    /// Set the plan's compliance-mode snapshot locks. Once its cool-off is
+    /// over, nobody (the root user included) can remove or shorten a
+    /// compliance lock: the snapshots cannot be deleted, and are paid for,
+    /// until it ends. Without this flag those locks are held back (exit 5)
+    /// and the rest of the plan is applied.
+    #[arg(long)]
+    pub allow_compliance_lock: bool,
+
     /// Exit 4 when the plan had warnings (after applying it); AWS failures
     /// (3) come first.
     #[arg(long)]

@@ -21,8 +21,9 @@ pub enum ExitCode {
     /// nothing, an instance with no selected volume…), under
     /// `--fail-on-warning` only.
     Warnings = 4,
-    /// The mass-deletion guard held back the plan's deletions; its
-    /// creations were made.
+    /// Changes were held back by a safety rule (the mass-deletion guard's
+    /// deletions, or compliance locks without `--allow-compliance-lock`);
+    /// the rest of the plan was applied.
     DeletionsHeld = 5,
     /// `diff --fail-on-loss`: HEAD deletes more, or backs up less, than BASE.
     Loss = 6,

@@ -120,6 +120,33 @@ pub struct Snapshot {
     pub started_at: DateTime<Utc>,
     #[serde(default)]
     pub tags: Tags,
+    /// Its lock, when it has one (observed only in regions where some
+    /// policy declares `lock`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<SnapshotLock>,
+}
+
+/// A snapshot's lock, as DescribeLockedSnapshots reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotLock {
+    /// `governance`, `compliance-cooloff`, `compliance` or `expired`.
+    pub state: String,
+    /// When the lock ends (EC2's LockExpiresOn).
+    pub expires_at: DateTime<Utc>,
+}
+
+impl SnapshotLock {
+    /// The snapshot cannot be deleted at `now`.
+    pub fn holds(&self, now: DateTime<Utc>) -> bool {
+        self.state != "expired" && self.expires_at > now
+    }
+
+    /// A compliance lock (in its cool-off or not): never weakened to a
+    /// governance one.
+    pub fn is_compliance(&self) -> bool {
+        self.state.starts_with("compliance")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

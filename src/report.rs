@@ -17,7 +17,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 /// `major.minor`.
-pub const FORMAT_VERSION: &str = "1.1";
+pub const FORMAT_VERSION: &str = "1.2";
 
 /// One line for a person: what happened to one change.
 pub fn line(o: &Outcome) -> String {
@@ -31,6 +31,7 @@ pub fn line(o: &Outcome) -> String {
         Ok(Done::Created(ids)) => format!("+ created {} {of}", ids.join(", ")),
         Ok(Done::Deleted(ids)) => format!("- deleted {} {of}", ids.join(", ")),
         Ok(Done::Adopted(ids)) => format!("~ adopted {} {of}", ids.join(", ")),
+        Ok(Done::Locked(ids)) => format!("~ locked {} {of}", ids.join(", ")),
         Ok(Done::Postponed(e)) => {
             format!("> postponed {}: {e}; the next run makes it", c.address())
         }
@@ -51,7 +52,8 @@ pub struct Run {
     pub plan_file: Option<String>,
     /// The plan applied (its identity only).
     pub plan: Option<PlanId>,
-    /// Deletions the mass-deletion guard held back.
+    /// Changes held back: deletions (the mass-deletion guard) and compliance
+    /// locks (without `--allow-compliance-lock`).
     pub held_back: Vec<Change>,
     pub applied: Option<ApplyReport>,
     /// The saved plan no longer held: why.
@@ -116,13 +118,15 @@ pub struct JsonOutcome {
     pub policy: String,
     pub region: String,
     pub source: String,
-    /// The backup deleted or adopted (absent for creations).
+    /// The backup deleted, adopted or locked (absent for creations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// `created`, `deleted`, `adopted`, `postponed`, `failed`,
-    /// `not_started` (interrupted first) or `held_back` (by the guard).
+    /// `created`, `deleted`, `adopted`, `locked` (1.2), `postponed`,
+    /// `failed`, `not_started` (interrupted first) or `held_back` (by the
+    /// guard, or a compliance lock without its flag).
     pub outcome: String,
-    /// The ids made (`created`), gone (`deleted`) or tagged (`adopted`).
+    /// The ids made (`created`), gone (`deleted`), tagged (`adopted`) or
+    /// locked (`locked`).
     pub ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<JsonError>,
@@ -148,10 +152,17 @@ pub struct JsonCounts {
     pub created: usize,
     pub deleted: usize,
     pub adopted: usize,
+    /// Changes that locked snapshots (1.2); absent when there are none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub locked: usize,
     pub postponed: usize,
     pub failed: usize,
     pub not_started: usize,
     pub held_back: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn time(t: DateTime<Utc>) -> String {
@@ -163,6 +174,7 @@ fn outcome(o: &Outcome) -> JsonOutcome {
         Ok(Done::Created(ids)) => ("created", ids.clone(), None),
         Ok(Done::Deleted(ids)) => ("deleted", ids.clone(), None),
         Ok(Done::Adopted(ids)) => ("adopted", ids.clone(), None),
+        Ok(Done::Locked(ids)) => ("locked", ids.clone(), None),
         Ok(Done::Postponed(e)) => ("postponed", Vec::new(), Some(e)),
         Err(e) if e.code == NOT_STARTED => ("not_started", Vec::new(), None),
         Err(e) => ("failed", Vec::new(), Some(e)),
@@ -220,6 +232,7 @@ impl Run {
             created: count("created"),
             deleted: count("deleted"),
             adopted: count("adopted"),
+            locked: count("locked"),
             postponed: count("postponed"),
             failed: count("failed"),
             not_started: count("not_started"),

@@ -179,6 +179,16 @@ fn missing(c: &Change, fresh: &Plan, policies: &PolicySet, observed: &Inventory)
                 format!("a fresh plan does not adopt {id} (adopted already, or claimed by another policy since)")
             }
         }
+        Action::Lock {
+            id, snapshot_ids, ..
+        } => {
+            let ids: Vec<&str> = snapshot_ids.iter().map(String::as_str).collect();
+            if matches!(find(region, &ids), Found::None) {
+                format!("{id} is gone")
+            } else {
+                format!("a fresh plan does not lock {id} (locked since, or deleted by this plan)")
+            }
+        }
         Action::DeregisterImage { image_id: id, .. }
         | Action::DeleteSnapshot { snapshot_id: id }
         | Action::DeleteSnapshotSet { set_id: id, .. } => {
@@ -261,6 +271,7 @@ mod tests {
             state: SnapshotState::Completed,
             started_at: image.created_at,
             tags: image.tags.clone(),
+            lock: None,
         }
     }
 
@@ -344,6 +355,7 @@ mod tests {
                 state: SnapshotState::Completed,
                 started_at: now(),
                 tags: Default::default(),
+                lock: None,
             });
         for c in &mut saved.changes {
             if let Action::DeregisterImage { snapshot_ids, .. } = &mut c.action {

@@ -198,7 +198,7 @@ async fn fresh(
     if !plan.has_changes() {
         return Ok(failure_code);
     }
-    let (plan, held) = hold_mass_deletions(plan, args);
+    let (plan, held) = hold_back(plan, args);
     run.held_back = held;
     let held = !run.held_back.is_empty();
     if !plan.has_changes() {
@@ -223,6 +223,48 @@ fn after_apply(executed: ExitCode, observed: ExitCode, held: bool) -> ExitCode {
         (ExitCode::Success, observed) => observed,
         (executed, _) => executed,
     }
+}
+
+/// What apply does not do without a flag: mass deletions (see
+/// [`hold_mass_deletions`]) and compliance locks (see
+/// [`hold_compliance_locks`]). The rest of the plan goes ahead.
+fn hold_back(plan: Plan, args: &ApplyArgs) -> (Plan, Vec<Change>) {
+    let (plan, mut held) = hold_mass_deletions(plan, args);
+    let (plan, locks) = hold_compliance_locks(plan, args);
+    held.extend(locks);
+    (plan, held)
+}
+
+/// A compliance lock cannot be undone once its cool-off is over, so it is
+/// set only with `--allow-compliance-lock`. Without it, those locks are
+/// held back (exit 5) and said so; the backups themselves are still made
+/// and deleted, since a tool that stopped backing up over a missing flag
+/// would do more harm than an unlocked snapshot.
+fn hold_compliance_locks(mut plan: Plan, args: &ApplyArgs) -> (Plan, Vec<Change>) {
+    if args.allow_compliance_lock {
+        return (plan, Vec::new());
+    }
+    let (held, rest): (Vec<Change>, Vec<Change>) = std::mem::take(&mut plan.changes)
+        .into_iter()
+        .partition(|c| {
+            matches!(
+                c.action,
+                crate::plan::Action::Lock {
+                    mode: crate::policy::LockMode::Compliance,
+                    ..
+                }
+            )
+        });
+    plan.changes = rest;
+    if !held.is_empty() {
+        let policies: BTreeSet<&str> = held.iter().map(|c| c.policy.as_str()).collect();
+        eprintln!(
+            "warning: held back {} compliance lock(s) of policy {}: nobody can remove or shorten a compliance lock once its cool-off is over, so backupctl sets one only when told to. The rest of the plan is applied. If the lock is intended, run apply again with --allow-compliance-lock; otherwise use mode = \"governance\".",
+            held.len(),
+            policies.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
+    (plan, held)
 }
 
 /// The mass-deletion guard: when it trips, every deletion of the plan is
@@ -313,7 +355,7 @@ async fn apply_if_unchanged(
         out.result("No changes.\n");
         return Ok(ExitCode::Success);
     }
-    let (plan, held) = hold_mass_deletions(plan, args);
+    let (plan, held) = hold_back(plan, args);
     run.held_back = held;
     let held = !run.held_back.is_empty();
     let sum = plan.summary();
@@ -455,10 +497,13 @@ async fn execute(
             Ok(_) => {}
         }
     }
-    let adopted = match report.adopted() {
+    let mut adopted = match report.adopted() {
         0 => String::new(),
         n => format!(", {n} adopted"),
     };
+    if report.locked() > 0 {
+        adopted += &format!(", {} locked", report.locked());
+    }
     let interrupted = stop.load(Ordering::SeqCst);
     let line = if interrupted {
         format!(

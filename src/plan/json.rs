@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use std::io::Write;
 
 /// `major.minor`. Readers must refuse an unknown major version.
-pub const FORMAT_VERSION: &str = "1.6";
+pub const FORMAT_VERSION: &str = "1.7";
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,24 +74,25 @@ pub struct JsonChange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
     pub address: String,
-    /// `["create"]`, `["update"]` (adoptions, 1.4) or `["delete"]`, as in
-    /// Terraform, so reviewers can grep.
+    /// `["create"]`, `["update"]` (adoptions, 1.4; locks, 1.7) or
+    /// `["delete"]`, as in Terraform, so reviewers can grep.
     pub actions: Vec<String>,
     /// `create_image`, `create_snapshots`, `deregister_image`,
     /// `delete_snapshot`, `delete_snapshot_set` (1.2), `adopt_image`,
-    /// `adopt_snapshot` (1.4), `copy_image`, `copy_snapshots` (1.6).
+    /// `adopt_snapshot` (1.4), `copy_image`, `copy_snapshots` (1.6),
+    /// `lock_snapshots` (1.7).
     pub operation: String,
     pub policy: String,
     pub region: String,
     /// `image` or `snapshot`.
     pub resource_type: String,
     pub source: String,
-    /// The image, snapshot or snapshot set deleted or adopted.
+    /// The image, snapshot or snapshot set deleted, adopted or locked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// deregister_image: the image's snapshots, deleted with it;
     /// delete_snapshot_set: the set's snapshots; adopt_image: the image's
-    /// snapshots, tagged with it.
+    /// snapshots, tagged with it; lock_snapshots: the snapshots locked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_ids: Option<Vec<String>>,
     /// deregister_image: the image's snapshots that survive it (not owned by
@@ -112,6 +113,16 @@ pub struct JsonChange {
     /// copy_image, copy_snapshots: the KMS key the copy is encrypted with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms_key: Option<String>,
+    /// lock_snapshots (1.7): `governance` or `compliance`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_mode: Option<String>,
+    /// lock_snapshots: when the lock ends (the backup's creation plus the
+    /// policy's lock days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_expires_at: Option<String>,
+    /// lock_snapshots: the compliance cool-off, in hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cool_off_hours: Option<u32>,
     /// create_image, copy_image: the AMI name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -198,6 +209,9 @@ pub struct JsonBlocked {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set_id: Option<String>,
     pub image_ids: Vec<String>,
+    /// Locked backups (1.7): when the lock ends and the deletion can happen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
     pub reason: JsonReason,
 }
 
@@ -235,6 +249,9 @@ pub struct JsonSummary {
     /// Adoptions (1.4); absent when there are none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub adopt: usize,
+    /// Backups whose snapshots get locked (1.7); absent when there are none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lock: usize,
     pub blocked: usize,
     pub orphans: usize,
     #[serde(default)]
@@ -316,6 +333,7 @@ impl JsonPlan {
                     id: b.snapshot_id.clone(),
                     set_id: b.set_id.clone(),
                     image_ids: b.image_ids.clone(),
+                    until: b.until.map(time),
                     reason: reason(&b.reason),
                 })
                 .collect(),
@@ -337,6 +355,7 @@ impl JsonPlan {
                 create: summary.create,
                 delete: summary.delete,
                 adopt: summary.adopt,
+                lock: summary.lock,
                 blocked: summary.blocked,
                 orphans: summary.orphans,
                 out_of_scope: summary.out_of_scope,
@@ -525,6 +544,7 @@ impl JsonPlan {
                 snapshot_id: b.id,
                 set_id: b.set_id,
                 image_ids: b.image_ids,
+                until: b.until.as_deref().map(time).transpose()?,
             });
         }
         let orphan = |o: JsonOrphan| -> Result<Orphan, String> {
@@ -598,7 +618,7 @@ fn change_from_json(
     let create = c.actions == ["create"];
     let expected = match c.operation.as_str() {
         "create_image" | "create_snapshots" | "copy_image" | "copy_snapshots" => "create",
-        "adopt_image" | "adopt_snapshot" => "update",
+        "adopt_image" | "adopt_snapshot" | "lock_snapshots" => "update",
         _ => "delete",
     };
     if c.actions != [expected] {
@@ -680,6 +700,28 @@ fn change_from_json(
                 kms_key: c.kms_key.clone(),
             }
         }
+        "lock_snapshots" => {
+            let mode = c.lock_mode.as_deref().ok_or_else(|| missing("lock_mode"))?;
+            Action::Lock {
+                resource_type: match c.resource_type.as_str() {
+                    "image" => ResourceType::Image,
+                    _ => ResourceType::Snapshot,
+                },
+                id: c.id.clone().ok_or_else(|| missing("id"))?,
+                snapshot_ids: c
+                    .snapshot_ids
+                    .clone()
+                    .ok_or_else(|| missing("snapshot_ids"))?,
+                mode: crate::policy::LockMode::parse(mode)
+                    .ok_or_else(|| format!("unknown lock_mode {mode:?}"))?,
+                expires_at: time(
+                    c.lock_expires_at
+                        .as_deref()
+                        .ok_or_else(|| missing("lock_expires_at"))?,
+                )?,
+                cool_off_hours: c.cool_off_hours,
+            }
+        }
         other => return Err(format!("unknown operation {other:?}")),
     };
     let precondition = if create {
@@ -737,6 +779,9 @@ fn change(c: &super::Change) -> JsonChange {
         source_ids: None,
         encrypted: None,
         kms_key: None,
+        lock_mode: None,
+        lock_expires_at: None,
+        cool_off_hours: None,
         name: None,
         reboot: None,
         volume_ids: None,
@@ -808,6 +853,18 @@ fn change(c: &super::Change) -> JsonChange {
         }
         Action::DeleteSnapshotSet { snapshot_ids, .. } => {
             out.snapshot_ids = Some(snapshot_ids.clone());
+        }
+        Action::Lock {
+            snapshot_ids,
+            mode,
+            expires_at,
+            cool_off_hours,
+            ..
+        } => {
+            out.snapshot_ids = Some(snapshot_ids.clone());
+            out.lock_mode = Some(mode.as_str().to_string());
+            out.lock_expires_at = Some(time(*expires_at));
+            out.cool_off_hours = *cool_off_hours;
         }
         Action::Adopt {
             snapshot_ids, tags, ..

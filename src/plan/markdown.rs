@@ -19,7 +19,7 @@ pub fn render(plan: &Plan) -> String {
             "**{} to create, {} to delete{}**, {} blocked, {} orphaned (as of {at})\n",
             sum.create,
             sum.delete,
-            super::adoptions_suffix(sum.adopt),
+            super::adoptions_suffix(&sum),
             sum.blocked,
             sum.orphans
         );
@@ -55,7 +55,18 @@ pub fn render(plan: &Plan) -> String {
         }
         let creates = changes.iter().filter(|c| c.action.is_create()).count();
         let deletes = changes.iter().filter(|c| c.action.is_delete()).count();
-        let adopts = super::adoptions_suffix(changes.len() - creates - deletes);
+        let updates = super::Summary {
+            adopt: changes
+                .iter()
+                .filter(|c| matches!(c.action, Action::Adopt { .. }))
+                .count(),
+            lock: changes
+                .iter()
+                .filter(|c| matches!(c.action, Action::Lock { .. }))
+                .count(),
+            ..Default::default()
+        };
+        let adopts = super::adoptions_suffix(&updates);
         let _ = writeln!(
             s,
             "<details><summary><code>{policy}</code> in <code>{region}</code>: {creates} to create, {deletes} to delete{adopts}</summary>\n"
@@ -74,22 +85,34 @@ pub fn render(plan: &Plan) -> String {
     if !plan.blocked.is_empty() {
         let _ = writeln!(
             s,
-            "**Blocked** (retention would delete these, but an image uses them):\n"
+            "**Blocked** (retention would delete these, but an image uses them or a lock holds them):\n"
         );
         for b in &plan.blocked {
+            let images = b
+                .image_ids
+                .iter()
+                .map(|i| format!("`{i}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let why = match b.until {
+                Some(until) if images.is_empty() => format!(
+                    "locked until {}",
+                    until.to_rfc3339_opts(SecondsFormat::Secs, true)
+                ),
+                Some(until) => format!(
+                    "locked until {}, so image {images} stays",
+                    until.to_rfc3339_opts(SecondsFormat::Secs, true)
+                ),
+                None => format!("used by {images}"),
+            };
             let _ = writeln!(
                 s,
-                "- snapshot `{}` of `{}` ({}`{}` in `{}`): used by {}",
+                "- snapshot `{}` of `{}` ({}`{}` in `{}`): {why}",
                 b.snapshot_id,
                 b.source,
                 in_account(plan, b.account.as_ref()),
                 b.policy,
                 b.region,
-                b.image_ids
-                    .iter()
-                    .map(|i| format!("`{i}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
             );
         }
         let _ = writeln!(s);
@@ -190,6 +213,22 @@ fn describe(c: &Change) -> (&'static str, String) {
         Action::DeleteSnapshot { snapshot_id } => {
             ("- **delete**", format!("snapshot `{snapshot_id}`"))
         }
+        Action::Lock {
+            resource_type,
+            id,
+            snapshot_ids,
+            mode,
+            expires_at,
+            cool_off_hours,
+        } => (
+            "~ lock",
+            format!(
+                "{} `{id}` ({} snapshot(s)): {}",
+                resource_type.as_str(),
+                snapshot_ids.len(),
+                super::lock_words(*mode, *expires_at, *cool_off_hours)
+            ),
+        ),
         Action::DeleteSnapshotSet {
             set_id,
             snapshot_ids,

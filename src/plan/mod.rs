@@ -11,6 +11,7 @@ pub mod markdown;
 pub mod text;
 
 use crate::inventory::Tags;
+pub use crate::policy::LockMode;
 use chrono::{DateTime, Utc};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -183,6 +184,22 @@ pub enum Action {
         encrypted: bool,
         kms_key: Option<String>,
     },
+    /// LockSnapshot of each of `snapshot_ids`: the snapshots of one backup
+    /// (an image's, a set's, or one snapshot), locked until `expires_at`.
+    Lock {
+        /// What the backup is: an image, or snapshots.
+        resource_type: ResourceType,
+        /// The image, snapshot set or snapshot whose snapshots are locked.
+        id: String,
+        snapshot_ids: Vec<String>,
+        mode: LockMode,
+        /// The backup's creation plus the policy's lock days: the same for
+        /// every run, so locking again never extends a lock.
+        expires_at: DateTime<Utc>,
+        /// Compliance locks not yet in compliance: hours during which the
+        /// lock can still be removed.
+        cool_off_hours: Option<u32>,
+    },
 }
 
 impl Action {
@@ -204,12 +221,17 @@ impl Action {
         )
     }
 
-    /// `create`, `update` (adoption) or `delete`: the Terraform-style action
-    /// word of the JSON forms.
+    /// Changes an existing backup in place (an adoption, a lock).
+    pub fn is_update(&self) -> bool {
+        matches!(self, Action::Adopt { .. } | Action::Lock { .. })
+    }
+
+    /// `create`, `update` (adoptions, locks) or `delete`: the
+    /// Terraform-style action word of the JSON forms.
     pub fn verb(&self) -> &'static str {
         match self {
             _ if self.is_create() => "create",
-            Action::Adopt { .. } => "update",
+            _ if self.is_update() => "update",
             _ => "delete",
         }
     }
@@ -228,13 +250,14 @@ impl Action {
                 ..
             } => "copy_image".into(),
             Action::Copy { .. } => "copy_snapshots".into(),
+            Action::Lock { .. } => "lock_snapshots".into(),
         }
     }
 
-    /// Sorting and apply order: adoptions, creations, deletions.
+    /// Sorting and apply order: adoptions and locks, creations, deletions.
     pub fn rank(&self) -> u8 {
         match self {
-            Action::Adopt { .. } => 0,
+            _ if self.is_update() => 0,
             _ if self.is_create() => 1,
             _ => 2,
         }
@@ -246,9 +269,9 @@ impl Action {
             Action::CreateSnapshots { .. }
             | Action::DeleteSnapshot { .. }
             | Action::DeleteSnapshotSet { .. } => ResourceType::Snapshot,
-            Action::Adopt { resource_type, .. } | Action::Copy { resource_type, .. } => {
-                *resource_type
-            }
+            Action::Adopt { resource_type, .. }
+            | Action::Copy { resource_type, .. }
+            | Action::Lock { resource_type, .. } => *resource_type,
         }
     }
 
@@ -270,7 +293,8 @@ impl Action {
             Action::CreateImage { .. }
             | Action::CreateSnapshots { .. }
             | Action::Adopt { .. }
-            | Action::Copy { .. } => Vec::new(),
+            | Action::Copy { .. }
+            | Action::Lock { .. } => Vec::new(),
         }
     }
 
@@ -288,16 +312,29 @@ impl Action {
         }
     }
 
-    /// The existing resource a deletion removes or an adoption tags.
+    /// The existing resource a deletion removes, an adoption tags or a
+    /// lock locks.
     pub fn target_id(&self) -> Option<&str> {
         match self {
             Action::DeregisterImage { image_id, .. } => Some(image_id),
             Action::DeleteSnapshot { snapshot_id } => Some(snapshot_id),
             Action::DeleteSnapshotSet { set_id, .. } => Some(set_id),
-            Action::Adopt { id, .. } => Some(id),
+            Action::Adopt { id, .. } | Action::Lock { id, .. } => Some(id),
             _ => None,
         }
     }
+}
+
+/// How a lock reads to people: `governance lock until 2026-12-12T04:00:00Z
+/// (cool-off 24 h)`.
+pub fn lock_words(
+    mode: LockMode,
+    expires_at: DateTime<Utc>,
+    cool_off_hours: Option<u32>,
+) -> String {
+    let until = expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let cool_off = cool_off_hours.map_or(String::new(), |h| format!(" (cool-off {h} h)"));
+    format!("{} lock until {until}{cool_off}", mode.as_str())
 }
 
 impl Plan {
@@ -341,6 +378,10 @@ impl Change {
                 adopt = format!("copy-of-{}", self.action.copied().unwrap_or_default());
                 &adopt
             }
+            Action::Lock { id, .. } => {
+                adopt = format!("lock-{id}");
+                &adopt
+            }
         };
         let account = self
             .account
@@ -380,10 +421,16 @@ pub enum ReasonCode {
     Adopt,
     /// A good backup that a copy rule's destination has no copy of.
     NotCopied,
+    /// A backup of a policy with `lock` whose snapshots are not locked (as
+    /// long as the policy says).
+    NotLocked,
+    /// Retention would delete it, but a snapshot lock holds it until a
+    /// date.
+    Locked,
 }
 
 impl ReasonCode {
-    const ALL: [ReasonCode; 12] = [
+    const ALL: [ReasonCode; 14] = [
         ReasonCode::Due,
         ReasonCode::Expired,
         ReasonCode::KeepLast,
@@ -396,6 +443,8 @@ impl ReasonCode {
         ReasonCode::OldExpiry,
         ReasonCode::Adopt,
         ReasonCode::NotCopied,
+        ReasonCode::NotLocked,
+        ReasonCode::Locked,
     ];
 
     pub fn parse(code: &str) -> Option<ReasonCode> {
@@ -416,6 +465,8 @@ impl ReasonCode {
             ReasonCode::OldExpiry => "old_expiry",
             ReasonCode::Adopt => "adopt",
             ReasonCode::NotCopied => "not_copied",
+            ReasonCode::NotLocked => "not_locked",
+            ReasonCode::Locked => "locked",
         }
     }
 }
@@ -454,8 +505,11 @@ pub struct Blocked {
     pub snapshot_id: String,
     /// The set the snapshot belongs to: the whole set waits.
     pub set_id: Option<String>,
-    /// Registered images that use the snapshot.
+    /// Registered images that use the snapshot (for a lock: the image
+    /// that cannot be deregistered).
     pub image_ids: Vec<String>,
+    /// When it can go: its lock's end (locked backups only).
+    pub until: Option<DateTime<Utc>>,
     pub reason: Reason,
 }
 
@@ -479,19 +533,24 @@ pub struct Summary {
     pub create: usize,
     pub delete: usize,
     pub adopt: usize,
+    /// Backups whose snapshots get locked.
+    pub lock: usize,
     pub blocked: usize,
     pub orphans: usize,
     pub out_of_scope: usize,
 }
 
-/// `", N to adopt"` after a plan's counts, or nothing when it adopts none
-/// (plans without adoptions read as they always did).
-pub fn adoptions_suffix(n: usize) -> String {
-    if n > 0 {
-        format!(", {n} to adopt")
-    } else {
-        String::new()
+/// `", N to adopt"` and `", N to lock"` after a plan's counts, each only
+/// when there are some (plans without them read as they always did).
+pub fn adoptions_suffix(summary: &Summary) -> String {
+    let mut out = String::new();
+    if summary.adopt > 0 {
+        out.push_str(&format!(", {} to adopt", summary.adopt));
     }
+    if summary.lock > 0 {
+        out.push_str(&format!(", {} to lock", summary.lock));
+    }
+    out
 }
 
 impl Plan {
@@ -501,6 +560,7 @@ impl Plan {
             create: count(Action::is_create),
             delete: count(Action::is_delete),
             adopt: count(|a| matches!(a, Action::Adopt { .. })),
+            lock: count(|a| matches!(a, Action::Lock { .. })),
             blocked: self.blocked.len(),
             orphans: self.orphans.len(),
             out_of_scope: self.out_of_scope.len(),

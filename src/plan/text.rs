@@ -158,7 +158,7 @@ pub fn render(plan: &Plan, opts: TextOptions) -> String {
                 "Plan: {} to create, {} to delete{}.",
                 summary.create,
                 summary.delete,
-                super::adoptions_suffix(summary.adopt)
+                super::adoptions_suffix(&summary)
             ))
         );
     } else {
@@ -241,6 +241,29 @@ fn describe(c: &Change) -> (&'static str, String) {
                     "adopt {} {id} of {}{with}",
                     resource_type.as_str(),
                     c.source
+                ),
+            )
+        }
+        Action::Lock {
+            resource_type,
+            id,
+            snapshot_ids,
+            mode,
+            expires_at,
+            cool_off_hours,
+        } => {
+            let what = match resource_type {
+                crate::plan::ResourceType::Image => format!("the snapshots of image {id}"),
+                _ if snapshot_ids.len() == 1 && snapshot_ids[0] == *id => format!("snapshot {id}"),
+                _ => format!("snapshot set {id}"),
+            };
+            (
+                "~",
+                format!(
+                    "lock {what} of {} ({}): {}",
+                    c.source,
+                    snapshot_ids.join(", "),
+                    super::lock_words(*mode, *expires_at, *cool_off_hours)
                 ),
             )
         }

@@ -190,6 +190,7 @@ impl Adopted {
                     state: SnapshotState::Completed,
                     started_at: image.created_at,
                     tags: Tags::default(),
+                    lock: None,
                 },
             };
             snapshot.tags.extend_from(&added);

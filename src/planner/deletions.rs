@@ -7,12 +7,14 @@
 //! is kept, so apply never deletes what the policy does not own. A snapshot
 //! set, or a legacy snapshot, that a staying image uses cannot be deleted
 //! (EC2 refuses): it is reported as blocked instead of failing at apply, and
-//! a set waits as a whole.
+//! a set waits as a whole. So does a backup whose snapshot a lock holds
+//! (see [`super::locks`]): blocked, with the date the lock ends.
 
 use super::index::RegionIndex;
 use super::sets::Unit;
 use crate::inventory::{Backup, Image};
 use crate::plan::{Action, BackupsLeft, Blocked, Change, Plan, Precondition, Reason, ReasonCode};
+use chrono::{DateTime, SecondsFormat, Utc};
 use std::collections::HashSet;
 
 /// The deletions retention wants in one region.
@@ -43,11 +45,21 @@ impl<'a> Deletions<'a> {
     }
 
     /// The changes and blocked deletions, added to `out`.
-    pub fn finish(self, region: &str, index: &RegionIndex<'a>, out: &mut Plan) {
+    pub fn finish(self, region: &str, index: &RegionIndex<'a>, now: DateTime<Utc>, out: &mut Plan) {
         let Deletions {
             wanted,
             group_sizes,
         } = self;
+        let (held, wanted): (Vec<_>, Vec<_>) = wanted
+            .into_iter()
+            .map(|w| (super::locks::held(&w.1, index, now), w))
+            .partition(|(lock, _)| lock.is_some());
+        for (lock, (policy, unit, reason, _)) in held {
+            let (snapshot_id, until) = lock.expect("partitioned on a lock");
+            out.blocked
+                .push(locked(region, policy, &unit, reason, snapshot_id, until));
+        }
+        let wanted: Vec<_> = wanted.into_iter().map(|(_, w)| w).collect();
         let deregistered: HashSet<&str> = wanted
             .iter()
             .filter_map(|(_, u, _, _)| match u {
@@ -113,6 +125,7 @@ impl<'a> Deletions<'a> {
                                 ),
                             },
                             image_ids: users,
+                            until: None,
                         });
                         continue;
                     }
@@ -137,6 +150,49 @@ impl<'a> Deletions<'a> {
             });
             out.changes.push(change);
         }
+    }
+}
+
+/// The blocked deletion of `unit`, which retention wants gone but whose
+/// snapshot `snapshot_id` a lock holds until `until`.
+fn locked(
+    region: &str,
+    policy: &str,
+    unit: &Unit,
+    reason: Reason,
+    snapshot_id: &str,
+    until: DateTime<Utc>,
+) -> Blocked {
+    let (what, set_id, image_ids) = match unit {
+        Unit::Image(i) => (
+            format!("its snapshot {snapshot_id}"),
+            None,
+            vec![i.id.clone()],
+        ),
+        Unit::Set(s) => (
+            format!("its snapshot {snapshot_id}"),
+            Some(s.id.to_string()),
+            Vec::new(),
+        ),
+        Unit::Legacy(_) => ("it".to_string(), None, Vec::new()),
+    };
+    let at = until.to_rfc3339_opts(SecondsFormat::Secs, true);
+    Blocked {
+        account: None,
+        policy: policy.to_string(),
+        region: region.to_string(),
+        source: display_source(unit.source().unwrap_or("")),
+        snapshot_id: snapshot_id.to_string(),
+        set_id,
+        image_ids,
+        until: Some(until),
+        reason: Reason {
+            code: ReasonCode::Locked,
+            message: format!(
+                "{}, but {what} is locked until {at}; the first run after that deletes it",
+                reason.message
+            ),
+        },
     }
 }
 

@@ -17,6 +17,7 @@
 //! - [`scope`]: a policy acts only in the regions it targets;
 //! - [`adoption`]: the old tools' backups that a policy takes over;
 //! - [`copies`]: copies in other regions, and their retention there;
+//! - [`locks`]: snapshot locks, and the deletions they hold back;
 //! - [`warnings`]: what would otherwise go wrong without a word.
 
 pub mod adoption;
@@ -25,6 +26,7 @@ mod deletions;
 pub mod due;
 mod index;
 mod leftovers;
+mod locks;
 pub mod retention;
 mod scope;
 mod selection;
@@ -98,6 +100,7 @@ fn plan_with(policies: &PolicySet, inventory: &Inventory, now: DateTime<Utc>, wh
     }
     let selected_anywhere = whole.then_some(&selected_anywhere);
     warnings::selection(policies, inventory, selected_anywhere, &mut out.warnings);
+    warnings::long_locks(policies, &mut out.warnings);
     out.warnings.extend(region_warnings);
     copies::plan(policies, inventory, now, &mut out);
     // Each region's lists arrive sorted (see `plan_region`), so this sort
@@ -185,7 +188,7 @@ fn plan_region<'p>(
     let RegionPlan {
         deletions, index, ..
     } = ctx;
-    deletions.finish(region, &index, &mut out);
+    deletions.finish(region, &index, now, &mut out);
     drop(index);
     let adoption::Adopted {
         changes,
@@ -434,7 +437,11 @@ impl<'a> RegionPlan<'a, '_> {
         }
     }
 
-    fn keep(&mut self, policy: &Policy, source: &str, unit: &Unit, reason: Reason) {
+    fn keep(&mut self, policy: &Policy, source: &str, unit: &Unit<'a>, reason: Reason) {
+        if let Some(lock) = &policy.backup.lock {
+            let change = locks::change(policy, lock, self.region, unit, &self.index, self.now);
+            self.out.changes.extend(change);
+        }
         let resource_type = match unit {
             Unit::Image(_) => ResourceType::Image,
             Unit::Set(_) | Unit::Legacy(_) => ResourceType::Snapshot,

@@ -76,6 +76,7 @@ fn snapshot(id: &str, volume: &str, days: i64, tags: Tags) -> Snapshot {
         state: SnapshotState::Completed,
         started_at: now() - TimeDelta::days(days),
         tags,
+        lock: None,
     }
 }
 
@@ -319,6 +320,7 @@ mod adoption {
             state: SnapshotState::Completed,
             started_at: created,
             tags: Tags::default(),
+            lock: None,
         };
         (image, snapshot)
     }
@@ -437,6 +439,7 @@ mod adoption {
                 state: SnapshotState::Completed,
                 started_at: image.created_at,
                 tags: Tags::default(),
+                lock: None,
             });
         }
         let ec2 = MemoryProvider::new(inv, now());

@@ -25,6 +25,16 @@ pub fn clock(inventory: &Inventory, now: DateTime<Utc>, out: &mut Vec<String>) {
     }
 }
 
+/// Policies whose lock outlasts their retention: expired backups stay,
+/// blocked, until their locks end.
+pub fn long_locks(policies: &PolicySet, out: &mut Vec<String>) {
+    for p in policies.enabled() {
+        if let Some(why) = p.backup.lock.and_then(|l| l.outlasts(&p.retention)) {
+            out.push(format!("policy {}: {why}", p.name));
+        }
+    }
+}
+
 /// Policies that cannot back up anything where they should.
 pub fn selection(
     policies: &PolicySet,

@@ -302,7 +302,7 @@ impl Validator<'_> {
         let target = self.target(raw.target.into_inner(), target_span, kind);
         let retention = self.retention(raw.retention.into_inner());
         let mut backup = self.backup(raw.backup.into_inner(), kind);
-        backup.lock = backup_lock.and_then(|l| self.lock(l, &retention));
+        backup.lock = backup_lock.and_then(|l| self.lock(l));
         backup.deregistration_protection =
             protection.and_then(|p| self.deregistration_protection(p, kind));
         let copies = self.copies(raw.copy, &target, &retention);

@@ -50,6 +50,35 @@ pub enum LockMode {
     Compliance,
 }
 
+impl LockMode {
+    /// EC2's name of the mode (LockSnapshot's `LockMode`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockMode::Governance => "governance",
+            LockMode::Compliance => "compliance",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LockMode> {
+        [LockMode::Governance, LockMode::Compliance]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
+}
+
+impl Lock {
+    /// Why this lock outlasts retention (a plan warning, not an error:
+    /// retention's deletions then wait for the lock, shown as blocked).
+    pub fn outlasts(&self, retention: &Retention) -> Option<String> {
+        let MaxAge::After(max) = &retention.max_age else {
+            return None;
+        };
+        max.approx_length()
+            .is_some_and(|l| l.num_days() < i64::from(self.days))
+            .then(|| format!("its lock ({} days) outlasts `max_age` ({max}): expired backups stay, blocked, until their locks end; lock for at most as long as you keep, or keep longer", self.days))
+    }
+}
+
 /// `deregistration_protection` for AMIs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeregistrationProtection {
@@ -143,8 +172,7 @@ impl Validator<'_> {
         out
     }
 
-    pub(super) fn lock(&mut self, raw: Spanned<RawLock>, retention: &Retention) -> Option<Lock> {
-        let span = raw.span();
+    pub(super) fn lock(&mut self, raw: Spanned<RawLock>) -> Option<Lock> {
         let raw = raw.into_inner();
         let mode = match raw.mode.get_ref().as_str() {
             "governance" => LockMode::Governance,
@@ -180,14 +208,6 @@ impl Validator<'_> {
             }
             Some(h) => *h.get_ref() as u32,
         };
-        if let MaxAge::After(max) = &retention.max_age {
-            if max.approx_length().is_some_and(|l| l.num_days() < days) {
-                self.err(
-                    span,
-                    format!("the lock ({days} days) outlasts `max_age` ({max}): retention could not delete a backup until its lock ends; lock for at most as long as you keep, or keep longer"),
-                );
-            }
-        }
         Some(Lock {
             mode,
             days: days as u32,
@@ -247,9 +267,6 @@ pub fn not_carried_out(policy: &Policy) -> Option<String> {
     let mut what = Vec::new();
     if policy.copies.iter().any(|c| c.to_account.is_some()) {
         what.push("[[copy]] `to_account`");
-    }
-    if policy.backup.lock.is_some() {
-        what.push("`lock`");
     }
     if policy.backup.deregistration_protection.is_some() {
         what.push("`deregistration_protection`");
@@ -320,11 +337,17 @@ mod tests {
         assert!(p.retention.require_recycle_bin);
         let refused = not_carried_out(&p).expect("not carried out yet");
         assert!(
-            refused.contains("[[copy]] `to_account`, `lock`, `require_recycle_bin`"),
+            refused.contains("[[copy]] `to_account`, `require_recycle_bin`"),
             "{refused}"
         );
-        // Copies to other regions of the same account are carried out.
-        let regional = policy("", "", "[[copy]]\nto_region = \"eu-west-1\"\n").unwrap();
+        // Copies to other regions of the same account, and locks, are
+        // carried out.
+        let regional = policy(
+            "lock = { mode = \"governance\", days = 7 }\n",
+            "",
+            "[[copy]]\nto_region = \"eu-west-1\"\n",
+        )
+        .unwrap();
         assert_eq!(not_carried_out(&regional), None);
     }
 
@@ -363,10 +386,19 @@ mod tests {
             "",
         );
         assert!(e.contains("compliance locks only"), "{e}");
-        let e = error("lock = { mode = \"governance\", days = 90 }\n", "");
+        // A lock longer than retention is valid: the plan warns.
+        let long = policy("lock = { mode = \"governance\", days = 90 }\n", "", "").unwrap();
+        let lock = long.backup.lock.expect("a lock");
+        let why = lock.outlasts(&long.retention).expect("outlasts 30 days");
         assert!(
-            e.contains("7:8: the lock (90 days) outlasts `max_age`"),
-            "{e}"
+            why.contains("its lock (90 days) outlasts `max_age` (30 days)"),
+            "{why}"
+        );
+        let short = Lock { days: 30, ..lock };
+        assert_eq!(
+            short.outlasts(&long.retention),
+            None,
+            "30 days is not longer"
         );
         let e = error("deregistration_protection = true\n", "");
         assert!(e.contains("applies to kind = \"ami\" only"), "{e}");

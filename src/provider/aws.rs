@@ -25,12 +25,14 @@
 //! call instead of a snapshot-id lookup per batch of snapshots),
 //! DescribeSnapshots with `OwnerIds=self` and the ownership tag-key filter
 //! (and a second one, `tag:CreatedBy=molibackup`, while a policy adopts
-//! molibackup's snapshots), and DescribeVolumes only when a policy filters
-//! volumes by tag.
+//! molibackup's snapshots), DescribeVolumes only when a policy filters
+//! volumes by tag, and DescribeLockedSnapshots only when a policy there
+//! declares `lock` (see [`locks`]).
 
 mod calls;
 mod copy;
 mod create;
+mod locks;
 mod organization;
 pub mod session;
 
@@ -451,7 +453,7 @@ async fn observe_region(
             let tools = scope.adopt_snapshots_of.iter().cloned();
             describe_snapshots(client, vec![filter(&tag, tools)], &mut snapshots).await?;
         }
-        Ok(snapshots.into_values().collect())
+        Ok::<Vec<Snapshot>, ProviderError>(snapshots.into_values().collect())
     };
     let volumes = async {
         if scope.volume_tag_keys.is_empty() {
@@ -463,8 +465,17 @@ async fn observe_region(
         )
         .await
     };
-    let (instances, images, snapshots, volumes) =
-        tokio::try_join!(instances, images, snapshots, volumes)?;
+    let held = async {
+        if !scope.locks {
+            return Ok(Default::default());
+        }
+        locks::observe(client).await
+    };
+    let (instances, images, mut snapshots, volumes, mut held) =
+        tokio::try_join!(instances, images, snapshots, volumes, held)?;
+    for s in &mut snapshots {
+        s.lock = held.remove(&s.id);
+    }
     Ok(RegionInventory {
         instances,
         volumes,
@@ -597,6 +608,7 @@ async fn describe_snapshots(
                 state: snapshot_state(s.state().map_or("", |x| x.as_str())),
                 started_at: time_of(started),
                 tags: tags_of(s.tags()),
+                lock: None,
             };
             out.insert(snapshot.id.clone(), snapshot);
         }
@@ -690,6 +702,7 @@ async fn execute(clients: &create::Clients<'_>, action: &Action) -> Result<Done,
             create::create(clients, action).await
         }
         Action::Copy { .. } => copy::copy(clients, action).await,
+        Action::Lock { .. } => locks::lock(client, action).await,
         Action::DeregisterImage {
             image_id,
             snapshot_ids,

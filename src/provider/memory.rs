@@ -176,10 +176,15 @@ impl MemoryProvider {
                 };
                 // Like DeleteAssociatedSnapshots, restricted to the planned
                 // snapshots: shared ones survive.
+                let locked = |id: &str| {
+                    reg.snapshots
+                        .iter()
+                        .any(|s| s.id == id && s.lock.as_ref().is_some_and(|l| l.holds(now)))
+                };
                 let doomed: Vec<String> = snapshot_ids
                     .iter()
                     .filter(|s| image.snapshot_ids.contains(s))
-                    .filter(|s| !still_used(s))
+                    .filter(|s| !still_used(s) && !locked(s))
                     .cloned()
                     .collect();
                 reg.snapshots.retain(|s| !doomed.contains(&s.id));
@@ -188,8 +193,38 @@ impl MemoryProvider {
                 Ok(Done::Deleted(gone))
             }
             Action::DeleteSnapshot { snapshot_id } => {
-                delete_snapshot(reg, snapshot_id)?;
+                delete_snapshot(reg, snapshot_id, now)?;
                 Ok(Done::Deleted(vec![snapshot_id.clone()]))
+            }
+            Action::Lock {
+                snapshot_ids,
+                mode,
+                expires_at,
+                cool_off_hours,
+                ..
+            } => {
+                for id in snapshot_ids {
+                    let snapshot =
+                        reg.snapshots
+                            .iter_mut()
+                            .find(|s| &s.id == id)
+                            .ok_or_else(|| {
+                                err(
+                                    "InvalidSnapshot.NotFound",
+                                    format!("snapshot {id} does not exist"),
+                                )
+                            })?;
+                    let state = match (mode, cool_off_hours) {
+                        (crate::policy::LockMode::Governance, _) => "governance",
+                        (_, Some(_)) => "compliance-cooloff",
+                        _ => "compliance",
+                    };
+                    snapshot.lock = Some(crate::inventory::SnapshotLock {
+                        state: state.into(),
+                        expires_at: *expires_at,
+                    });
+                }
+                Ok(Done::Locked(snapshot_ids.clone()))
             }
             Action::Adopt {
                 id,
@@ -229,7 +264,7 @@ impl MemoryProvider {
                 // does not stop the others; a missing one is already gone.
                 let mut failures = Vec::new();
                 for id in snapshot_ids {
-                    match delete_snapshot(reg, id) {
+                    match delete_snapshot(reg, id, now) {
                         Ok(()) => {}
                         Err(e) if e.code == "InvalidSnapshot.NotFound" => {}
                         Err(e) => failures.push(e),
@@ -244,7 +279,22 @@ impl MemoryProvider {
     }
 }
 
-fn delete_snapshot(reg: &mut RegionInventory, snapshot_id: &str) -> Result<(), ProviderError> {
+fn delete_snapshot(
+    reg: &mut RegionInventory,
+    snapshot_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), ProviderError> {
+    let lock = reg
+        .snapshots
+        .iter()
+        .find(|s| s.id == snapshot_id)
+        .and_then(|s| s.lock.as_ref());
+    if let Some(lock) = lock.filter(|l| l.holds(now)) {
+        return Err(err(
+            crate::provider::SNAPSHOT_LOCKED,
+            format!("snapshot {snapshot_id} is locked until {}", lock.expires_at),
+        ));
+    }
     if let Some(image) = reg
         .images
         .iter()
@@ -296,6 +346,7 @@ fn snapshots_of(
             state: SnapshotState::Pending,
             started_at: now,
             tags: tags.clone(),
+            lock: None,
         })
         .collect()
 }
@@ -412,6 +463,7 @@ fn copy(
                 state: SnapshotState::Pending,
                 started_at: now,
                 tags,
+                lock: None,
             }
         })
         .collect();

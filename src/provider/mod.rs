@@ -26,6 +26,8 @@ pub enum Done {
     Deleted(Vec<String>),
     /// The ids that now carry the ownership tags.
     Adopted(Vec<String>),
+    /// The snapshots now locked as planned.
+    Locked(Vec<String>),
     /// Not made now, for a reason that clears with time (a volume with as
     /// many pending snapshots as EC2 allows): the backup stays due and the
     /// next run makes it.
@@ -64,6 +66,9 @@ pub async fn with_request_ids<T>(work: impl Future<Output = T>) -> (T, Vec<Strin
 /// EC2's refusal of a copy beyond the copies in flight it allows into a
 /// region (20 snapshots, 100 images): the copy is made later, not failed.
 pub const COPY_LIMIT: &str = "ResourceLimitExceeded";
+
+/// EC2's refusal to delete a snapshot that a lock holds.
+pub const SNAPSHOT_LOCKED: &str = "SnapshotLocked";
 
 /// A failure of one call, worded for an operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +117,9 @@ pub struct RegionScope {
     /// `CreatedBy` values of old tools whose snapshots a policy adopts
     /// (they carry no backupctl tag to filter on).
     pub adopt_snapshots_of: BTreeSet<String>,
+    /// Some policy here declares `lock`: snapshot locks are observed
+    /// (DescribeLockedSnapshots), which no other region pays for.
+    pub locks: bool,
 }
 
 impl RegionScope {
@@ -123,6 +131,7 @@ impl RegionScope {
             .extend(other.volume_tag_keys.iter().cloned());
         self.adopt_snapshots_of
             .extend(other.adopt_snapshots_of.iter().cloned());
+        self.locks |= other.locks;
     }
 }
 
@@ -149,6 +158,7 @@ impl Scope {
             {
                 need.adopt_snapshots_of.insert(tool.as_str().to_string());
             }
+            need.locks = p.backup.lock.is_some();
             scope.local |= p.target.uses_local();
             // A copy destination is observed for its copies (images and
             // snapshots only: no instance is selected there).

@@ -187,6 +187,7 @@ fn inventory(g: &mut Gen) -> Inventory {
                     state,
                     started_at: t,
                     tags: tags.clone(),
+                    lock: None,
                 });
             }
         }
@@ -211,6 +212,7 @@ fn inventory(g: &mut Gen) -> Inventory {
                     state: SnapshotState::Completed,
                     started_at: t,
                     tags: tags.clone(),
+                    lock: None,
                 });
                 snapshot_ids.push(sid);
             }
