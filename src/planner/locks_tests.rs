@@ -1,0 +1,249 @@
+//! Locks on a snapshot alone, and over weeks of daily runs against the
+//! in-memory provider, whose deletions EC2's way refuse a locked snapshot.
+
+use super::*;
+use crate::inventory::{
+    AttachedVolume, Instance, InstanceState, Inventory, RegionInventory, SnapshotLock,
+    SnapshotState, Tags,
+};
+use crate::plan::Plan;
+use crate::planner::plan;
+use crate::policy::{parse_policy, PolicySet};
+use crate::provider::memory::MemoryProvider;
+use crate::provider::Done;
+use chrono::TimeZone;
+use std::path::Path;
+
+fn snapshot(lock: Option<(&str, i64)>) -> Snapshot {
+    let now = now();
+    Snapshot {
+        id: "snap-1".into(),
+        volume_id: "vol-1".into(),
+        state: SnapshotState::Completed,
+        started_at: now,
+        tags: Tags::default(),
+        lock: lock.map(|(state, days)| SnapshotLock {
+            state: state.into(),
+            expires_at: now + TimeDelta::days(days),
+        }),
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    "2026-12-01T00:00:00Z".parse().unwrap()
+}
+
+#[test]
+fn a_lock_is_short_unless_it_holds_long_enough_in_a_mode_as_strong() {
+    let want = now() + TimeDelta::days(7);
+    let short = |lock, mode| short_of(&snapshot(lock), mode, want, now());
+    use LockMode::{Compliance, Governance};
+    assert!(short(None, Governance).unwrap().contains("not locked"));
+    assert!(short(Some(("expired", 9)), Governance).is_some());
+    assert!(
+        short(Some(("governance", -1)), Governance).is_some(),
+        "ended"
+    );
+    assert!(short(Some(("governance", 3)), Governance)
+        .unwrap()
+        .contains("too early"));
+    assert_eq!(short(Some(("governance", 7)), Governance), None);
+    assert_eq!(
+        short(Some(("governance", 30)), Governance),
+        None,
+        "never shortened"
+    );
+    assert!(short(Some(("governance", 30)), Compliance)
+        .unwrap()
+        .contains("not a compliance"));
+    assert_eq!(short(Some(("compliance-cooloff", 7)), Compliance), None);
+    assert_eq!(
+        short(Some(("compliance", 1)), Governance),
+        None,
+        "never weakened"
+    );
+    assert!(
+        short(Some(("compliance", 1)), Compliance).is_some(),
+        "lengthened"
+    );
+}
+
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 1, 6, 0, 0).unwrap()
+}
+
+/// Daily backups kept 2 days, locked for 4: the lock outlasts retention.
+fn policies(kind: &str, lock: &str) -> PolicySet {
+    let text = format!(
+        "name = \"db\"\n[target]\nregions = [\"us-east-1\"]\ninstance_tags = {{ B = \"y\" }}\n\
+         [backup]\nkind = \"{kind}\"\nevery = \"1 day\"\n{lock}[retention]\nmax_age = \"2 days\"\nkeep_last = 1\n"
+    );
+    PolicySet {
+        policies: vec![parse_policy(Path::new("db.toml"), &text).expect("valid").0],
+        digest: "sha256:t".into(),
+    }
+}
+
+fn fleet() -> Inventory {
+    let mut inv = Inventory::empty();
+    let volumes = ["vol-1a", "vol-1b"]
+        .iter()
+        .enumerate()
+        .map(|(n, v)| AttachedVolume {
+            volume_id: v.to_string(),
+            device: format!("/dev/sd{}", (b'a' + n as u8) as char),
+            root: n == 0,
+        })
+        .collect();
+    let instance = Instance {
+        id: "i-1".into(),
+        state: InstanceState::Running,
+        tags: [("B".to_string(), "y".to_string())].into(),
+        volumes,
+    };
+    inv.regions.insert(
+        "us-east-1".into(),
+        RegionInventory {
+            instances: vec![instance],
+            ..Default::default()
+        },
+    );
+    inv
+}
+
+/// Plans and applies one run at `now`; EC2 refuses any deletion of a
+/// locked snapshot, which fails the test.
+fn run(ec2: &MemoryProvider, policies: &PolicySet, now: DateTime<Utc>) -> Plan {
+    ec2.set_now(now);
+    let p = plan(policies, &ec2.inventory(), now);
+    for c in &p.changes {
+        match ec2.run(&c.region, &c.action) {
+            Ok(Done::Created(_) | Done::Deleted(_) | Done::Locked(_)) => {}
+            other => panic!("{}: {other:?}", c.address()),
+        }
+    }
+    ec2.settle();
+    p
+}
+
+#[test]
+fn thirty_daily_runs_lock_every_backup_and_delete_it_the_run_after_its_lock_ends() {
+    let lock = "lock = { mode = \"governance\", days = 4 }\n";
+    for kind in ["ami", "snapshot"] {
+        let policies = policies(kind, lock);
+        let ec2 = MemoryProvider::new(fleet(), start());
+        let mut blocked_seen = 0;
+        for day in 0..30 {
+            let now = start() + TimeDelta::days(day);
+            let p = run(&ec2, &policies, now);
+            assert!(
+                p.warnings.iter().any(|w| w.contains("outlasts `max_age`")),
+                "{kind} day {day}: {:?}",
+                p.warnings
+            );
+            for b in &p.blocked {
+                blocked_seen += 1;
+                assert_eq!(b.reason.code, ReasonCode::Locked, "{kind} day {day}");
+                let until = b.until.expect("a locked backup says until when");
+                assert!(until > now, "{kind} day {day}: blocked by an ended lock");
+                assert_eq!(
+                    b.image_ids.is_empty(),
+                    kind == "snapshot",
+                    "an image held by its snapshot's lock is named"
+                );
+            }
+            let inv = ec2.inventory();
+            let snapshots = &inv.regions["us-east-1"].snapshots;
+            for s in snapshots {
+                let made = s.aged_from();
+                let age = now - made;
+                let lock = s.lock.as_ref();
+                if made < now {
+                    // Made by an earlier run: locked until made + 4 days.
+                    let lock =
+                        lock.unwrap_or_else(|| panic!("{kind} day {day}: {} unlocked", s.id));
+                    assert_eq!(
+                        lock.expires_at,
+                        made + TimeDelta::days(4),
+                        "{kind} day {day}"
+                    );
+                } else {
+                    assert_eq!(lock, None, "a new backup is locked by the next run");
+                }
+                // Deleted by the first run after its lock ended.
+                assert!(
+                    age <= TimeDelta::days(4),
+                    "{kind} day {day}: {} is {age} old",
+                    s.id
+                );
+            }
+            // Two volumes: 2 snapshots a day, kept 5 days at most.
+            assert!(
+                snapshots.len() <= 10,
+                "{kind} day {day}: {} snapshots",
+                snapshots.len()
+            );
+            // Planning again locks only what this run made.
+            let again = plan(&policies, &inv, now);
+            for c in &again.changes {
+                let Action::Lock { expires_at, .. } = &c.action else {
+                    panic!("{kind} day {day}: {} again", c.address());
+                };
+                assert_eq!(*expires_at, now + TimeDelta::days(4), "{}", c.address());
+            }
+        }
+        assert!(
+            blocked_seen > 20,
+            "{kind}: the lock held deletions back ({blocked_seen})"
+        );
+    }
+}
+
+#[test]
+fn a_compliance_lock_upgrades_a_governance_one_and_keeps_its_cool_off_only_when_new() {
+    let policies = policies(
+        "snapshot",
+        "lock = { mode = \"compliance\", days = 1, cool_off_hours = 24 }\n",
+    );
+    let ec2 = MemoryProvider::new(fleet(), start());
+    run(&ec2, &policies, start());
+    let now = start() + TimeDelta::hours(2);
+    let mut inv = ec2.inventory();
+    let snapshots = &mut inv.regions.get_mut("us-east-1").unwrap().snapshots;
+    snapshots[0].lock = Some(SnapshotLock {
+        state: "governance".into(),
+        expires_at: now + TimeDelta::days(30),
+    });
+    snapshots[1].lock = Some(SnapshotLock {
+        state: "compliance".into(),
+        expires_at: now + TimeDelta::hours(3),
+    });
+    let p = plan(&policies, &inv, now);
+    let locks: Vec<&Action> = p
+        .changes
+        .iter()
+        .map(|c| &c.action)
+        .filter(|a| matches!(a, Action::Lock { .. }))
+        .collect();
+    let [Action::Lock {
+        snapshot_ids,
+        mode,
+        expires_at,
+        cool_off_hours,
+        ..
+    }] = locks.as_slice()
+    else {
+        panic!("one lock change: {locks:?}");
+    };
+    assert_eq!(
+        snapshot_ids.len(),
+        2,
+        "the governance one, and the short compliance one"
+    );
+    assert_eq!(*mode, LockMode::Compliance);
+    assert_eq!(*expires_at, start() + TimeDelta::days(1));
+    assert_eq!(
+        *cool_off_hours, None,
+        "EC2 refuses a cool-off when extending a compliance lock"
+    );
+}
