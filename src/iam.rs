@@ -32,6 +32,10 @@ pub fn policy_document(policies: &PolicySet) -> Value {
     if any(&|p| !p.target.volume_tags.is_empty()) {
         observe.push("ec2:DescribeVolumes");
     }
+    let locks = any(&|p| p.backup.lock.is_some());
+    if locks {
+        observe.push("ec2:DescribeLockedSnapshots");
+    }
     observe.sort();
 
     let mut create = Vec::new();
@@ -130,6 +134,14 @@ pub fn policy_document(policies: &PolicySet) -> Value {
             delete.iter().map(|s| s.to_string()).collect(),
             condition(&[(&own_tag, json!(names))]),
         ));
+        if locks {
+            // Never UnlockSnapshot: backupctl only adds or lengthens locks.
+            statements.push(statement(
+                "LockOnlyBackupsOfThesePolicies",
+                vec!["ec2:LockSnapshot".into()],
+                condition(&[(&own_tag, json!(names))]),
+            ));
+        }
     }
     let tools: BTreeSet<OldTool> = enabled.iter().filter_map(|p| p.adopt).collect();
     if !tools.is_empty() {

@@ -164,6 +164,8 @@ def deregister_image(self):
         for sid in snapshots:
             if images_using(self.ec2_backend, sid):
                 results.append({"SnapshotId": sid, "ReturnCode": "skipped"})
+            elif held_lock(self.ec2_backend, sid) is not None:
+                results.append({"SnapshotId": sid, "ReturnCode": "client-error"})
             else:
                 self.ec2_backend.snapshots.pop(sid, None)
                 results.append({"SnapshotId": sid, "ReturnCode": "success"})
@@ -222,6 +224,12 @@ _orig_delete_snapshot = EBSBackend.delete_snapshot
 
 
 def delete_snapshot(self, snapshot_id):
+    lock = held_lock(self, snapshot_id)
+    if lock is not None:
+        raise EC2ClientError(
+            "SnapshotLocked",
+            f"The snapshot {snapshot_id} is locked until {lock['expires'].isoformat()}Z and cannot be deleted.",
+        )
     # moto only knows the one image a snapshot was made for.
     users = images_using(self, snapshot_id)
     if users:
@@ -355,6 +363,126 @@ def copy_snapshot(self, source_snapshot_id, source_region, description, kms_key_
 
 
 _orig_copy_image = AmiBackend.copy_image
+
+
+# Snapshot locks, which moto lacks: LockSnapshot (governance or compliance,
+# a LockDuration in days or an ExpirationDate, a compliance cool-off),
+# DescribeLockedSnapshots (paginated), and DeleteSnapshot refused while a
+# lock holds (SnapshotLocked; DeregisterImage's DeleteAssociatedSnapshots
+# reports client-error for such a snapshot and keeps it). Lock ends follow
+# the emulator's clock.
+
+LOCKS = {}
+
+
+def parse_time(value):
+    """A naive UTC time, from what moto parsed (a datetime) or a string."""
+    if not isinstance(value, _dt.datetime):
+        value = _dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if value.tzinfo is not None:
+        value = value.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def lock_state(lock, now):
+    if lock["expires"] <= now:
+        return "expired"
+    if lock["mode"] == "compliance" and lock.get("cool_off_ends") and lock["cool_off_ends"] > now:
+        return "compliance-cooloff"
+    return lock["mode"]
+
+
+def held_lock(backend, snapshot_id):
+    lock = LOCKS.get((backend.account_id, backend.region_name, snapshot_id))
+    if lock is None or lock_state(lock, emulator_utcnow()) == "expired":
+        return None
+    return lock
+
+
+def lock_snapshot(self):
+    sid = self._get_param("SnapshotId")
+    mode = self._get_param("LockMode")
+    days = self._get_param("LockDuration")
+    ends = self._get_param("ExpirationDate")
+    cool_off = self._get_param("CoolOffPeriod")
+    backend = self.ec2_backend
+    snap = backend.snapshots.get(sid)
+    if snap is None:
+        raise EC2ClientError("InvalidSnapshot.NotFound", f"The snapshot '{sid}' does not exist.")
+    if snap.status not in ("pending", "completed"):
+        raise EC2ClientError("IncorrectState", f"The snapshot '{sid}' is {snap.status}.")
+    if mode not in ("governance", "compliance"):
+        raise EC2ClientError("InvalidParameterValue", f"Invalid lock mode: {mode}")
+    if bool(days) == bool(ends):
+        raise EC2ClientError(
+            "InvalidParameterCombination", "Specify either LockDuration or ExpirationDate."
+        )
+    if cool_off and mode != "compliance":
+        raise EC2ClientError("InvalidParameterCombination", "CoolOffPeriod is for compliance mode only.")
+    now = emulator_utcnow()
+    expires = now + _dt.timedelta(days=int(days)) if days else parse_time(ends)
+    if expires <= now:
+        raise EC2ClientError("InvalidParameterValue", "The expiration date must be in the future.")
+    key = (backend.account_id, backend.region_name, sid)
+    old = LOCKS.get(key)
+    state = lock_state(old, now) if old else "expired"
+    if state == "compliance":
+        if mode != "compliance" or expires < old["expires"] or cool_off:
+            raise EC2ClientError(
+                "SnapshotLocked",
+                f"The snapshot {sid} is locked in compliance mode: its lock can only be extended.",
+            )
+    lock = {
+        "mode": mode,
+        "expires": expires,
+        "created": now,
+        "cool_off": int(cool_off) if cool_off else None,
+        "cool_off_ends": now + _dt.timedelta(hours=int(cool_off)) if cool_off else None,
+    }
+    if state == "compliance-cooloff" and not cool_off:
+        lock["cool_off_ends"] = None
+    LOCKS[key] = lock
+    return ActionResult(dict(locked_info(backend, sid, lock, now)))
+
+
+def dump_lock(backend, sid):
+    lock = LOCKS.get((backend.account_id, backend.region_name, sid))
+    if lock is None:
+        return None
+    now = emulator_utcnow()
+    return {"state": lock_state(lock, now), "expires_at": lock["expires"].isoformat() + "Z", "mode": lock["mode"]}
+
+
+def locked_info(backend, sid, lock, now):
+    info = {
+        "OwnerId": backend.account_id,
+        "SnapshotId": sid,
+        "LockState": lock_state(lock, now),
+        "LockCreatedOn": lock["created"],
+        "LockDurationStartTime": lock["created"],
+        "LockExpiresOn": lock["expires"],
+        "LockDuration": max(1, round((lock["expires"] - lock["created"]).total_seconds() / 86400)),
+    }
+    if lock.get("cool_off"):
+        info["CoolOffPeriod"] = lock["cool_off"]
+        info["CoolOffPeriodExpiresOn"] = lock["cool_off_ends"]
+    return info
+
+
+def describe_locked_snapshots(self):
+    backend = self.ec2_backend
+    wanted = set(self._get_param("SnapshotIds", []) or [])
+    now = emulator_utcnow()
+    found = [
+        locked_info(backend, sid, lock, now)
+        for (account, region, sid), lock in sorted(LOCKS.items(), key=lambda kv: kv[0])
+        if account == backend.account_id
+        and region == backend.region_name
+        and sid in backend.snapshots
+        and (not wanted or sid in wanted)
+    ]
+    return ActionResult({"Snapshots": found})
+
 
 
 # -------------------------------------------------------------- REAL EC2
@@ -581,6 +709,8 @@ from moto.ec2.responses.elastic_block_store import ElasticBlockStore  # noqa: E4
 
 ElasticBlockStore.describe_snapshots = paginated(ElasticBlockStore.describe_snapshots, "Snapshots")
 ElasticBlockStore.describe_volumes = paginated(ElasticBlockStore.describe_volumes, "Volumes")
+ElasticBlockStore.lock_snapshot = lock_snapshot
+ElasticBlockStore.describe_locked_snapshots = paginated(describe_locked_snapshots, "Snapshots")
 AmisResponse.describe_images = paginated(AmisResponse.describe_images, "Images")
 AmiBackend.create_image = create_image
 Ami.block_device_mappings = property(block_device_mappings)
@@ -991,7 +1121,7 @@ class Emulator:
             STATE.reset()
         ENABLED_REGIONS = None
         REAL.clear()
-        for table in (LAST_SNAPSHOT, VISIBLE_AT, PENDING, COPY_TOKENS, COPIES):
+        for table in (LAST_SNAPSHOT, VISIBLE_AT, PENDING, COPY_TOKENS, COPIES, LOCKS):
             table.clear()
         return {"ok": True}
 
@@ -1053,7 +1183,13 @@ class Emulator:
                 for a in backend.amis.values()
             ],
             "snapshots": [
-                {"id": sn.id, "volume_id": sn.volume.id, "state": sn.status, "tags": tags(sn.id)}
+                {
+                    "id": sn.id,
+                    "volume_id": sn.volume.id,
+                    "state": sn.status,
+                    "tags": tags(sn.id),
+                    "lock": dump_lock(backend, sn.id),
+                }
                 for sn in backend.snapshots.values()
             ],
         }

@@ -89,6 +89,9 @@ fn plan_files_that_are_not_intact_backupctl_plans_are_refused() {
     let dir = std::env::temp_dir().join(format!("backupctl-planfiles-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let demo = std::fs::read_to_string(root().join("fixtures/demo/plan.json")).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&demo).unwrap();
+    let version = parsed["format_version"].as_str().unwrap().to_string();
+    assert!(version.starts_with("1."), "{version}");
     let cases = [
         (
             "edited.json",
@@ -97,7 +100,10 @@ fn plan_files_that_are_not_intact_backupctl_plans_are_refused() {
         ),
         (
             "major.json",
-            demo.replace("\"format_version\": \"1.6\"", "\"format_version\": \"2.0\""),
+            demo.replace(
+                &format!("\"format_version\": \"{version}\""),
+                "\"format_version\": \"2.0\"",
+            ),
             "format_version 2.0",
         ),
         (

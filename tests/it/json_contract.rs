@@ -73,6 +73,9 @@ struct Change {
     source_ids: Option<Vec<String>>,
     encrypted: Option<bool>,
     kms_key: Option<String>,
+    lock_mode: Option<String>,
+    lock_expires_at: Option<String>,
+    cool_off_hours: Option<u32>,
     name: Option<String>,
     reboot: Option<bool>,
     volume_ids: Option<Vec<String>>,
@@ -133,6 +136,7 @@ struct Blocked {
     id: String,
     set_id: Option<String>,
     image_ids: Vec<String>,
+    until: Option<String>,
     reason: Reason,
 }
 
@@ -156,6 +160,8 @@ struct Summary {
     delete: usize,
     #[serde(default)]
     adopt: usize,
+    #[serde(default)]
+    lock: usize,
     blocked: usize,
     orphans: usize,
     out_of_scope: usize,
@@ -170,7 +176,7 @@ pub fn check_document(text: &str, name: &str) {
 }
 
 fn check(plan: &Plan, name: &str) {
-    assert_eq!(plan.format_version, "1.6", "{name}");
+    assert_eq!(plan.format_version, "1.7", "{name}");
     assert_eq!(plan.tool.name, "backupctl", "{name}");
     assert!(!plan.tool.version.is_empty(), "{name}");
     assert!(plan.generated_at.ends_with('Z'), "{name}: UTC RFC 3339");
@@ -187,19 +193,29 @@ fn check(plan: &Plan, name: &str) {
         .iter()
         .filter(|c| c.actions == ["delete"])
         .count();
-    let adopts = plan
+    let updates = plan
         .changes
         .iter()
         .filter(|c| c.actions == ["update"])
         .count();
     assert_eq!(
-        creates + deletes + adopts,
+        creates + deletes + updates,
         plan.changes.len(),
         "{name}: actions are [create], [update] or [delete]"
     );
+    let locks = plan
+        .changes
+        .iter()
+        .filter(|c| c.operation == "lock_snapshots")
+        .count();
     assert_eq!(
-        (plan.summary.create, plan.summary.delete, plan.summary.adopt),
-        (creates, deletes, adopts),
+        (
+            plan.summary.create,
+            plan.summary.delete,
+            plan.summary.adopt,
+            plan.summary.lock
+        ),
+        (creates, deletes, updates - locks, locks),
         "{name}"
     );
     assert_eq!(plan.summary.blocked, plan.blocked.len(), "{name}");
@@ -343,7 +359,32 @@ fn check(plan: &Plan, name: &str) {
                     .and_then(|t| t.get("backupctl:set"));
                 assert_eq!(set, c.id.as_ref(), "{name}: a set is named by its tag");
             }
+            "lock_snapshots" => {
+                assert_eq!(c.actions, ["update"]);
+                let id = c.id.as_deref().unwrap();
+                assert!(c.address.ends_with(&format!("/lock-{id}")));
+                let ids = c.snapshot_ids.as_ref().unwrap();
+                assert!(!ids.is_empty() && ids.iter().all(|s| s.starts_with("snap-")));
+                let mode = c.lock_mode.as_deref().unwrap();
+                assert!(
+                    ["governance", "compliance"].contains(&mode),
+                    "{name}: {mode}"
+                );
+                if c.cool_off_hours.is_some() {
+                    assert_eq!(mode, "compliance", "{name}: a cool-off is for compliance");
+                }
+                let until = c.lock_expires_at.as_deref().unwrap();
+                assert!(until.ends_with('Z') && until > plan.generated_at.as_str());
+                assert_eq!(c.reason.code, "not_locked");
+            }
             other => panic!("{name}: unknown operation {other}"),
+        }
+        if c.operation != "lock_snapshots" {
+            assert!(
+                c.lock_mode.is_none() && c.lock_expires_at.is_none() && c.cool_off_hours.is_none(),
+                "{name}: {}",
+                c.address
+            );
         }
         match (&c.backups_left, c.actions == ["delete"]) {
             (Some(left), true) => assert!(left.after < left.before, "{name}: {}", c.address),
@@ -367,9 +408,9 @@ fn check(plan: &Plan, name: &str) {
                 .tags
                 .as_ref()
                 .expect("deletions and adoptions record the tags they depend on");
-            // A deletion's backup is the policy's (once adopted, for one the
-            // same plan adopts); an adoption's is nobody's yet.
-            let owner = (c.actions == ["delete"]).then_some(&c.policy);
+            // A deletion's or lock's backup is the policy's (once adopted,
+            // for one the same plan adopts); an adoption's is nobody's yet.
+            let owner = (!c.operation.starts_with("adopt_")).then_some(&c.policy);
             assert_eq!(tags.get("backupctl:policy"), owner, "{name}: {}", c.address);
         }
         if c.actions == ["create"] {
@@ -397,8 +438,15 @@ fn check(plan: &Plan, name: &str) {
     }
     for b in &plan.blocked {
         assert_eq!(b.resource_type, "snapshot");
-        assert!(!b.image_ids.is_empty(), "{name}: blocked by something");
-        assert_eq!(b.reason.code, "in_use");
+        // Blocked by the images that use it, or by a lock until a date.
+        match b.reason.code.as_str() {
+            "in_use" => assert!(!b.image_ids.is_empty() && b.until.is_none(), "{name}"),
+            "locked" => {
+                let until = b.until.as_deref().expect("a lock says until when");
+                assert!(until.ends_with('Z') && until > plan.generated_at.as_str());
+            }
+            other => panic!("{name}: blocked for {other}"),
+        }
         assert!(
             !b.policy.is_empty()
                 && !b.region.is_empty()

@@ -15,7 +15,9 @@ mod fuzz;
 mod golden;
 mod guard;
 mod json_contract;
+
 mod live;
+mod locks;
 mod migration;
 mod organizations;
 mod performance;
