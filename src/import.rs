@@ -134,14 +134,30 @@ fn molibackup_job(path: &Path, job_name: &str, job: &MoliJob) -> Result<PolicyFi
             "# standard AWS chain (environment, profile, instance role), never from policy files."
         );
     }
-    if job.lock_mode.is_some() || job.lock_duration.is_some() {
+    // molibackup locked each new snapshot for `lock_duration` days.
+    let lock = match (job.lock_mode.as_deref(), job.lock_duration) {
+        (Some(mode @ ("governance" | "compliance")), Some(days))
+            if (1..=36_500).contains(&days) =>
+        {
+            Some(format!("lock = {{ mode = \"{mode}\", days = {days} }}"))
+        }
+        (None, None) => None,
+        _ => {
+            let _ = writeln!(
+                t,
+                "# The job's lock_mode/lock_duration could not be read as a lock (a mode of"
+            );
+            let _ = writeln!(
+                t,
+                "# governance or compliance, 1 to 36500 days): add `lock` to [backup] by hand."
+            );
+            None
+        }
+    };
+    if job.lock_mode.as_deref() == Some("compliance") && lock.is_some() {
         let _ = writeln!(
             t,
-            "# The job locked its snapshots (lock_mode/lock_duration); backupctl does not lock"
-        );
-        let _ = writeln!(
-            t,
-            "# snapshots yet: lock them another way if you relied on it."
+            "# Compliance locks cannot be undone: apply sets them only with --allow-compliance-lock."
         );
     }
     let disabled = job.enabled == Some(false) || job.dryrun == Some(true);
@@ -163,6 +179,9 @@ fn molibackup_job(path: &Path, job_name: &str, job: &MoliJob) -> Result<PolicyFi
         let _ = writeln!(t, "volume_tags = {}", inline(&volume_tags));
     }
     let _ = writeln!(t, "\n[backup]\nkind = \"snapshot\"\nevery = \"1 day\"");
+    if let Some(lock) = lock {
+        let _ = writeln!(t, "{lock}");
+    }
     let _ = writeln!(
         t,
         "\n[retention]\nmax_age = \"{retention} days\"\nkeep_last = 1"
@@ -402,7 +421,16 @@ jobs:
         let third = parsed(&files[2]);
         assert_eq!(third.target.instance_tags.len(), 2);
         assert_eq!(third.target.volume_tags.len(), 1);
-        assert!(files[2].text.contains("does not lock"));
+        assert_eq!(
+            third.backup.lock,
+            Some(crate::policy::Lock {
+                mode: crate::policy::LockMode::Governance,
+                days: 7,
+                cool_off_hours: 0
+            }),
+            "molibackup's lock is carried over"
+        );
+        assert_eq!(parsed(&files[0]).backup.lock, None);
         assert!(files[0].text.contains("access keys were not carried over"));
     }
 

@@ -40,6 +40,22 @@ pub fn run(cli: &Cli, printer: &Printer) -> Result<ExitCode, Error> {
                 }
             );
         }
+        if let Some(lock) = &p.backup.lock {
+            let cool_off = match lock.cool_off_hours {
+                0 => String::new(),
+                h => format!(", cool-off {h} h"),
+            };
+            let _ = writeln!(
+                s,
+                "{:<24} locks its snapshots: {}, {} days{cool_off}",
+                "",
+                lock.mode.as_str(),
+                lock.days
+            );
+            if let Some(why) = lock.outlasts(&p.retention) {
+                let _ = writeln!(s, "{:<24} warning: {why}", "");
+            }
+        }
     }
     let enabled = set.enabled().count();
     let _ = writeln!(

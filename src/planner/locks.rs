@@ -125,11 +125,7 @@ pub fn change(
         },
         reason: Reason {
             code: ReasonCode::NotLocked,
-            message: format!(
-                "{why}; the policy locks its backups for {} days ({})",
-                lock.days,
-                crate::plan::lock_words(lock.mode, expires_at, cool_off_hours)
-            ),
+            message: format!("{why}; the policy locks its backups for {} days", lock.days),
         },
         backups_left: None,
         precondition: Precondition::Delete {

@@ -77,6 +77,13 @@ fn locked_backups_wait_for_their_lock_then_go() {
     let web = policy("web", "ami", GOVERNANCE);
     let data = policy("data", "snapshot", GOVERNANCE);
     let policies = seeded(&emu, &[("web", &web), ("data", &data)]);
+    let listed = emu.run(&policies, &["validate"], &[]);
+    assert!(
+        stdout(&listed).contains("locks its snapshots: governance, 3 days")
+            && stdout(&listed).contains("warning: its lock (3 days) outlasts `max_age` (1 day)"),
+        "{}",
+        stdout(&listed)
+    );
     apply(&emu, &policies, 0);
     let day0 = snapshots_of_day(&emu, 0);
     // Two AMIs of a root and a data volume, two sets of one data volume.
