@@ -113,7 +113,9 @@ pub struct JsonChange {
     /// copy_image, copy_snapshots: the KMS key the copy is encrypted with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms_key: Option<String>,
-    /// lock_snapshots (1.7): `governance` or `compliance`.
+    /// lock_snapshots (1.7), and create_snapshots of a policy with a
+    /// governance lock, set on the new snapshots at once: `governance` or
+    /// `compliance`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_mode: Option<String>,
     /// lock_snapshots: when the lock ends (the backup's creation plus the
@@ -645,6 +647,15 @@ fn change_from_json(
                 .clone()
                 .ok_or_else(|| missing("exclude_data_volume_ids"))?,
             tags: c.tags.clone().ok_or_else(|| missing("tags"))?,
+            lock: match (c.lock_mode.as_deref(), c.lock_expires_at.as_deref()) {
+                (None, None) => None,
+                (Some(mode), Some(until)) => Some(super::NewLock {
+                    mode: crate::policy::LockMode::parse(mode)
+                        .ok_or_else(|| format!("unknown lock_mode {mode:?}"))?,
+                    expires_at: time(until)?,
+                }),
+                _ => return Err(missing("both lock_mode and lock_expires_at")),
+            },
         },
         "deregister_image" => Action::DeregisterImage {
             image_id: c.id.clone().ok_or_else(|| missing("id"))?,
@@ -819,12 +830,15 @@ fn change(c: &super::Change) -> JsonChange {
             exclude_boot_volume,
             exclude_data_volume_ids,
             tags,
+            lock,
             ..
         } => {
             out.volume_ids = Some(volume_ids.clone());
             out.exclude_boot_volume = Some(*exclude_boot_volume);
             out.exclude_data_volume_ids = Some(exclude_data_volume_ids.clone());
             out.tags = Some(tags.clone());
+            out.lock_mode = lock.map(|l| l.mode.as_str().to_string());
+            out.lock_expires_at = lock.map(|l| time(l.expires_at));
         }
         Action::DeregisterImage {
             snapshot_ids,

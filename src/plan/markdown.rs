@@ -191,15 +191,21 @@ fn describe(c: &Change) -> (&'static str, String) {
                 }
             ),
         ),
-        Action::CreateSnapshots { volume_ids, .. } => (
+        Action::CreateSnapshots {
+            volume_ids, lock, ..
+        } => (
             "+ create",
             format!(
-                "snapshots of {}",
+                "snapshots of {}{}",
                 volume_ids
                     .iter()
                     .map(|v| format!("`{v}`"))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                lock.map_or(String::new(), |l| format!(
+                    " ({})",
+                    super::lock_words(l.mode, l.expires_at, None)
+                ))
             ),
         ),
         Action::DeregisterImage {

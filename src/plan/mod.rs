@@ -134,6 +134,10 @@ pub enum Action {
         exclude_boot_volume: bool,
         exclude_data_volume_ids: Vec<String>,
         tags: Tags,
+        /// Locked as soon as the snapshots exist (governance locks only:
+        /// a compliance lock waits for the next run's lock change, which
+        /// apply sets only with `--allow-compliance-lock`).
+        lock: Option<NewLock>,
     },
     /// DeregisterImage and delete `snapshot_ids` with it.
     DeregisterImage {
@@ -323,6 +327,15 @@ impl Action {
             _ => None,
         }
     }
+}
+
+/// The lock of a new snapshot set, set by the call after CreateSnapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewLock {
+    pub mode: LockMode,
+    /// The plan's clock (the set's `backupctl:created-at`) plus the lock's
+    /// days: what the next run expects, so it does not lock again.
+    pub expires_at: DateTime<Utc>,
 }
 
 /// How a lock reads to people: `governance lock until 2026-12-12T04:00:00Z

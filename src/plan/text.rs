@@ -296,12 +296,17 @@ fn describe(c: &Change) -> (&'static str, String) {
         Action::CreateSnapshots {
             instance_id,
             volume_ids,
+            lock,
             ..
         } => (
             "+",
             format!(
-                "create snapshots of {instance_id}: {}",
-                volume_ids.join(", ")
+                "create snapshots of {instance_id}: {}{}",
+                volume_ids.join(", "),
+                lock.map_or(String::new(), |l| format!(
+                    " ({})",
+                    super::lock_words(l.mode, l.expires_at, None)
+                ))
             ),
         ),
         Action::DeregisterImage {

@@ -362,12 +362,21 @@ impl<'a> RegionPlan<'a, '_> {
         let name = backup_name(policy, &instance.id, self.now);
         let mut tags = self.backup_tags(policy, &instance.id, &name);
         tags.insert(tags::SET, set);
+        let lock = policy
+            .backup
+            .lock
+            .filter(|l| l.mode == crate::policy::LockMode::Governance)
+            .map(|l| crate::plan::NewLock {
+                mode: l.mode,
+                expires_at: self.now + chrono::TimeDelta::days(i64::from(l.days)),
+            });
         Action::CreateSnapshots {
             instance_id: instance.id.clone(),
             volume_ids: volumes.iter().map(|v| v.to_string()).collect(),
             exclude_boot_volume,
             exclude_data_volume_ids,
             tags,
+            lock,
         }
     }
 

@@ -138,6 +138,7 @@ impl MemoryProvider {
                 exclude_boot_volume,
                 exclude_data_volume_ids,
                 tags,
+                lock,
                 ..
             } => {
                 let instance = find_instance(reg, instance_id)?;
@@ -148,7 +149,13 @@ impl MemoryProvider {
                         !exclude_data_volume_ids.contains(&v.volume_id)
                     }
                 };
-                let snapshots = snapshots_of(&instance, keep, tags, now, &mut new_id);
+                let mut snapshots = snapshots_of(&instance, keep, tags, now, &mut new_id);
+                for s in &mut snapshots {
+                    s.lock = lock.map(|l| crate::inventory::SnapshotLock {
+                        state: l.mode.as_str().into(),
+                        expires_at: l.expires_at,
+                    });
+                }
                 let ids = snapshots.iter().map(|s| s.id.clone()).collect();
                 reg.snapshots.extend(snapshots);
                 Ok(Done::Created(ids))

@@ -379,12 +379,20 @@ fn check(plan: &Plan, name: &str) {
             }
             other => panic!("{name}: unknown operation {other}"),
         }
-        if c.operation != "lock_snapshots" {
-            assert!(
+        match c.operation.as_str() {
+            "lock_snapshots" => {}
+            // A new set of a policy with a governance lock is locked at once.
+            "create_snapshots" if c.lock_mode.is_some() => {
+                assert_eq!(c.lock_mode.as_deref(), Some("governance"), "{name}");
+                let until = c.lock_expires_at.as_deref().expect("a lock's end");
+                assert!(until.ends_with('Z') && until > plan.generated_at.as_str());
+                assert!(c.cool_off_hours.is_none(), "{name}: {}", c.address);
+            }
+            _ => assert!(
                 c.lock_mode.is_none() && c.lock_expires_at.is_none() && c.cool_off_hours.is_none(),
                 "{name}: {}",
                 c.address
-            );
+            ),
         }
         match (&c.backups_left, c.actions == ["delete"]) {
             (Some(left), true) => assert!(left.after < left.before, "{name}: {}", c.address),

@@ -356,5 +356,11 @@ async fn finish(
             super::delete_snapshot(client, &id).await?;
         }
     }
+    if let Action::CreateSnapshots {
+        lock: Some(lock), ..
+    } = action
+    {
+        super::locks::lock_new(client, &kept, lock).await;
+    }
     Ok(Done::Created(kept))
 }

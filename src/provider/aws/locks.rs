@@ -2,16 +2,21 @@
 //! call per region, only where some policy declares `lock`), set with
 //! LockSnapshot.
 //!
+//! A new snapshot set of a policy with a governance lock is locked right
+//! after CreateSnapshots returns its ids ([`lock_new`]); an AMI's snapshots
+//! are not known then, and are locked by the next run's lock change.
+//!
 //! LockSnapshot is sent with the lock's end as a date (`ExpirationDate`),
 //! never as a duration: a resend, by the SDK's retries or by a later run
 //! after a lost answer, sets the very same lock, so its retries are safe.
 
 use super::{sdk_error, time_of, PAGE_SIZE};
 use crate::inventory::SnapshotLock;
-use crate::plan::Action;
+use crate::plan::{Action, NewLock};
 use crate::policy::LockMode;
 use crate::provider::{Done, ProviderError};
 use aws_sdk_ec2::Client;
+use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
 /// Every lock of the account's snapshots in the client's region, expired
@@ -62,6 +67,27 @@ pub async fn lock(client: &Client, action: &Action) -> Result<Done, ProviderErro
             message: format!("not a lock: {action:?}"),
         });
     };
+    lock_all(client, snapshot_ids, *mode, *expires_at, *cool_off_hours).await?;
+    Ok(Done::Locked(snapshot_ids.clone()))
+}
+
+/// The lock of a new snapshot set, right after CreateSnapshots made it. A
+/// failure does not unmake the backup: it is logged, and the next run's
+/// plan locks the set (reason `not_locked`).
+pub async fn lock_new(client: &Client, ids: &[String], lock: &NewLock) {
+    if let Err(e) = lock_all(client, ids, lock.mode, lock.expires_at, None).await {
+        tracing::warn!(error = %e, "a new snapshot set was made but not locked; the next run locks it");
+    }
+}
+
+/// LockSnapshot of each of `ids`, every one tried.
+async fn lock_all(
+    client: &Client,
+    snapshot_ids: &[String],
+    mode: LockMode,
+    expires_at: DateTime<Utc>,
+    cool_off_hours: Option<u32>,
+) -> Result<(), ProviderError> {
     let mode = match mode {
         LockMode::Governance => aws_sdk_ec2::types::LockMode::Governance,
         LockMode::Compliance => aws_sdk_ec2::types::LockMode::Compliance,
@@ -89,7 +115,7 @@ pub async fn lock(client: &Client, action: &Action) -> Result<Done, ProviderErro
         }
     }
     match failed.as_slice() {
-        [] => Ok(Done::Locked(snapshot_ids.clone())),
+        [] => Ok(()),
         [(id, e)] if snapshot_ids.len() == 1 => Err(ProviderError {
             code: e.code.clone(),
             message: format!("{id}: {}", e.message),
