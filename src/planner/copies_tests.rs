@@ -1,79 +1,27 @@
 //! The copy rules on small inventories, and over two months of daily runs
 //! against the in-memory provider.
 
-use crate::inventory::{
-    AttachedVolume, Backup, Instance, InstanceState, Inventory, RegionInventory, Snapshot,
-};
+use crate::inventory::{Backup, Inventory, Snapshot};
 use crate::plan::{Action, Plan};
 use crate::planner::plan;
-use crate::policy::{parse_policy, tags, PolicySet};
+use crate::planner::simulation::{self, policy, run, start};
+use crate::policy::{tags, PolicySet};
 use crate::provider::memory::MemoryProvider;
-use crate::provider::Done;
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::BTreeMap;
-use std::path::Path;
-
-fn start() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 1, 6, 0, 0).unwrap()
-}
 
 fn policies(kind: &str, copy: &str) -> PolicySet {
-    let text = format!(
-        "name = \"db\"\n[target]\nregions = [\"us-east-1\"]\ninstance_tags = {{ B = \"y\" }}\n\
-         [backup]\nkind = \"{kind}\"\nevery = \"1 day\"\n[retention]\nmax_age = \"14 days\"\nkeep_last = 2\n{copy}"
-    );
-    PolicySet {
-        policies: vec![parse_policy(Path::new("db.toml"), &text).expect("valid").0],
-        digest: "sha256:t".into(),
-    }
+    policy(kind, "", "max_age = \"14 days\"\nkeep_last = 2\n", copy)
 }
 
 const COPY: &str =
     "[[copy]]\nto_region = \"eu-west-1\"\n[copy.retention]\nmax_age = \"5 days\"\nkeep_last = 1\n";
 
 fn fleet() -> Inventory {
-    let mut inv = Inventory::empty();
-    let instance = |id: &str, volumes: &[&str]| Instance {
-        id: id.into(),
-        state: InstanceState::Running,
-        tags: [("B".to_string(), "y".to_string())].into(),
-        volumes: volumes
-            .iter()
-            .enumerate()
-            .map(|(n, v)| AttachedVolume {
-                volume_id: v.to_string(),
-                device: format!("/dev/sd{}", (b'a' + n as u8) as char),
-                root: n == 0,
-            })
-            .collect(),
-    };
-    inv.regions.insert(
-        "us-east-1".into(),
-        RegionInventory {
-            instances: vec![
-                instance("i-1", &["vol-1a", "vol-1b"]),
-                instance("i-2", &["vol-2a"]),
-            ],
-            ..Default::default()
-        },
-    );
-    inv.regions
-        .insert("eu-west-1".into(), RegionInventory::default());
-    inv
-}
-
-/// Plans and applies one run at `now` (then EC2 completes everything).
-fn run(ec2: &MemoryProvider, policies: &PolicySet, now: DateTime<Utc>) -> Plan {
-    ec2.set_now(now);
-    let p = plan(policies, &ec2.inventory(), now);
-    for c in &p.changes {
-        match ec2.run(&c.region, &c.action) {
-            Ok(Done::Created(_) | Done::Deleted(_)) => {}
-            other => panic!("{}: {other:?}", c.address()),
-        }
-    }
-    ec2.settle();
-    p
+    simulation::fleet(
+        &[("i-1", &["vol-1a", "vol-1b"]), ("i-2", &["vol-2a"])],
+        &["eu-west-1"],
+    )
 }
 
 fn copies_in<'a>(inv: &'a Inventory, region: &str) -> Vec<&'a dyn Backup> {

@@ -2,17 +2,11 @@
 //! in-memory provider, whose deletions EC2's way refuse a locked snapshot.
 
 use super::*;
-use crate::inventory::{
-    AttachedVolume, Instance, InstanceState, Inventory, RegionInventory, SnapshotLock,
-    SnapshotState, Tags,
-};
-use crate::plan::Plan;
+use crate::inventory::{Inventory, SnapshotLock, SnapshotState, Tags};
 use crate::planner::plan;
-use crate::policy::{parse_policy, PolicySet};
+use crate::planner::simulation::{self, policy, run, start};
+use crate::policy::PolicySet;
 use crate::provider::memory::MemoryProvider;
-use crate::provider::Done;
-use chrono::TimeZone;
-use std::path::Path;
 
 fn snapshot(lock: Option<(&str, i64)>) -> Snapshot {
     let now = now();
@@ -68,62 +62,13 @@ fn a_lock_is_short_unless_it_holds_long_enough_in_a_mode_as_strong() {
     );
 }
 
-fn start() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 1, 6, 0, 0).unwrap()
-}
-
-/// Daily backups kept 2 days, locked for 4: the lock outlasts retention.
+/// Daily backups kept 2 days, locked with `lock`.
 fn policies(kind: &str, lock: &str) -> PolicySet {
-    let text = format!(
-        "name = \"db\"\n[target]\nregions = [\"us-east-1\"]\ninstance_tags = {{ B = \"y\" }}\n\
-         [backup]\nkind = \"{kind}\"\nevery = \"1 day\"\n{lock}[retention]\nmax_age = \"2 days\"\nkeep_last = 1\n"
-    );
-    PolicySet {
-        policies: vec![parse_policy(Path::new("db.toml"), &text).expect("valid").0],
-        digest: "sha256:t".into(),
-    }
+    policy(kind, lock, "max_age = \"2 days\"\nkeep_last = 1\n", "")
 }
 
 fn fleet() -> Inventory {
-    let mut inv = Inventory::empty();
-    let volumes = ["vol-1a", "vol-1b"]
-        .iter()
-        .enumerate()
-        .map(|(n, v)| AttachedVolume {
-            volume_id: v.to_string(),
-            device: format!("/dev/sd{}", (b'a' + n as u8) as char),
-            root: n == 0,
-        })
-        .collect();
-    let instance = Instance {
-        id: "i-1".into(),
-        state: InstanceState::Running,
-        tags: [("B".to_string(), "y".to_string())].into(),
-        volumes,
-    };
-    inv.regions.insert(
-        "us-east-1".into(),
-        RegionInventory {
-            instances: vec![instance],
-            ..Default::default()
-        },
-    );
-    inv
-}
-
-/// Plans and applies one run at `now`; EC2 refuses any deletion of a
-/// locked snapshot, which fails the test.
-fn run(ec2: &MemoryProvider, policies: &PolicySet, now: DateTime<Utc>) -> Plan {
-    ec2.set_now(now);
-    let p = plan(policies, &ec2.inventory(), now);
-    for c in &p.changes {
-        match ec2.run(&c.region, &c.action) {
-            Ok(Done::Created(_) | Done::Deleted(_) | Done::Locked(_)) => {}
-            other => panic!("{}: {other:?}", c.address()),
-        }
-    }
-    ec2.settle();
-    p
+    simulation::fleet(&[("i-1", &["vol-1a", "vol-1b"])], &[])
 }
 
 #[test]

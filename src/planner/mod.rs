@@ -34,6 +34,8 @@ pub mod sets;
 pub mod warnings;
 
 #[cfg(test)]
+mod simulation;
+#[cfg(test)]
 mod tests;
 
 use crate::inventory::{newest_live, Backup, Instance, Inventory, RegionInventory, Tags};
