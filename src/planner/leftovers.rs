@@ -57,7 +57,9 @@ pub fn plan(
         .get(policy.name.as_str())
         .into_iter()
         .flatten()
-        .filter(|s| !index.snapshot_users.contains_key(s.id.as_str()));
+        .filter(|s| !index.snapshot_users.contains_key(s.id.as_str()))
+        // A locked one waits for its lock (EC2 would refuse the deletion).
+        .filter(|s| !s.lock.as_ref().is_some_and(|l| l.holds(now)));
     for &snapshot in left {
         let created = snapshot.aged_from();
         let expired = match policy.retention.max_age {

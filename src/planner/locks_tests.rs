@@ -198,3 +198,36 @@ fn a_compliance_lock_upgrades_a_governance_one_and_keeps_its_cool_off_only_when_
         "EC2 refuses a cool-off when extending a compliance lock"
     );
 }
+
+#[test]
+fn a_locked_leftover_of_a_deregistered_image_waits_for_its_lock() {
+    let policies = policies("ami", "lock = { mode = \"governance\", days = 4 }\n");
+    let ec2 = MemoryProvider::new(fleet(), start());
+    run(&ec2, &policies, start());
+    // Day 1 locks day 0's image's snapshots until day 4.
+    run(&ec2, &policies, start() + TimeDelta::days(1));
+    let inv = ec2.inventory();
+    let first = inv.regions["us-east-1"]
+        .images
+        .iter()
+        .min_by_key(|i| i.created_at)
+        .unwrap()
+        .clone();
+    // Deregistered by hand, its snapshots kept.
+    let by_hand = Action::DeregisterImage {
+        image_id: first.id.clone(),
+        snapshot_ids: Vec::new(),
+        kept_snapshot_ids: first.snapshot_ids.clone(),
+    };
+    ec2.run("us-east-1", &by_hand).unwrap();
+    let deleted = |day: i64| -> usize {
+        let p = plan(&policies, &ec2.inventory(), start() + TimeDelta::days(day));
+        p.changes
+            .iter()
+            .flat_map(|c| c.action.deleted_ids())
+            .filter(|id| first.snapshot_ids.iter().any(|s| s == id))
+            .count()
+    };
+    assert_eq!(deleted(3), 0, "locked until day 4");
+    assert_eq!(deleted(5), 2, "the lock ended: both go");
+}
