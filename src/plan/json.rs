@@ -650,8 +650,7 @@ fn change_from_json(
             lock: match (c.lock_mode.as_deref(), c.lock_expires_at.as_deref()) {
                 (None, None) => None,
                 (Some(mode), Some(until)) => Some(super::NewLock {
-                    mode: crate::policy::LockMode::parse(mode)
-                        .ok_or_else(|| format!("unknown lock_mode {mode:?}"))?,
+                    mode: lock_mode(mode)?,
                     expires_at: time(until)?,
                 }),
                 _ => return Err(missing("both lock_mode and lock_expires_at")),
@@ -723,8 +722,7 @@ fn change_from_json(
                     .snapshot_ids
                     .clone()
                     .ok_or_else(|| missing("snapshot_ids"))?,
-                mode: crate::policy::LockMode::parse(mode)
-                    .ok_or_else(|| format!("unknown lock_mode {mode:?}"))?,
+                mode: lock_mode(mode)?,
                 expires_at: time(
                     c.lock_expires_at
                         .as_deref()
@@ -771,6 +769,10 @@ fn change_from_json(
         }),
         precondition,
     })
+}
+
+fn lock_mode(mode: &str) -> Result<crate::policy::LockMode, String> {
+    crate::policy::LockMode::parse(mode).ok_or_else(|| format!("unknown lock_mode {mode:?}"))
 }
 
 fn change(c: &super::Change) -> JsonChange {

@@ -19,7 +19,7 @@ pub fn render(plan: &Plan) -> String {
             "**{} to create, {} to delete{}**, {} blocked, {} orphaned (as of {at})\n",
             sum.create,
             sum.delete,
-            super::adoptions_suffix(&sum),
+            super::updates_suffix(&sum),
             sum.blocked,
             sum.orphans
         );
@@ -66,7 +66,7 @@ pub fn render(plan: &Plan) -> String {
                 .count(),
             ..Default::default()
         };
-        let adopts = super::adoptions_suffix(&updates);
+        let adopts = super::updates_suffix(&updates);
         let _ = writeln!(
             s,
             "<details><summary><code>{policy}</code> in <code>{region}</code>: {creates} to create, {deletes} to delete{adopts}</summary>\n"
@@ -94,15 +94,12 @@ pub fn render(plan: &Plan) -> String {
                 .map(|i| format!("`{i}`"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let why = match b.until {
-                Some(until) if images.is_empty() => format!(
-                    "locked until {}",
-                    until.to_rfc3339_opts(SecondsFormat::Secs, true)
-                ),
-                Some(until) => format!(
-                    "locked until {}, so image {images} stays",
-                    until.to_rfc3339_opts(SecondsFormat::Secs, true)
-                ),
+            let until = b
+                .until
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true));
+            let why = match until {
+                Some(until) if images.is_empty() => format!("locked until {until}"),
+                Some(until) => format!("locked until {until}, so image {images} stays"),
                 None => format!("used by {images}"),
             };
             let _ = writeln!(

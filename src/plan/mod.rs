@@ -555,7 +555,7 @@ pub struct Summary {
 
 /// `", N to adopt"` and `", N to lock"` after a plan's counts, each only
 /// when there are some (plans without them read as they always did).
-pub fn adoptions_suffix(summary: &Summary) -> String {
+pub fn updates_suffix(summary: &Summary) -> String {
     let mut out = String::new();
     if summary.adopt > 0 {
         out.push_str(&format!(", {} to adopt", summary.adopt));

@@ -158,7 +158,7 @@ pub fn render(plan: &Plan, opts: TextOptions) -> String {
                 "Plan: {} to create, {} to delete{}.",
                 summary.create,
                 summary.delete,
-                super::adoptions_suffix(&summary)
+                super::updates_suffix(&summary)
             ))
         );
     } else {

@@ -50,16 +50,17 @@ impl<'a> Deletions<'a> {
             wanted,
             group_sizes,
         } = self;
-        let (held, wanted): (Vec<_>, Vec<_>) = wanted
-            .into_iter()
-            .map(|w| (super::locks::held(&w.1, index, now), w))
-            .partition(|(lock, _)| lock.is_some());
-        for (lock, (policy, unit, reason, _)) in held {
-            let (snapshot_id, until) = lock.expect("partitioned on a lock");
-            out.blocked
-                .push(locked(region, policy, &unit, reason, snapshot_id, until));
+        let mut unlocked = Vec::with_capacity(wanted.len());
+        for (policy, unit, reason, gid) in wanted {
+            match super::locks::held(&unit, index, now) {
+                Some((snapshot_id, until)) => {
+                    out.blocked
+                        .push(locked(region, policy, &unit, reason, snapshot_id, until))
+                }
+                None => unlocked.push((policy, unit, reason, gid)),
+            }
         }
-        let wanted: Vec<_> = wanted.into_iter().map(|(_, w)| w).collect();
+        let wanted = unlocked;
         let deregistered: HashSet<&str> = wanted
             .iter()
             .filter_map(|(_, u, _, _)| match u {

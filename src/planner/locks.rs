@@ -86,18 +86,12 @@ pub fn change(
     if expires_at - now < SHORTEST_LOCK {
         return None;
     }
-    let mut why = None;
-    let snapshots: Vec<&Snapshot> = snapshots_of(unit, index)
+    let short: Vec<(&Snapshot, String)> = snapshots_of(unit, index)
         .into_iter()
-        .filter(|s| {
-            let short = short_of(s, lock.mode, expires_at, now);
-            if why.is_none() {
-                why = short.clone();
-            }
-            short.is_some()
-        })
+        .filter_map(|s| Some((s, short_of(s, lock.mode, expires_at, now)?)))
         .collect();
-    let why = why?;
+    let why = short.first()?.1.clone();
+    let snapshots: Vec<&Snapshot> = short.into_iter().map(|(s, _)| s).collect();
     let compliance_already = snapshots.iter().any(|s| {
         s.lock
             .as_ref()
