@@ -174,6 +174,8 @@ fn api_calls(action: &Action) -> (&'static str, usize) {
         } => ("CopyImage", 1),
         Action::Copy { source_ids, .. } => ("CopySnapshot", source_ids.len()),
         Action::Lock { snapshot_ids, .. } => ("LockSnapshot", snapshot_ids.len()),
+        Action::Protect { .. } => ("EnableImageDeregistrationProtection", 1),
+        Action::Unprotect { .. } => ("DisableImageDeregistrationProtection", 1),
     }
 }
 
@@ -262,6 +264,14 @@ impl ApplyReport {
         self.count(|o| matches!(o.result, Ok(Done::Locked(_))))
     }
 
+    pub fn protected(&self) -> usize {
+        self.count(|o| matches!(o.result, Ok(Done::Protected(_))))
+    }
+
+    pub fn unprotected(&self) -> usize {
+        self.count(|o| matches!(o.result, Ok(Done::Unprotected(_))))
+    }
+
     /// Actions that were tried and failed.
     pub fn failed(&self) -> usize {
         self.count(|o| o.result.as_ref().is_err_and(|e| e.code != NOT_STARTED))
@@ -279,14 +289,17 @@ impl ApplyReport {
 
 /// Adoptions first: an expired backup adopted and deleted (or locked) by
 /// one plan must carry the ownership tags before its deletion, which the
-/// IAM policy allows only on tagged backups.
+/// IAM policy allows only on tagged backups. An image's protection is
+/// disabled before it is deregistered.
 fn phase(action: &Action) -> u8 {
     match action {
         Action::Adopt { .. } => 0,
         Action::CreateImage { .. }
         | Action::CreateSnapshots { .. }
         | Action::Copy { .. }
-        | Action::Lock { .. } => 1,
+        | Action::Lock { .. }
+        | Action::Protect { .. }
+        | Action::Unprotect { .. } => 1,
         Action::DeregisterImage { .. } => 2,
         Action::DeleteSnapshot { .. } | Action::DeleteSnapshotSet { .. } => 3,
     }

@@ -108,6 +108,55 @@ pub struct Image {
     /// Snapshots in the image's block device mappings.
     #[serde(default)]
     pub snapshot_ids: Vec<String>,
+    /// EC2's DeregistrationProtection, word for word, when it is not
+    /// `disabled` (see [`Image::protection`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deregistration_protection: Option<String>,
+}
+
+/// What an image's deregistration protection means for retention.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protection {
+    /// It can be deregistered.
+    Off,
+    /// It cannot be deregistered until protection is disabled; with a
+    /// cooldown, not until 24 hours after that either.
+    On { cooldown: bool },
+    /// Protection was disabled with a cooldown that ends then (`None`:
+    /// EC2 gave a time this version cannot read).
+    CoolingDown(Option<DateTime<Utc>>),
+    /// A value this version does not know: treated as protected, never
+    /// disabled.
+    Unknown(String),
+}
+
+/// How long an image stays protected after its protection with a
+/// cooldown is disabled.
+pub const PROTECTION_COOLDOWN: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+impl Image {
+    /// Its protection at `now`. EC2 documents the field as a string only;
+    /// the values read here are those EC2 answers: `disabled`,
+    /// `enabled-without-cooldown` (or `enabled`), `enabled-with-cooldown`,
+    /// and `disabled after <time>` while a cooldown runs.
+    pub fn protection(&self, now: DateTime<Utc>) -> Protection {
+        let Some(words) = self.deregistration_protection.as_deref() else {
+            return Protection::Off;
+        };
+        match words {
+            "disabled" | "" => Protection::Off,
+            "enabled" | "enabled-without-cooldown" => Protection::On { cooldown: false },
+            "enabled-with-cooldown" => Protection::On { cooldown: true },
+            _ => match words.strip_prefix("disabled after") {
+                Some(time) => match DateTime::parse_from_rfc3339(time.trim()) {
+                    Ok(t) if t.with_timezone(&Utc) <= now => Protection::Off,
+                    Ok(t) => Protection::CoolingDown(Some(t.with_timezone(&Utc))),
+                    Err(_) => Protection::CoolingDown(None),
+                },
+                None => Protection::Unknown(words.to_string()),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -517,6 +566,7 @@ pub mod testing {
             created_at: at,
             tags: owned_tags(policy, source, at),
             snapshot_ids: vec![],
+            deregistration_protection: None,
         }
     }
 }

@@ -17,7 +17,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 /// `major.minor`.
-pub const FORMAT_VERSION: &str = "1.2";
+pub const FORMAT_VERSION: &str = "1.3";
 
 /// One line for a person: what happened to one change.
 pub fn line(o: &Outcome) -> String {
@@ -32,6 +32,8 @@ pub fn line(o: &Outcome) -> String {
         Ok(Done::Deleted(ids)) => format!("- deleted {} {of}", ids.join(", ")),
         Ok(Done::Adopted(ids)) => format!("~ adopted {} {of}", ids.join(", ")),
         Ok(Done::Locked(ids)) => format!("~ locked {} {of}", ids.join(", ")),
+        Ok(Done::Protected(id)) => format!("~ protected {id} {of}"),
+        Ok(Done::Unprotected(id)) => format!("~ unprotected {id} {of}"),
         Ok(Done::Postponed(e)) => {
             format!("> postponed {}: {e}; the next run makes it", c.address())
         }
@@ -118,15 +120,17 @@ pub struct JsonOutcome {
     pub policy: String,
     pub region: String,
     pub source: String,
-    /// The backup deleted, adopted or locked (absent for creations).
+    /// The backup deleted, adopted, locked, protected or unprotected
+    /// (absent for creations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// `created`, `deleted`, `adopted`, `locked` (1.2), `postponed`,
+    /// `created`, `deleted`, `adopted`, `locked` (1.2), `protected`,
+    /// `unprotected` (1.3), `postponed`,
     /// `failed`, `not_started` (interrupted first) or `held_back` (by the
     /// guard, or a compliance lock without its flag).
     pub outcome: String,
-    /// The ids made (`created`), gone (`deleted`), tagged (`adopted`) or
-    /// locked (`locked`).
+    /// The ids made (`created`), gone (`deleted`), tagged (`adopted`),
+    /// locked (`locked`), or the image (`protected`, `unprotected`).
     pub ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<JsonError>,
@@ -155,6 +159,14 @@ pub struct JsonCounts {
     /// Changes that locked snapshots (1.2); absent when there are none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub locked: usize,
+    /// Images whose deregistration protection was enabled (1.3); absent
+    /// when there are none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub protected: usize,
+    /// Images whose deregistration protection was disabled (1.3); absent
+    /// when there are none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unprotected: usize,
     pub postponed: usize,
     pub failed: usize,
     pub not_started: usize,
@@ -175,6 +187,8 @@ fn outcome(o: &Outcome) -> JsonOutcome {
         Ok(Done::Deleted(ids)) => ("deleted", ids.clone(), None),
         Ok(Done::Adopted(ids)) => ("adopted", ids.clone(), None),
         Ok(Done::Locked(ids)) => ("locked", ids.clone(), None),
+        Ok(Done::Protected(id)) => ("protected", vec![id.clone()], None),
+        Ok(Done::Unprotected(id)) => ("unprotected", vec![id.clone()], None),
         Ok(Done::Postponed(e)) => ("postponed", Vec::new(), Some(e)),
         Err(e) if e.code == NOT_STARTED => ("not_started", Vec::new(), None),
         Err(e) => ("failed", Vec::new(), Some(e)),
@@ -233,6 +247,8 @@ impl Run {
             deleted: count("deleted"),
             adopted: count("adopted"),
             locked: count("locked"),
+            protected: count("protected"),
+            unprotected: count("unprotected"),
             postponed: count("postponed"),
             failed: count("failed"),
             not_started: count("not_started"),

@@ -189,6 +189,17 @@ fn missing(c: &Change, fresh: &Plan, policies: &PolicySet, observed: &Inventory)
                 format!("a fresh plan does not lock {id} (locked since, or deleted by this plan)")
             }
         }
+        Action::Protect { image_id, .. } | Action::Unprotect { image_id } => {
+            let what = match c.action {
+                Action::Protect { .. } => "protect",
+                _ => "unprotect",
+            };
+            if matches!(find(region, &[image_id.as_str()]), Found::None) {
+                format!("{image_id} is gone")
+            } else {
+                format!("a fresh plan does not {what} {image_id} (done since, or no longer wanted)")
+            }
+        }
         Action::DeregisterImage { image_id: id, .. }
         | Action::DeleteSnapshot { snapshot_id: id }
         | Action::DeleteSnapshotSet { set_id: id, .. } => {

@@ -56,6 +56,15 @@ pub fn run(cli: &Cli, printer: &Printer) -> Result<ExitCode, Error> {
                 let _ = writeln!(s, "{:<24} warning: {why}", "");
             }
         }
+        if let Some(protection) = p.backup.deregistration_protection {
+            let cooldown = protection == crate::policy::DeregistrationProtection::WithCooldown;
+            let _ = writeln!(
+                s,
+                "{:<24} protects its images: {}",
+                "",
+                crate::plan::protection_words(cooldown)
+            );
+        }
     }
     let enabled = set.enabled().count();
     let _ = writeln!(

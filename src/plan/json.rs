@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use std::io::Write;
 
 /// `major.minor`. Readers must refuse an unknown major version.
-pub const FORMAT_VERSION: &str = "1.7";
+pub const FORMAT_VERSION: &str = "1.8";
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,20 +74,22 @@ pub struct JsonChange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
     pub address: String,
-    /// `["create"]`, `["update"]` (adoptions, 1.4; locks, 1.7) or
+    /// `["create"]`, `["update"]` (adoptions, 1.4; locks, 1.7; protection,
+    /// 1.8) or
     /// `["delete"]`, as in Terraform, so reviewers can grep.
     pub actions: Vec<String>,
     /// `create_image`, `create_snapshots`, `deregister_image`,
     /// `delete_snapshot`, `delete_snapshot_set` (1.2), `adopt_image`,
     /// `adopt_snapshot` (1.4), `copy_image`, `copy_snapshots` (1.6),
-    /// `lock_snapshots` (1.7).
+    /// `lock_snapshots` (1.7), `protect_image`, `unprotect_image` (1.8).
     pub operation: String,
     pub policy: String,
     pub region: String,
     /// `image` or `snapshot`.
     pub resource_type: String,
     pub source: String,
-    /// The image, snapshot or snapshot set deleted, adopted or locked.
+    /// The image, snapshot or snapshot set deleted, adopted or locked; the
+    /// image protected or unprotected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// deregister_image: the image's snapshots, deleted with it;
@@ -125,6 +127,10 @@ pub struct JsonChange {
     /// lock_snapshots: the compliance cool-off, in hours.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cool_off_hours: Option<u32>,
+    /// protect_image (1.8): whether the protection has a 24-hour cooldown
+    /// (the image stays protected that long after it is disabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<bool>,
     /// create_image, copy_image: the AMI name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -211,7 +217,8 @@ pub struct JsonBlocked {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set_id: Option<String>,
     pub image_ids: Vec<String>,
-    /// Locked backups (1.7): when the lock ends and the deletion can happen.
+    /// Locked backups (1.7), and protected images in their cooldown (1.8):
+    /// when the lock or the cooldown ends and the deletion can happen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
     pub reason: JsonReason,
@@ -254,6 +261,14 @@ pub struct JsonSummary {
     /// Backups whose snapshots get locked (1.7); absent when there are none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub lock: usize,
+    /// Images whose deregistration protection is enabled (1.8); absent
+    /// when there are none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub protect: usize,
+    /// Images whose deregistration protection is disabled before they are
+    /// deregistered (1.8); absent when there are none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unprotect: usize,
     pub blocked: usize,
     pub orphans: usize,
     #[serde(default)]
@@ -330,7 +345,7 @@ impl JsonPlan {
                     account: b.account.clone(),
                     policy: b.policy.clone(),
                     region: b.region.clone(),
-                    resource_type: "snapshot".to_string(),
+                    resource_type: b.what().0.to_string(),
                     source: b.source.clone(),
                     id: b.snapshot_id.clone(),
                     set_id: b.set_id.clone(),
@@ -358,6 +373,8 @@ impl JsonPlan {
                 delete: summary.delete,
                 adopt: summary.adopt,
                 lock: summary.lock,
+                protect: summary.protect,
+                unprotect: summary.unprotect,
                 blocked: summary.blocked,
                 orphans: summary.orphans,
                 out_of_scope: summary.out_of_scope,
@@ -620,7 +637,8 @@ fn change_from_json(
     let create = c.actions == ["create"];
     let expected = match c.operation.as_str() {
         "create_image" | "create_snapshots" | "copy_image" | "copy_snapshots" => "create",
-        "adopt_image" | "adopt_snapshot" | "lock_snapshots" => "update",
+        "adopt_image" | "adopt_snapshot" | "lock_snapshots" | "protect_image"
+        | "unprotect_image" => "update",
         _ => "delete",
     };
     if c.actions != [expected] {
@@ -731,6 +749,13 @@ fn change_from_json(
                 cool_off_hours: c.cool_off_hours,
             }
         }
+        "protect_image" => Action::Protect {
+            image_id: c.id.clone().ok_or_else(|| missing("id"))?,
+            cooldown: c.cooldown.ok_or_else(|| missing("cooldown"))?,
+        },
+        "unprotect_image" => Action::Unprotect {
+            image_id: c.id.clone().ok_or_else(|| missing("id"))?,
+        },
         other => return Err(format!("unknown operation {other:?}")),
     };
     let precondition = if create {
@@ -795,6 +820,7 @@ fn change(c: &super::Change) -> JsonChange {
         lock_mode: None,
         lock_expires_at: None,
         cool_off_hours: None,
+        cooldown: None,
         name: None,
         reboot: None,
         volume_ids: None,
@@ -888,6 +914,8 @@ fn change(c: &super::Change) -> JsonChange {
             out.snapshot_ids = (!snapshot_ids.is_empty()).then(|| snapshot_ids.clone());
             out.tags = Some(tags.clone());
         }
+        Action::Protect { cooldown, .. } => out.cooldown = Some(*cooldown),
+        Action::Unprotect { .. } => {}
     }
     out
 }

@@ -3,7 +3,7 @@
 //! region in collapsible sections, and blocked deletions and orphans called
 //! out. Rendered from the plan alone, deterministic.
 
-use super::{Action, Change, Plan};
+use super::{Action, Change, Plan, ReasonCode};
 use chrono::SecondsFormat;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -53,23 +53,13 @@ pub fn render(plan: &Plan) -> String {
                 let _ = writeln!(s, "#### Account {label}\n");
             }
         }
-        let creates = changes.iter().filter(|c| c.action.is_create()).count();
-        let deletes = changes.iter().filter(|c| c.action.is_delete()).count();
-        let updates = super::Summary {
-            adopt: changes
-                .iter()
-                .filter(|c| matches!(c.action, Action::Adopt { .. }))
-                .count(),
-            lock: changes
-                .iter()
-                .filter(|c| matches!(c.action, Action::Lock { .. }))
-                .count(),
-            ..Default::default()
-        };
-        let adopts = super::updates_suffix(&updates);
+        let counts = super::Summary::of(changes.iter().copied());
         let _ = writeln!(
             s,
-            "<details><summary><code>{policy}</code> in <code>{region}</code>: {creates} to create, {deletes} to delete{adopts}</summary>\n"
+            "<details><summary><code>{policy}</code> in <code>{region}</code>: {} to create, {} to delete{}</summary>\n",
+            counts.create,
+            counts.delete,
+            super::updates_suffix(&counts)
         );
         let _ = writeln!(s, "| | what | source | why |\n|---|---|---|---|");
         for c in changes {
@@ -85,7 +75,7 @@ pub fn render(plan: &Plan) -> String {
     if !plan.blocked.is_empty() {
         let _ = writeln!(
             s,
-            "**Blocked** (retention would delete these, but an image uses them or a lock holds them):\n"
+            "**Blocked** (retention would delete these, but an image uses them, a lock holds them, or their deregistration protection):\n"
         );
         for b in &plan.blocked {
             let images = b
@@ -97,15 +87,19 @@ pub fn render(plan: &Plan) -> String {
             let until = b
                 .until
                 .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true));
-            let why = match until {
-                Some(until) if images.is_empty() => format!("locked until {until}"),
-                Some(until) => format!("locked until {until}, so image {images} stays"),
-                None => format!("used by {images}"),
+            let why = match (b.reason.code, until) {
+                (ReasonCode::Protected, Some(until)) => {
+                    format!("deregistration protection until {until}")
+                }
+                (ReasonCode::Protected, None) => cell(&b.reason.message),
+                (_, Some(until)) if images.is_empty() => format!("locked until {until}"),
+                (_, Some(until)) => format!("locked until {until}, so image {images} stays"),
+                (_, None) => format!("used by {images}"),
             };
+            let (kind, id) = b.what();
             let _ = writeln!(
                 s,
-                "- snapshot `{}` of `{}` ({}`{}` in `{}`): {why}",
-                b.snapshot_id,
+                "- {kind} `{id}` of `{}` ({}`{}` in `{}`): {why}",
                 b.source,
                 in_account(plan, b.account.as_ref()),
                 b.policy,
@@ -216,6 +210,14 @@ fn describe(c: &Change) -> (&'static str, String) {
         Action::DeleteSnapshot { snapshot_id } => {
             ("- **delete**", format!("snapshot `{snapshot_id}`"))
         }
+        Action::Protect { image_id, cooldown } => (
+            "~ protect",
+            format!("image `{image_id}`: {}", super::protection_words(*cooldown)),
+        ),
+        Action::Unprotect { image_id } => (
+            "~ **unprotect**",
+            format!("image `{image_id}`: deregistration protection disabled"),
+        ),
         Action::Lock {
             resource_type,
             id,

@@ -204,6 +204,17 @@ pub enum Action {
         /// lock can still be removed.
         cool_off_hours: Option<u32>,
     },
+    /// EnableImageDeregistrationProtection of one image of a policy with
+    /// `deregistration_protection`.
+    Protect {
+        image_id: String,
+        /// Also protected for 24 hours after protection is disabled.
+        cooldown: bool,
+    },
+    /// DisableImageDeregistrationProtection of one image that retention
+    /// wants gone, of a policy that declares protection: deregistered by
+    /// the same apply, or, with a cooldown, by the first run after it.
+    Unprotect { image_id: String },
 }
 
 impl Action {
@@ -225,9 +236,16 @@ impl Action {
         )
     }
 
-    /// Changes an existing backup in place (an adoption, a lock).
+    /// Changes an existing backup in place (an adoption, a lock, its
+    /// deregistration protection).
     pub fn is_update(&self) -> bool {
-        matches!(self, Action::Adopt { .. } | Action::Lock { .. })
+        matches!(
+            self,
+            Action::Adopt { .. }
+                | Action::Lock { .. }
+                | Action::Protect { .. }
+                | Action::Unprotect { .. }
+        )
     }
 
     /// `create`, `update` (adoptions, locks) or `delete`: the
@@ -255,6 +273,8 @@ impl Action {
             } => "copy_image".into(),
             Action::Copy { .. } => "copy_snapshots".into(),
             Action::Lock { .. } => "lock_snapshots".into(),
+            Action::Protect { .. } => "protect_image".into(),
+            Action::Unprotect { .. } => "unprotect_image".into(),
         }
     }
 
@@ -269,7 +289,10 @@ impl Action {
 
     pub fn resource_type(&self) -> ResourceType {
         match self {
-            Action::CreateImage { .. } | Action::DeregisterImage { .. } => ResourceType::Image,
+            Action::CreateImage { .. }
+            | Action::DeregisterImage { .. }
+            | Action::Protect { .. }
+            | Action::Unprotect { .. } => ResourceType::Image,
             Action::CreateSnapshots { .. }
             | Action::DeleteSnapshot { .. }
             | Action::DeleteSnapshotSet { .. } => ResourceType::Snapshot,
@@ -298,7 +321,9 @@ impl Action {
             | Action::CreateSnapshots { .. }
             | Action::Adopt { .. }
             | Action::Copy { .. }
-            | Action::Lock { .. } => Vec::new(),
+            | Action::Lock { .. }
+            | Action::Protect { .. }
+            | Action::Unprotect { .. } => Vec::new(),
         }
     }
 
@@ -316,11 +341,13 @@ impl Action {
         }
     }
 
-    /// The existing resource a deletion removes, an adoption tags or a
-    /// lock locks.
+    /// The existing resource a deletion removes, an adoption tags, a lock
+    /// locks or a protection change changes.
     pub fn target_id(&self) -> Option<&str> {
         match self {
-            Action::DeregisterImage { image_id, .. } => Some(image_id),
+            Action::DeregisterImage { image_id, .. }
+            | Action::Protect { image_id, .. }
+            | Action::Unprotect { image_id } => Some(image_id),
             Action::DeleteSnapshot { snapshot_id } => Some(snapshot_id),
             Action::DeleteSnapshotSet { set_id, .. } => Some(set_id),
             Action::Adopt { id, .. } | Action::Lock { id, .. } => Some(id),
@@ -348,6 +375,15 @@ pub fn lock_words(
     let until = expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let cool_off = cool_off_hours.map_or(String::new(), |h| format!(" (cool-off {h} h)"));
     format!("{} lock until {until}{cool_off}", mode.as_str())
+}
+
+/// How deregistration protection reads to people.
+pub fn protection_words(cooldown: bool) -> &'static str {
+    if cooldown {
+        "deregistration protection with a 24-hour cooldown"
+    } else {
+        "deregistration protection"
+    }
 }
 
 impl Plan {
@@ -395,6 +431,14 @@ impl Change {
                 adopt = format!("lock-{id}");
                 &adopt
             }
+            Action::Protect { image_id, .. } => {
+                adopt = format!("protect-{image_id}");
+                &adopt
+            }
+            Action::Unprotect { image_id } => {
+                adopt = format!("unprotect-{image_id}");
+                &adopt
+            }
         };
         let account = self
             .account
@@ -440,10 +484,16 @@ pub enum ReasonCode {
     /// Retention would delete it, but a snapshot lock holds it until a
     /// date.
     Locked,
+    /// An image of a policy with `deregistration_protection` that is not
+    /// protected as the policy says.
+    NotProtected,
+    /// Retention would delete it, but its deregistration protection holds
+    /// it (until a date, when a cooldown runs).
+    Protected,
 }
 
 impl ReasonCode {
-    const ALL: [ReasonCode; 14] = [
+    const ALL: [ReasonCode; 16] = [
         ReasonCode::Due,
         ReasonCode::Expired,
         ReasonCode::KeepLast,
@@ -458,6 +508,8 @@ impl ReasonCode {
         ReasonCode::NotCopied,
         ReasonCode::NotLocked,
         ReasonCode::Locked,
+        ReasonCode::NotProtected,
+        ReasonCode::Protected,
     ];
 
     pub fn parse(code: &str) -> Option<ReasonCode> {
@@ -480,6 +532,8 @@ impl ReasonCode {
             ReasonCode::NotCopied => "not_copied",
             ReasonCode::NotLocked => "not_locked",
             ReasonCode::Locked => "locked",
+            ReasonCode::NotProtected => "not_protected",
+            ReasonCode::Protected => "protected",
         }
     }
 }
@@ -515,13 +569,15 @@ pub struct Blocked {
     pub policy: String,
     pub region: String,
     pub source: String,
+    /// The snapshot that cannot be deleted; for an image its deregistration
+    /// protection holds (reason `protected`), the image.
     pub snapshot_id: String,
     /// The set the snapshot belongs to: the whole set waits.
     pub set_id: Option<String>,
     /// Registered images that use the snapshot (for a lock: the image
     /// that cannot be deregistered).
     pub image_ids: Vec<String>,
-    /// When it can go: its lock's end (locked backups only).
+    /// When it can go: its lock's end, or its protection's cooldown end.
     pub until: Option<DateTime<Utc>>,
     pub reason: Reason,
 }
@@ -548,35 +604,71 @@ pub struct Summary {
     pub adopt: usize,
     /// Backups whose snapshots get locked.
     pub lock: usize,
+    /// Images whose deregistration protection is enabled, or disabled.
+    pub protect: usize,
+    pub unprotect: usize,
     pub blocked: usize,
     pub orphans: usize,
     pub out_of_scope: usize,
 }
 
-/// `", N to adopt"` and `", N to lock"` after a plan's counts, each only
-/// when there are some (plans without them read as they always did).
+/// `", N to adopt"`, `", N to lock"`, `", N to protect"` and `", N to
+/// unprotect"` after a plan's counts, each only when there are some (plans
+/// without them read as they always did).
 pub fn updates_suffix(summary: &Summary) -> String {
     let mut out = String::new();
     if summary.adopt > 0 {
         out.push_str(&format!(", {} to adopt", summary.adopt));
     }
-    if summary.lock > 0 {
-        out.push_str(&format!(", {} to lock", summary.lock));
+    for (n, what) in [
+        (summary.lock, "lock"),
+        (summary.protect, "protect"),
+        (summary.unprotect, "unprotect"),
+    ] {
+        if n > 0 {
+            out.push_str(&format!(", {n} to {what}"));
+        }
     }
     out
 }
 
-impl Plan {
-    pub fn summary(&self) -> Summary {
-        let count = |f: fn(&Action) -> bool| self.changes.iter().filter(|c| f(&c.action)).count();
+impl Summary {
+    /// The counts of `changes` (nothing blocked, orphaned or out of
+    /// scope): a whole plan's, or one group's.
+    pub fn of<'c>(changes: impl IntoIterator<Item = &'c Change> + Clone) -> Summary {
+        let count =
+            |f: fn(&Action) -> bool| changes.clone().into_iter().filter(|c| f(&c.action)).count();
         Summary {
             create: count(Action::is_create),
             delete: count(Action::is_delete),
             adopt: count(|a| matches!(a, Action::Adopt { .. })),
             lock: count(|a| matches!(a, Action::Lock { .. })),
+            protect: count(|a| matches!(a, Action::Protect { .. })),
+            unprotect: count(|a| matches!(a, Action::Unprotect { .. })),
+            ..Summary::default()
+        }
+    }
+}
+
+impl Blocked {
+    /// What cannot go, to people: the image, for a protected one; the
+    /// snapshot otherwise.
+    pub fn what(&self) -> (&'static str, &str) {
+        let kind = match self.reason.code {
+            ReasonCode::Protected => "image",
+            _ => "snapshot",
+        };
+        (kind, &self.snapshot_id)
+    }
+}
+
+impl Plan {
+    pub fn summary(&self) -> Summary {
+        Summary {
             blocked: self.blocked.len(),
             orphans: self.orphans.len(),
             out_of_scope: self.out_of_scope.len(),
+            ..Summary::of(&self.changes)
         }
     }
 

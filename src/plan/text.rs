@@ -92,11 +92,11 @@ pub fn render(plan: &Plan, opts: TextOptions) -> String {
             p.yellow("Blocked (retention would delete these, but they cannot be deleted now):")
         );
         for b in &plan.blocked {
+            let (kind, id) = b.what();
             let _ = writeln!(
                 s,
-                "  {} snapshot {} of {} ({}{} / {})\n        {}",
+                "  {} {kind} {id} of {} ({}{} / {})\n        {}",
                 p.yellow("!"),
-                b.snapshot_id,
                 b.source,
                 in_account(plan, b.account.as_ref()),
                 b.policy,
@@ -267,6 +267,21 @@ fn describe(c: &Change) -> (&'static str, String) {
                 ),
             )
         }
+        Action::Protect { image_id, cooldown } => (
+            "~",
+            format!(
+                "protect image {image_id} of {}: {}",
+                c.source,
+                super::protection_words(*cooldown)
+            ),
+        ),
+        Action::Unprotect { image_id } => (
+            "~",
+            format!(
+                "unprotect image {image_id} of {}: disable its deregistration protection",
+                c.source
+            ),
+        ),
         Action::CreateImage {
             instance_id,
             name,

@@ -8,12 +8,16 @@
 //! set, or a legacy snapshot, that a staying image uses cannot be deleted
 //! (EC2 refuses): it is reported as blocked instead of failing at apply, and
 //! a set waits as a whole. So does a backup whose snapshot a lock holds
-//! (see [`super::locks`]): blocked, with the date the lock ends.
+//! (see [`super::locks`]): blocked, with the date the lock ends; and an
+//! image whose deregistration protection holds it (see
+//! [`super::protection`]), whose policy's own protection is disabled first.
 
 use super::index::RegionIndex;
+use super::protection::{self, Gate};
 use super::sets::Unit;
 use crate::inventory::{Backup, Image};
 use crate::plan::{Action, BackupsLeft, Blocked, Change, Plan, Precondition, Reason, ReasonCode};
+use crate::policy::Policy;
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::collections::HashSet;
 
@@ -21,7 +25,7 @@ use std::collections::HashSet;
 #[derive(Default)]
 pub struct Deletions<'a> {
     /// (policy, backup, why, retention group)
-    wanted: Vec<(&'a str, Unit<'a>, Reason, usize)>,
+    wanted: Vec<(&'a Policy, Unit<'a>, Reason, usize)>,
     /// The number of backups in each retention group, to tell how many remain.
     group_sizes: Vec<usize>,
 }
@@ -33,7 +37,7 @@ impl<'a> Deletions<'a> {
         self.group_sizes.len() - 1
     }
 
-    pub fn want(&mut self, policy: &'a str, unit: Unit<'a>, reason: Reason, group: usize) {
+    pub fn want(&mut self, policy: &'a Policy, unit: Unit<'a>, reason: Reason, group: usize) {
         self.wanted.push((policy, unit, reason, group));
     }
 
@@ -50,17 +54,81 @@ impl<'a> Deletions<'a> {
             wanted,
             group_sizes,
         } = self;
-        let mut unlocked = Vec::with_capacity(wanted.len());
+        let change = |policy: &str, unit: &Unit, action: Action, reason: Reason| Change {
+            account: None,
+            policy: policy.to_string(),
+            region: region.to_string(),
+            source: display_source(unit.source().unwrap_or("")),
+            action,
+            reason,
+            backups_left: None,
+            precondition: Precondition::Delete {
+                state: unit.state_name(),
+                tags: unit.tags().clone(),
+            },
+        };
+        let mut free = Vec::with_capacity(wanted.len());
         for (policy, unit, reason, gid) in wanted {
-            match super::locks::held(&unit, index, now) {
-                Some((snapshot_id, until)) => {
-                    out.blocked
-                        .push(locked(region, policy, &unit, reason, snapshot_id, until))
-                }
-                None => unlocked.push((policy, unit, reason, gid)),
+            let policy_name = policy.name.as_str();
+            if let Some((snapshot_id, until)) = super::locks::held(&unit, index, now) {
+                out.blocked.push(locked(
+                    region,
+                    policy_name,
+                    &unit,
+                    reason,
+                    snapshot_id,
+                    until,
+                ));
+                continue;
+            }
+            let gate = match &unit {
+                Unit::Image(image) => protection::gate(image, policy, now),
+                _ => Gate::Free,
+            };
+            let (unprotect, blocked) = match gate {
+                Gate::Free => (false, None),
+                Gate::UnprotectFirst => (true, None),
+                Gate::UnprotectAndWait(until) => (
+                    true,
+                    Some((Some(until), protection::waits_for_cooldown(until))),
+                ),
+                Gate::Blocked(until, why) => (false, Some((until, why))),
+            };
+            if unprotect {
+                let why = Reason {
+                    code: reason.code,
+                    message: format!(
+                        "{}: its deregistration protection goes first",
+                        reason.message
+                    ),
+                };
+                let image_id = unit.id().to_string();
+                out.changes.push(change(
+                    policy_name,
+                    &unit,
+                    Action::Unprotect { image_id },
+                    why,
+                ));
+            }
+            match blocked {
+                Some((until, why)) => out.blocked.push(Blocked {
+                    account: None,
+                    policy: policy_name.to_string(),
+                    region: region.to_string(),
+                    source: display_source(unit.source().unwrap_or("")),
+                    snapshot_id: unit.id().to_string(),
+                    set_id: None,
+                    image_ids: vec![unit.id().to_string()],
+                    until,
+                    reason: Reason {
+                        code: ReasonCode::Protected,
+                        message: format!("{}, but {why}", reason.message),
+                    },
+                }),
+                None => free.push((policy_name, unit, reason, gid)),
             }
         }
-        let wanted = unlocked;
+        let wanted = free;
         let deregistered: HashSet<&str> = wanted
             .iter()
             .filter_map(|(_, u, _, _)| match u {
@@ -80,19 +148,6 @@ impl<'a> Deletions<'a> {
         };
         let mut deleted = vec![0usize; group_sizes.len()];
         let mut changes: Vec<(Change, usize)> = Vec::new();
-        let change = |policy: &str, unit: &Unit, action: Action, reason: Reason| Change {
-            account: None,
-            policy: policy.to_string(),
-            region: region.to_string(),
-            source: display_source(unit.source().unwrap_or("")),
-            action,
-            reason,
-            backups_left: None,
-            precondition: Precondition::Delete {
-                state: unit.state_name(),
-                tags: unit.tags().clone(),
-            },
-        };
         for (policy, unit, reason, gid) in wanted {
             let action = match &unit {
                 Unit::Image(image) => image_deletion(image, policy, index, &staying_users),

@@ -18,6 +18,8 @@
 //! - [`adoption`]: the old tools' backups that a policy takes over;
 //! - [`copies`]: copies in other regions, and their retention there;
 //! - [`locks`]: snapshot locks, and the deletions they hold back;
+//! - [`protection`]: AMI deregistration protection, and the deletions it
+//!   holds back or must disable first;
 //! - [`warnings`]: what would otherwise go wrong without a word.
 
 pub mod adoption;
@@ -27,6 +29,7 @@ pub mod due;
 mod index;
 mod leftovers;
 mod locks;
+mod protection;
 pub mod retention;
 mod scope;
 mod selection;
@@ -421,7 +424,7 @@ impl<'a> RegionPlan<'a, '_> {
                 };
                 match verdict {
                     Verdict::Delete(reason) => {
-                        self.deletions.want(&policy.name, unit.clone(), reason, gid)
+                        self.deletions.want(policy, unit.clone(), reason, gid)
                     }
                     Verdict::Keep(mut reason) => {
                         if matches!(unit, Unit::Legacy(_)) && reason.code == ReasonCode::NoNewerGood
@@ -451,6 +454,10 @@ impl<'a> RegionPlan<'a, '_> {
     fn keep(&mut self, policy: &Policy, source: &str, unit: &Unit<'a>, reason: Reason) {
         if let Some(lock) = &policy.backup.lock {
             let change = locks::change(policy, lock, self.region, unit, &self.index, self.now);
+            self.out.changes.extend(change);
+        }
+        if let Some(wanted) = policy.backup.deregistration_protection {
+            let change = protection::change(policy, wanted, self.region, unit, self.now);
             self.out.changes.extend(change);
         }
         let resource_type = match unit {

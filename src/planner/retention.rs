@@ -124,6 +124,7 @@ mod tests {
             created_at: now() - chrono::TimeDelta::days(days_old),
             tags: [(tags::POLICY.to_string(), "p".to_string())].into(),
             snapshot_ids: vec![],
+            deregistration_protection: None,
         }
     }
 

@@ -107,6 +107,7 @@ fn a_created_at_tag_in_the_future_never_delays_a_backup_and_is_reported() {
             created_at: native,
             tags: tags("web", "i-0000000a", future, None),
             snapshot_ids: vec![],
+            deregistration_protection: None,
         }],
         ..Default::default()
     };
@@ -257,6 +258,7 @@ fn a_policy_acts_only_in_the_regions_it_targets() {
         created_at: now() - TimeDelta::days(days),
         tags: tags("web", "i-0000000e", now() - TimeDelta::days(days), None),
         snapshot_ids: vec![],
+        deregistration_protection: None,
     };
     let mut inv = inventory(RegionInventory::default());
     inv.regions.insert(
@@ -313,6 +315,7 @@ mod adoption {
             created_at: created,
             tags,
             snapshot_ids: vec![snap.clone()],
+            deregistration_protection: None,
         };
         let snapshot = Snapshot {
             id: snap,

@@ -5,9 +5,10 @@
 //! state.
 //!
 //! This module is the policy side: the keys, their validation and their
-//! defaults (copies to other regions are planned by
-//! `planner::copies`). Until the planner carries the rest out (copies to
-//! other accounts, locks, protection, Recycle Bin), a policy that declares
+//! defaults (copies to other regions are planned by `planner::copies`,
+//! locks by `planner::locks`, deregistration protection by
+//! `planner::protection`). Until the planner carries the rest out (copies
+//! to other accounts, the Recycle Bin), a policy that declares
 //! any of them is refused by every command (see [`not_carried_out`]): a
 //! copy rule silently ignored would look like a disaster-recovery plan that
 //! does not exist.
@@ -268,9 +269,6 @@ pub fn not_carried_out(policy: &Policy) -> Option<String> {
     if policy.copies.iter().any(|c| c.to_account.is_some()) {
         what.push("[[copy]] `to_account`");
     }
-    if policy.backup.deregistration_protection.is_some() {
-        what.push("`deregistration_protection`");
-    }
     if policy.retention.require_recycle_bin {
         what.push("`require_recycle_bin`");
     }
@@ -341,7 +339,20 @@ mod tests {
             "{refused}"
         );
         // Copies to other regions of the same account, and locks, are
-        // carried out.
+        // carried out; so is deregistration protection (AMI policies).
+        let protected = parse_policy(
+            Path::new("web.toml"),
+            &format!(
+                "{HEAD}[backup]\nkind = \"ami\"\nderegistration_protection = \"cooldown\"\n[retention]\nmax_age = \"30 days\"\n"
+            ),
+        )
+        .map(|(p, _)| p)
+        .expect("valid");
+        assert_eq!(
+            protected.backup.deregistration_protection,
+            Some(DeregistrationProtection::WithCooldown)
+        );
+        assert_eq!(not_carried_out(&protected), None);
         let regional = policy(
             "lock = { mode = \"governance\", days = 7 }\n",
             "",

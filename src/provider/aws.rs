@@ -34,6 +34,7 @@ mod copy;
 mod create;
 mod locks;
 mod organization;
+mod protection;
 pub mod session;
 
 use super::{Done, Observation, Provider, ProviderError, RegionFailure, RegionScope, Scope};
@@ -576,6 +577,10 @@ async fn describe_images(
                     .iter()
                     .filter_map(|m| m.ebs()?.snapshot_id().map(str::to_string))
                     .collect(),
+                deregistration_protection: i
+                    .deregistration_protection()
+                    .filter(|p| *p != "disabled")
+                    .map(str::to_string),
             };
             out.insert(image.id.clone(), image);
         }
@@ -703,6 +708,10 @@ async fn execute(clients: &create::Clients<'_>, action: &Action) -> Result<Done,
         }
         Action::Copy { .. } => copy::copy(clients, action).await,
         Action::Lock { .. } => locks::lock(client, action).await,
+        Action::Protect { image_id, cooldown } => {
+            protection::protect(client, image_id, *cooldown).await
+        }
+        Action::Unprotect { image_id } => protection::unprotect(client, image_id).await,
         Action::DeregisterImage {
             image_id,
             snapshot_ids,

@@ -127,6 +127,7 @@ impl MemoryProvider {
                     created_at: now,
                     tags: tags.clone(),
                     snapshot_ids: snapshots.iter().map(|s| s.id.clone()).collect(),
+                    deregistration_protection: None,
                 };
                 let id = image.id.clone();
                 reg.snapshots.extend(snapshots);
@@ -175,6 +176,12 @@ impl MemoryProvider {
                             format!("image {image_id} does not exist"),
                         )
                     })?;
+                if reg.images[pos].protection(now) != crate::inventory::Protection::Off {
+                    return Err(err(
+                        crate::provider::IMAGE_PROTECTED,
+                        format!("image {image_id} has deregistration protection"),
+                    ));
+                }
                 let image = reg.images.remove(pos);
                 let still_used = |s: &str| {
                     reg.images
@@ -232,6 +239,28 @@ impl MemoryProvider {
                     });
                 }
                 Ok(Done::Locked(snapshot_ids.clone()))
+            }
+            Action::Protect { image_id, cooldown } => {
+                let words = if *cooldown {
+                    "enabled-with-cooldown"
+                } else {
+                    "enabled-without-cooldown"
+                };
+                find_image(reg, image_id)?.deregistration_protection = Some(words.into());
+                Ok(Done::Protected(image_id.clone()))
+            }
+            Action::Unprotect { image_id } => {
+                let image = find_image(reg, image_id)?;
+                // As EC2 reports it: a cooldown runs from now.
+                image.deregistration_protection = match image.protection(now) {
+                    crate::inventory::Protection::On { cooldown: true } => Some(format!(
+                        "disabled after {}",
+                        (now + crate::inventory::PROTECTION_COOLDOWN)
+                            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                    )),
+                    _ => None,
+                };
+                Ok(Done::Unprotected(image_id.clone()))
             }
             Action::Adopt {
                 id,
@@ -321,6 +350,15 @@ fn delete_snapshot(
         ));
     }
     Ok(())
+}
+
+fn find_image<'r>(reg: &'r mut RegionInventory, id: &str) -> Result<&'r mut Image, ProviderError> {
+    reg.images.iter_mut().find(|i| i.id == id).ok_or_else(|| {
+        err(
+            "InvalidAMIID.NotFound",
+            format!("image {id} does not exist"),
+        )
+    })
 }
 
 fn find_instance(reg: &RegionInventory, id: &str) -> Result<Instance, ProviderError> {
@@ -486,6 +524,7 @@ fn copy(
                 created_at: now,
                 tags: tags.clone(),
                 snapshot_ids,
+                deregistration_protection: None,
             });
             Ok(Done::Created(vec![id]))
         }

@@ -28,6 +28,10 @@ pub enum Done {
     Adopted(Vec<String>),
     /// The snapshots now locked as planned.
     Locked(Vec<String>),
+    /// The image whose deregistration protection is now enabled.
+    Protected(String),
+    /// The image whose deregistration protection is now disabled.
+    Unprotected(String),
     /// Not made now, for a reason that clears with time (a volume with as
     /// many pending snapshots as EC2 allows): the backup stays due and the
     /// next run makes it.
@@ -69,6 +73,10 @@ pub const COPY_LIMIT: &str = "ResourceLimitExceeded";
 
 /// EC2's refusal to delete a snapshot that a lock holds.
 pub const SNAPSHOT_LOCKED: &str = "SnapshotLocked";
+
+/// EC2's refusal to deregister an image whose deregistration protection
+/// holds it (the code is not documented; nothing branches on it).
+pub const IMAGE_PROTECTED: &str = "OperationNotPermitted";
 
 /// A failure of one call, worded for an operator.
 #[derive(Debug, Clone, PartialEq, Eq)]

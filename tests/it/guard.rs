@@ -59,6 +59,7 @@ fn apply(inv: &mut Inventory, plan: &Plan, at: DateTime<Utc>) {
                 created_at: at + TimeDelta::minutes(1),
                 tags: tags.clone(),
                 snapshot_ids: vec![],
+                deregistration_protection: None,
             }),
             Action::DeregisterImage { image_id, .. } => {
                 gone.insert(image_id.clone());

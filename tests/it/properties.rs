@@ -233,6 +233,7 @@ fn inventory(g: &mut Gen) -> Inventory {
                 created_at: t,
                 tags,
                 snapshot_ids,
+                deregistration_protection: None,
             });
         }
         inv.regions.insert(region.to_string(), reg);
