@@ -75,7 +75,7 @@ pub fn render(plan: &Plan) -> String {
     if !plan.blocked.is_empty() {
         let _ = writeln!(
             s,
-            "**Blocked** (retention would delete these, but an image uses them, a lock holds them, or their deregistration protection):\n"
+            "**Blocked** (retention would delete these, but an image uses them, a lock holds them, or deregistration protection does):\n"
         );
         for b in &plan.blocked {
             let images = b

@@ -128,3 +128,7 @@ pub fn waits_for_cooldown(until: DateTime<Utc>) -> String {
         until.to_rfc3339_opts(SecondsFormat::Secs, true)
     )
 }
+
+#[cfg(test)]
+#[path = "protection_tests.rs"]
+mod tests;

@@ -60,14 +60,20 @@ pub fn fleet(instances: &[(&str, &[&str])], other_regions: &[&str]) -> Inventory
 }
 
 /// Plans and applies one run at `now`, then EC2 completes everything. A
-/// change the provider refuses (a locked snapshot deleted, a copy of
-/// nothing) fails the test.
+/// change the provider refuses (a locked snapshot deleted, a protected
+/// image deregistered, a copy of nothing) fails the test.
 pub fn run(ec2: &MemoryProvider, policies: &PolicySet, now: DateTime<Utc>) -> Plan {
     ec2.set_now(now);
     let p = plan(policies, &ec2.inventory(), now);
     for c in &p.changes {
         match ec2.run(&c.region, &c.action) {
-            Ok(Done::Created(_) | Done::Deleted(_) | Done::Locked(_)) => {}
+            Ok(
+                Done::Created(_)
+                | Done::Deleted(_)
+                | Done::Locked(_)
+                | Done::Protected(_)
+                | Done::Unprotected(_),
+            ) => {}
             other => panic!("{}: {other:?}", c.address()),
         }
     }

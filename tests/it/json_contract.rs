@@ -76,6 +76,7 @@ struct Change {
     lock_mode: Option<String>,
     lock_expires_at: Option<String>,
     cool_off_hours: Option<u32>,
+    cooldown: Option<bool>,
     name: Option<String>,
     reboot: Option<bool>,
     volume_ids: Option<Vec<String>>,
@@ -162,6 +163,10 @@ struct Summary {
     adopt: usize,
     #[serde(default)]
     lock: usize,
+    #[serde(default)]
+    protect: usize,
+    #[serde(default)]
+    unprotect: usize,
     blocked: usize,
     orphans: usize,
     out_of_scope: usize,
@@ -176,7 +181,7 @@ pub fn check_document(text: &str, name: &str) {
 }
 
 fn check(plan: &Plan, name: &str) {
-    assert_eq!(plan.format_version, "1.7", "{name}");
+    assert_eq!(plan.format_version, "1.8", "{name}");
     assert_eq!(plan.tool.name, "backupctl", "{name}");
     assert!(!plan.tool.version.is_empty(), "{name}");
     assert!(plan.generated_at.ends_with('Z'), "{name}: UTC RFC 3339");
@@ -203,19 +208,29 @@ fn check(plan: &Plan, name: &str) {
         plan.changes.len(),
         "{name}: actions are [create], [update] or [delete]"
     );
-    let locks = plan
-        .changes
-        .iter()
-        .filter(|c| c.operation == "lock_snapshots")
-        .count();
+    let count = |op: &str| plan.changes.iter().filter(|c| c.operation == op).count();
+    let (locks, protects, unprotects) = (
+        count("lock_snapshots"),
+        count("protect_image"),
+        count("unprotect_image"),
+    );
     assert_eq!(
         (
             plan.summary.create,
             plan.summary.delete,
             plan.summary.adopt,
-            plan.summary.lock
+            plan.summary.lock,
+            plan.summary.protect,
+            plan.summary.unprotect,
         ),
-        (creates, deletes, updates - locks, locks),
+        (
+            creates,
+            deletes,
+            updates - locks - protects - unprotects,
+            locks,
+            protects,
+            unprotects
+        ),
         "{name}"
     );
     assert_eq!(plan.summary.blocked, plan.blocked.len(), "{name}");
@@ -377,6 +392,26 @@ fn check(plan: &Plan, name: &str) {
                 assert!(until.ends_with('Z') && until > plan.generated_at.as_str());
                 assert_eq!(c.reason.code, "not_locked");
             }
+            "protect_image" | "unprotect_image" => {
+                assert_eq!(
+                    (c.actions.as_slice(), c.resource_type.as_str()),
+                    (&["update".to_string()][..], "image")
+                );
+                let id = c.id.as_deref().unwrap();
+                assert!(id.starts_with("ami-"), "{name}: {id}");
+                let verb = c.operation.trim_end_matches("_image");
+                assert!(c.address.ends_with(&format!("/{verb}-{id}")), "{name}");
+                assert_eq!(c.cooldown.is_some(), verb == "protect", "{name}");
+                if verb == "protect" {
+                    assert_eq!(c.reason.code, "not_protected");
+                } else {
+                    // Retention's reason: the image goes.
+                    assert!(c
+                        .reason
+                        .message
+                        .contains("deregistration protection goes first"));
+                }
+            }
             other => panic!("{name}: unknown operation {other}"),
         }
         match c.operation.as_str() {
@@ -445,13 +480,26 @@ fn check(plan: &Plan, name: &str) {
         assert!(k.snapshot_ids.iter().all(|s| s.starts_with("snap-")));
     }
     for b in &plan.blocked {
-        assert_eq!(b.resource_type, "snapshot");
-        // Blocked by the images that use it, or by a lock until a date.
+        // Blocked by the images that use it, by a lock until a date, or
+        // (an image) by its deregistration protection.
+        let kind = if b.reason.code == "protected" {
+            "image"
+        } else {
+            "snapshot"
+        };
+        assert_eq!(b.resource_type, kind, "{name}");
         match b.reason.code.as_str() {
             "in_use" => assert!(!b.image_ids.is_empty() && b.until.is_none(), "{name}"),
             "locked" => {
                 let until = b.until.as_deref().expect("a lock says until when");
                 assert!(until.ends_with('Z') && until > plan.generated_at.as_str());
+            }
+            "protected" => {
+                assert_eq!(b.image_ids, std::slice::from_ref(&b.id), "{name}");
+                assert!(b
+                    .until
+                    .as_deref()
+                    .is_none_or(|t| t > plan.generated_at.as_str()));
             }
             other => panic!("{name}: blocked for {other}"),
         }
