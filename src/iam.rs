@@ -142,6 +142,17 @@ pub fn policy_document(policies: &PolicySet) -> Value {
                 condition(&[(&own_tag, json!(names))]),
             ));
         }
+        if any(&|p| p.backup.deregistration_protection.is_some()) {
+            // Disabled only on an image retention deregisters next.
+            statements.push(statement(
+                "ProtectOnlyBackupsOfThesePolicies",
+                vec![
+                    "ec2:DisableImageDeregistrationProtection".into(),
+                    "ec2:EnableImageDeregistrationProtection".into(),
+                ],
+                condition(&[(&own_tag, json!(names))]),
+            ));
+        }
     }
     let tools: BTreeSet<OldTool> = enabled.iter().filter_map(|p| p.adopt).collect();
     if !tools.is_empty() {

@@ -6,6 +6,7 @@
 //! once and planned against many times (CI, audits, tests).
 
 use crate::policy::tags;
+use chrono::DurationRound;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -150,7 +151,13 @@ impl Image {
             _ => match words.strip_prefix("disabled after") {
                 Some(time) => match DateTime::parse_from_rfc3339(time.trim()) {
                     Ok(t) if t.with_timezone(&Utc) <= now => Protection::Off,
-                    Ok(t) => Protection::CoolingDown(Some(t.with_timezone(&Utc))),
+                    // Plans show whole seconds: rounded up, never shown
+                    // ending before it does.
+                    Ok(t) => Protection::CoolingDown(Some(
+                        t.with_timezone(&Utc)
+                            .duration_round_up(chrono::TimeDelta::seconds(1))
+                            .unwrap_or(t.with_timezone(&Utc)),
+                    )),
                     Err(_) => Protection::CoolingDown(None),
                 },
                 None => Protection::Unknown(words.to_string()),

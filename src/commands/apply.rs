@@ -281,19 +281,24 @@ fn hold_mass_deletions(mut plan: Plan, args: &ApplyArgs) -> (Plan, Vec<Change>) 
     }
     let (held, rest): (Vec<Change>, Vec<Change>) = std::mem::take(&mut plan.changes)
         .into_iter()
-        .partition(|c| c.action.is_delete() && guard::holds(&tripped, &c.account));
+        .partition(|c| c.action.is_delete_or_unprotect() && guard::holds(&tripped, &c.account));
     let left = rest.iter().filter(|c| c.action.is_delete()).count();
     plan.changes = rest;
+    let deletions = held.iter().filter(|c| c.action.is_delete()).count();
+    let unprotects = held.len() - deletions;
+    let and_unprotects = match unprotects {
+        0 => String::new(),
+        n => format!(" (and the {n} change(s) disabling the deregistration protection of images retention wants gone)"),
+    };
     let which = if left == 0 {
-        format!("all {} deletion(s) of this plan", held.len())
+        format!("all {deletions} deletion(s) of this plan{and_unprotects}")
     } else {
         let accounts: BTreeSet<String> = held
             .iter()
             .filter_map(|c| plan.account_label(c.account.as_ref()))
             .collect();
         format!(
-            "the {} deletion(s) of account(s) {} ({left} deletion(s) of other accounts go ahead)",
-            held.len(),
+            "the {deletions} deletion(s){and_unprotects} of account(s) {} ({left} deletion(s) of other accounts go ahead)",
             accounts.into_iter().collect::<Vec<_>>().join(", ")
         )
     };
@@ -497,13 +502,18 @@ async fn execute(
             Ok(_) => {}
         }
     }
-    let mut adopted = match report.adopted() {
-        0 => String::new(),
-        n => format!(", {n} adopted"),
-    };
-    if report.locked() > 0 {
-        adopted += &format!(", {} locked", report.locked());
-    }
+    // Updates are named only when some happened (lines without them read
+    // as they always did).
+    let adopted: String = [
+        (report.adopted(), "adopted"),
+        (report.locked(), "locked"),
+        (report.protected(), "protected"),
+        (report.unprotected(), "unprotected"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!(", {n} {what}"))
+    .collect();
     let interrupted = stop.load(Ordering::SeqCst);
     let line = if interrupted {
         format!(

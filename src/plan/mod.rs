@@ -236,6 +236,12 @@ impl Action {
         )
     }
 
+    /// A deletion, or what lets one happen (disabling an image's
+    /// deregistration protection): what the mass-deletion guard holds back.
+    pub fn is_delete_or_unprotect(&self) -> bool {
+        self.is_delete() || matches!(self, Action::Unprotect { .. })
+    }
+
     /// Changes an existing backup in place (an adoption, a lock, its
     /// deregistration protection).
     pub fn is_update(&self) -> bool {

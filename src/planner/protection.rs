@@ -110,7 +110,14 @@ pub fn gate(image: &Image, policy: &Policy, now: DateTime<Utc>) -> Gate {
                 at(until)
             ),
         ),
-        Protection::CoolingDown(None) | Protection::Unknown(_) => Gate::Blocked(
+        Protection::CoolingDown(None) => Gate::Blocked(
+            None,
+            format!(
+                "its deregistration protection was disabled and its cooldown runs (EC2 says \"{}\"); the first run after it ends deletes it",
+                image.deregistration_protection.as_deref().unwrap_or("")
+            ),
+        ),
+        Protection::Unknown(_) => Gate::Blocked(
             None,
             format!(
                 "EC2 reports its deregistration protection as \"{}\", which this version of backupctl cannot read, so it is not deregistered",

@@ -151,6 +151,11 @@ def deregister_image(self):
     ami_id = self._get_param("ImageId")
     delete = str(self._get_param("DeleteAssociatedSnapshots", False)).lower() == "true"
     self.error_on_dryrun()
+    if protection_words(self.ec2_backend, ami_id) != "disabled":
+        raise EC2ClientError(
+            "OperationNotPermitted",
+            f"The image {ami_id} has deregistration protection; disable it first.",
+        )
     ami = self.ec2_backend.amis.get(ami_id)
     snapshots = ami_snapshots(ami) if ami else []
     self.ec2_backend.deregister_image(ami_id)
@@ -484,6 +489,53 @@ def describe_locked_snapshots(self):
     return ActionResult({"Snapshots": found})
 
 
+# AMI deregistration protection, which moto lacks:
+# Enable/DisableImageDeregistrationProtection, each image's
+# DeregistrationProtection in DescribeImages in EC2's words ("disabled",
+# "enabled-without-cooldown", "enabled-with-cooldown", and "disabled after
+# <time>" while the 24-hour cooldown of a protection disabled runs, on the
+# emulator's clock), and DeregisterImage refused while it holds.
+
+PROTECTION = {}
+COOLDOWN_HOURS = 24
+
+
+def protection_words(backend, ami_id):
+    p = PROTECTION.get((backend.account_id, backend.region_name, ami_id))
+    if p is None:
+        return "disabled"
+    if p["disabled_at"] is None:
+        return "enabled-with-cooldown" if p["cooldown"] else "enabled-without-cooldown"
+    ends = p["disabled_at"] + _dt.timedelta(hours=COOLDOWN_HOURS)
+    if not p["cooldown"] or ends <= emulator_utcnow():
+        return "disabled"
+    return "disabled after " + ends.isoformat(timespec="milliseconds") + "Z"
+
+
+def protected_image(self, ami_id):
+    if ami_id not in self.ec2_backend.amis:
+        raise EC2ClientError("InvalidAMIID.NotFound", f"The image id '[{ami_id}]' does not exist")
+    return (self.ec2_backend.account_id, self.ec2_backend.region_name, ami_id)
+
+
+def enable_image_deregistration_protection(self):
+    key = protected_image(self, self._get_param("ImageId"))
+    cooldown = str(self._get_param("WithCooldown", False)).lower() == "true"
+    PROTECTION[key] = {"cooldown": cooldown, "disabled_at": None}
+    return ActionResult({"Return": "true"})
+
+
+def disable_image_deregistration_protection(self):
+    key = protected_image(self, self._get_param("ImageId"))
+    p = PROTECTION.get(key)
+    if p is not None and p["disabled_at"] is None:
+        p["disabled_at"] = emulator_utcnow()
+    return ActionResult({"Return": "true"})
+
+
+def image_protection(self):
+    return protection_words(self.ec2_backend, self.id)
+
 
 # -------------------------------------------------------------- REAL EC2
 #
@@ -716,6 +768,9 @@ AmiBackend.create_image = create_image
 Ami.block_device_mappings = property(block_device_mappings)
 AmisResponse.deregister_image = deregister_image
 AmisResponse.copy_image = copy_image
+AmisResponse.enable_image_deregistration_protection = enable_image_deregistration_protection
+AmisResponse.disable_image_deregistration_protection = disable_image_deregistration_protection
+Ami.deregistration_protection = property(image_protection)
 EBSBackend.copy_snapshot = copy_snapshot
 EBSBackend.create_snapshots = create_snapshots
 EBSBackend.delete_snapshot = delete_snapshot
@@ -1121,7 +1176,7 @@ class Emulator:
             STATE.reset()
         ENABLED_REGIONS = None
         REAL.clear()
-        for table in (LAST_SNAPSHOT, VISIBLE_AT, PENDING, COPY_TOKENS, COPIES, LOCKS):
+        for table in (LAST_SNAPSHOT, VISIBLE_AT, PENDING, COPY_TOKENS, COPIES, LOCKS, PROTECTION):
             table.clear()
         return {"ok": True}
 
@@ -1179,6 +1234,7 @@ class Emulator:
                     "state": a.state,
                     "tags": tags(a.id),
                     "snapshot_ids": ami_snapshots(a),
+                    "deregistration_protection": protection_words(backend, a.id),
                 }
                 for a in backend.amis.values()
             ],
@@ -1193,6 +1249,14 @@ class Emulator:
                 for sn in backend.snapshots.values()
             ],
         }
+
+    def ctl_protect(self, body):
+        """{"region", "image_id", "cooldown"}: deregistration protection set
+        by hand, as someone with the console would."""
+        backend = ec2_backends[body.get("account", ACCOUNT)][body["region"]]
+        key = (backend.account_id, backend.region_name, body["image_id"])
+        PROTECTION[key] = {"cooldown": bool(body.get("cooldown")), "disabled_at": None}
+        return {"ok": True}
 
     def ctl_faults(self, body):
         with STATE.lock:

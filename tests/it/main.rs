@@ -23,6 +23,7 @@ mod organizations;
 mod performance;
 mod promises;
 mod properties;
+mod protection;
 mod real_ec2;
 mod report;
 mod review;
