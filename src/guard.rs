@@ -111,6 +111,7 @@ mod tests {
                 message: "expired".into(),
             },
             backups_left: Some(BackupsLeft { before, after }),
+            recycle_bin: None,
             precondition: crate::plan::Precondition::Delete {
                 state: "completed".into(),
                 tags: Default::default(),

@@ -21,10 +21,14 @@ pub fn policy_document(policies: &PolicySet) -> Value {
     let has_snapshot = any(&|p| p.backup.kind == Kind::Snapshot);
     let copies = |kind: Kind| any(&|p| p.backup.kind == kind && !p.copies.is_empty());
 
+    // The Recycle Bin's rules say where each deletion goes (read soft: a
+    // missing permission only leaves that unknown).
     let mut observe = vec![
         "ec2:DescribeImages",
         "ec2:DescribeInstances",
         "ec2:DescribeSnapshots",
+        "rbin:GetRule",
+        "rbin:ListRules",
     ];
     if every_region {
         observe.push("ec2:DescribeRegions");

@@ -31,6 +31,8 @@ impl std::io::Write for HashWriter {
     }
 }
 
+#[path = "inventory/recycle_bin.rs"]
+pub mod recycle_bin;
 #[path = "inventory/tags.rs"]
 mod tag_set;
 pub use tag_set::Tags;
@@ -65,6 +67,10 @@ pub struct RegionInventory {
     pub images: Vec<Image>,
     /// Snapshots owned by the account.
     pub snapshots: Vec<Snapshot>,
+    /// Its Recycle Bin rules (`None`: not observed, as in inventories
+    /// saved before they were).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recycle_bin: Option<recycle_bin::RecycleBin>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -515,6 +521,8 @@ impl Inventory {
             volumes: Vec<&'a Volume>,
             images: Vec<&'a Image>,
             snapshots: Vec<&'a Snapshot>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            recycle_bin: Option<&'a recycle_bin::RecycleBin>,
         }
         fn sorted<T>(items: &[T], id: impl Fn(&T) -> &str) -> Vec<&T> {
             let mut refs: Vec<&T> = items.iter().collect();
@@ -533,6 +541,7 @@ impl Inventory {
                         volumes: sorted(&r.volumes, |v| &v.id),
                         images: sorted(&r.images, |i| &i.id),
                         snapshots: sorted(&r.snapshots, |s| &s.id),
+                        recycle_bin: r.recycle_bin.as_ref(),
                     };
                     (name.as_str(), region)
                 })

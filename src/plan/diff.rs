@@ -317,6 +317,7 @@ mod tests {
                     message: "expired".into(),
                 },
                 backups_left: None,
+                recycle_bin: None,
                 precondition: Precondition::Delete {
                     state: "available".into(),
                     tags: Default::default(),

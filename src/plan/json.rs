@@ -13,6 +13,7 @@ use super::{
     Action, BackupsLeft, Blocked, Change, Covered, Kept, Orphan, Plan, Precondition, Reason,
     ReasonCode, ResourceType,
 };
+use crate::inventory::recycle_bin::Fate;
 use crate::inventory::{HashWriter, Tags};
 use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
@@ -131,6 +132,10 @@ pub struct JsonChange {
     /// (the image stays protected that long after it is disabled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cooldown: Option<bool>,
+    /// Deletions (1.8): where the deleted backup goes, when the region's
+    /// Recycle Bin rules were read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recycle_bin: Option<JsonBin>,
     /// create_image, copy_image: the AMI name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -200,6 +205,51 @@ pub struct JsonKept {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub snapshot_ids: Vec<String>,
     pub reason: JsonReason,
+}
+
+/// Where a deletion goes.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonBin {
+    /// It can be restored from the Recycle Bin.
+    pub retained: bool,
+    /// The rules that retain it (the image's and its snapshots').
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
+    /// How long it stays restorable (the shortest of its resources').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<u32>,
+    /// Why it is deleted for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+fn fate_from_json(b: JsonBin) -> Result<Fate, String> {
+    match (b.retained, b.days, b.why) {
+        (true, Some(days), None) => Ok(Fate::Bin {
+            rules: b.rules,
+            days,
+        }),
+        (false, None, Some(why)) => Ok(Fate::Permanent(why)),
+        _ => Err("recycle_bin needs days when retained, and why otherwise".into()),
+    }
+}
+
+fn fate_to_json(f: &Fate) -> JsonBin {
+    match f {
+        Fate::Bin { rules, days } => JsonBin {
+            retained: true,
+            rules: rules.clone(),
+            days: Some(*days),
+            why: None,
+        },
+        Fate::Permanent(why) => JsonBin {
+            retained: false,
+            rules: Vec::new(),
+            days: None,
+            why: Some(why.clone()),
+        },
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -792,6 +842,7 @@ fn change_from_json(
             before: b.before,
             after: b.after,
         }),
+        recycle_bin: c.recycle_bin.map(fate_from_json).transpose()?,
         precondition,
     })
 }
@@ -821,6 +872,7 @@ fn change(c: &super::Change) -> JsonChange {
         lock_expires_at: None,
         cool_off_hours: None,
         cooldown: None,
+        recycle_bin: c.recycle_bin.as_ref().map(fate_to_json),
         name: None,
         reboot: None,
         volume_ids: None,

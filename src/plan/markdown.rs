@@ -68,6 +68,9 @@ pub fn render(plan: &Plan) -> String {
             if let Some(left) = c.backups_left {
                 why += &format!("; {} of {} left", left.after, left.before);
             }
+            if let Some(fate) = &c.recycle_bin {
+                why += &format!("; {}", super::fate_words(fate));
+            }
             let _ = writeln!(s, "| {sign} | {what} | `{}` | {} |", c.source, cell(&why));
         }
         let _ = writeln!(s, "\n</details>\n");

@@ -92,6 +92,9 @@ pub struct Change {
     /// Deletions: the backups of the same source (volume, for snapshot
     /// backups) before and after this plan. Read by the mass-deletion guard.
     pub backups_left: Option<BackupsLeft>,
+    /// Deletions: where the deleted backup goes (the Recycle Bin, for how
+    /// long, or nowhere), when the region's rules were read.
+    pub recycle_bin: Option<crate::inventory::recycle_bin::Fate>,
     /// What the change depends on, as observed: a saved plan is applied only
     /// if all of it still holds.
     pub precondition: Precondition,
@@ -383,6 +386,20 @@ pub fn lock_words(
     format!("{} lock until {until}{cool_off}", mode.as_str())
 }
 
+/// Where a deletion goes, to people: `restorable from the Recycle Bin for
+/// 7 days (rule r-1)`, or `deleted for good: …`.
+pub fn fate_words(fate: &crate::inventory::recycle_bin::Fate) -> String {
+    use crate::inventory::recycle_bin::Fate;
+    match fate {
+        Fate::Bin { rules, days } => format!(
+            "restorable from the Recycle Bin for {days} day{} (rule {})",
+            if *days == 1 { "" } else { "s" },
+            rules.join(", ")
+        ),
+        Fate::Permanent(why) => format!("deleted for good: {why}"),
+    }
+}
+
 /// How deregistration protection reads to people.
 pub fn protection_words(cooldown: bool) -> &'static str {
     if cooldown {
@@ -496,10 +513,14 @@ pub enum ReasonCode {
     /// Retention would delete it, but its deregistration protection holds
     /// it (until a date, when a cooldown runs).
     Protected,
+    /// Retention would delete it, but its policy requires a Recycle Bin
+    /// rule that would retain it, and none does (or the rules could not be
+    /// read).
+    NoRecycleBin,
 }
 
 impl ReasonCode {
-    const ALL: [ReasonCode; 16] = [
+    const ALL: [ReasonCode; 17] = [
         ReasonCode::Due,
         ReasonCode::Expired,
         ReasonCode::KeepLast,
@@ -516,6 +537,7 @@ impl ReasonCode {
         ReasonCode::Locked,
         ReasonCode::NotProtected,
         ReasonCode::Protected,
+        ReasonCode::NoRecycleBin,
     ];
 
     pub fn parse(code: &str) -> Option<ReasonCode> {
@@ -540,6 +562,7 @@ impl ReasonCode {
             ReasonCode::Locked => "locked",
             ReasonCode::NotProtected => "not_protected",
             ReasonCode::Protected => "protected",
+            ReasonCode::NoRecycleBin => "no_recycle_bin",
         }
     }
 }
@@ -575,8 +598,9 @@ pub struct Blocked {
     pub policy: String,
     pub region: String,
     pub source: String,
-    /// The snapshot that cannot be deleted; for an image its deregistration
-    /// protection holds (reason `protected`), the image.
+    /// The snapshot that cannot be deleted; for an image held itself (its
+    /// deregistration protection, a required Recycle Bin rule), the image,
+    /// which is then also `image_ids`' only entry.
     pub snapshot_id: String,
     /// The set the snapshot belongs to: the whole set waits.
     pub set_id: Option<String>,
@@ -657,12 +681,14 @@ impl Summary {
 }
 
 impl Blocked {
-    /// What cannot go, to people: the image, for a protected one; the
-    /// snapshot otherwise.
+    /// What cannot go, to people: the image, when the image itself is
+    /// held (its protection, a required Recycle Bin rule); the snapshot
+    /// otherwise.
     pub fn what(&self) -> (&'static str, &str) {
-        let kind = match self.reason.code {
-            ReasonCode::Protected => "image",
-            _ => "snapshot",
+        let kind = if self.image_ids.first() == Some(&self.snapshot_id) {
+            "image"
+        } else {
+            "snapshot"
         };
         (kind, &self.snapshot_id)
     }

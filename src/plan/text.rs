@@ -82,6 +82,9 @@ pub fn render(plan: &Plan, opts: TextOptions) -> String {
                 left.after, left.before
             );
         }
+        if let Some(fate) = &c.recycle_bin {
+            why += &format!("; {}", super::fate_words(fate));
+        }
         let _ = writeln!(s, "        {}", p.dim(&why));
     }
 
@@ -383,6 +386,7 @@ mod tests {
                     before: 2,
                     after: 1,
                 }),
+                recycle_bin: None,
                 precondition: crate::plan::Precondition::Delete {
                     state: "completed".into(),
                     tags: Default::default(),

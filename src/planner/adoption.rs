@@ -265,6 +265,7 @@ fn adoption(
             message,
         },
         backups_left: None,
+        recycle_bin: None,
         precondition: Precondition::Delete {
             state: backup.state_name(),
             tags: backup.tags().clone(),

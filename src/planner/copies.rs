@@ -335,6 +335,7 @@ impl<'a> Destination<'a, '_> {
                         before: existing.len(),
                         after: existing.len() - deletions,
                     }),
+                    recycle_bin: None,
                     precondition: Precondition::Delete {
                         state: copy.state_name(),
                         tags: copy.tags().clone(),
@@ -458,6 +459,7 @@ impl<'a> Destination<'a, '_> {
                 ),
             },
             backups_left: None,
+            recycle_bin: None,
             precondition: Precondition::Create {
                 newest_backup_at: newest_copy,
             },

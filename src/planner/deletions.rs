@@ -62,6 +62,7 @@ impl<'a> Deletions<'a> {
             action,
             reason,
             backups_left: None,
+            recycle_bin: None,
             precondition: Precondition::Delete {
                 state: unit.state_name(),
                 tags: unit.tags().clone(),

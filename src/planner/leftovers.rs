@@ -106,6 +106,7 @@ pub fn plan(
                 before: staying + 1,
                 after: staying,
             }),
+            recycle_bin: None,
             precondition: Precondition::Delete {
                 state: unit.state_name(),
                 tags: unit.tags().clone(),

@@ -122,6 +122,7 @@ pub fn change(
             message: format!("{why}; the policy locks its backups for {} days", lock.days),
         },
         backups_left: None,
+        recycle_bin: None,
         precondition: Precondition::Delete {
             state: unit.state_name(),
             tags: unit.tags().clone(),

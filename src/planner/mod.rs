@@ -20,6 +20,8 @@
 //! - [`locks`]: snapshot locks, and the deletions they hold back;
 //! - [`protection`]: AMI deregistration protection, and the deletions it
 //!   holds back or must disable first;
+//! - [`recycle_bin`]: where each deletion goes, and the deletions a
+//!   required Recycle Bin rule holds back;
 //! - [`warnings`]: what would otherwise go wrong without a word.
 
 pub mod adoption;
@@ -30,6 +32,7 @@ mod index;
 mod leftovers;
 mod locks;
 mod protection;
+mod recycle_bin;
 pub mod retention;
 mod scope;
 mod selection;
@@ -108,6 +111,7 @@ fn plan_with(policies: &PolicySet, inventory: &Inventory, now: DateTime<Utc>, wh
     warnings::long_locks(policies, &mut out.warnings);
     out.warnings.extend(region_warnings);
     copies::plan(policies, inventory, now, &mut out);
+    recycle_bin::settle(policies, inventory, &mut out);
     // Each region's lists arrive sorted (see `plan_region`), so this sort
     // only merges a few sorted runs.
     sort_lists(&mut out);
@@ -326,6 +330,7 @@ impl<'a> RegionPlan<'a, '_> {
                 message: format!("due: {why}"),
             },
             backups_left: None,
+            recycle_bin: None,
             precondition: Precondition::Create {
                 newest_backup_at: newest,
             },

@@ -64,6 +64,7 @@ pub fn change(
             ),
         },
         backups_left: None,
+        recycle_bin: None,
         precondition: Precondition::Delete {
             state: unit.state_name(),
             tags: unit.tags().clone(),

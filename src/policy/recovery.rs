@@ -7,8 +7,9 @@
 //! This module is the policy side: the keys, their validation and their
 //! defaults (copies to other regions are planned by `planner::copies`,
 //! locks by `planner::locks`, deregistration protection by
-//! `planner::protection`). Until the planner carries the rest out (copies
-//! to other accounts, the Recycle Bin), a policy that declares
+//! `planner::protection`, a required Recycle Bin rule by
+//! `planner::recycle_bin`). Until the planner carries the rest out (copies
+//! to other accounts), a policy that declares
 //! any of them is refused by every command (see [`not_carried_out`]): a
 //! copy rule silently ignored would look like a disaster-recovery plan that
 //! does not exist.
@@ -265,21 +266,16 @@ fn valid_kms_key(key: &str) -> bool {
 /// Why a policy cannot be planned by this build: it declares disaster
 /// recovery that is parsed and checked, but not carried out yet.
 pub fn not_carried_out(policy: &Policy) -> Option<String> {
-    let mut what = Vec::new();
-    if policy.copies.iter().any(|c| c.to_account.is_some()) {
-        what.push("[[copy]] `to_account`");
-    }
-    if policy.retention.require_recycle_bin {
-        what.push("`require_recycle_bin`");
-    }
-    (!what.is_empty()).then(|| {
-        format!(
-            "policy \"{}\" declares {}, which this version of backupctl validates but does not carry out yet; remove {} to plan it (a declared copy or lock that is not made would look like protection that does not exist)",
-            policy.name,
-            what.join(", "),
-            if what.len() == 1 { "it" } else { "them" }
-        )
-    })
+    policy
+        .copies
+        .iter()
+        .any(|c| c.to_account.is_some())
+        .then(|| {
+            format!(
+                "policy \"{}\" declares [[copy]] `to_account`, which this version of backupctl validates but does not carry out yet; remove it to plan the policy (a declared copy that is not made would look like protection that does not exist)",
+                policy.name
+            )
+        })
 }
 
 #[cfg(test)]
@@ -335,7 +331,7 @@ mod tests {
         assert!(p.retention.require_recycle_bin);
         let refused = not_carried_out(&p).expect("not carried out yet");
         assert!(
-            refused.contains("[[copy]] `to_account`, `require_recycle_bin`"),
+            refused.contains("declares [[copy]] `to_account`, which"),
             "{refused}"
         );
         // Copies to other regions of the same account, and locks, are

@@ -35,6 +35,7 @@ mod create;
 mod locks;
 mod organization;
 mod protection;
+mod recycle_bin;
 pub mod session;
 
 use super::{Done, Observation, Provider, ProviderError, RegionFailure, RegionScope, Scope};
@@ -208,6 +209,16 @@ impl AwsProvider {
         Client::from_conf(tune(conf).build())
     }
 
+    /// The Recycle Bin's client, with the same configuration.
+    fn bin_client(&self, region: &str) -> aws_sdk_rbin::Client {
+        let conf = aws_sdk_rbin::config::Builder::from(&*self.config)
+            .region(Region::new(region.to_string()))
+            .interceptor(calls::CallLog {
+                region: region.to_string(),
+            });
+        aws_sdk_rbin::Client::from_conf(conf.build())
+    }
+
     fn default_client(&self) -> Result<Client, ProviderError> {
         match self.config.region() {
             Some(r) => Ok(self.client(r.as_ref())),
@@ -323,7 +334,9 @@ impl Provider for AwsProvider {
                     let _permit = limit.acquire_owned().await;
                     progress.start(&region, 0, "observing");
                     let need = scope.for_region(&region);
-                    let result = observe_region(&this.client(&region), &need).await;
+                    let result =
+                        observe_region(&this.client(&region), &this.bin_client(&region), &need)
+                            .await;
                     match &result {
                         Ok(inv) => progress.finish(
                             &region,
@@ -419,6 +432,7 @@ fn time_of(t: &aws_sdk_ec2::primitives::DateTime) -> DateTime<Utc> {
 /// observation takes as long as its longest chain, not their sum.
 async fn observe_region(
     client: &Client,
+    bin_client: &aws_sdk_rbin::Client,
     scope: &RegionScope,
 ) -> Result<RegionInventory, ProviderError> {
     let live_states = ["pending", "running", "stopping", "stopped", "shutting-down"];
@@ -472,8 +486,9 @@ async fn observe_region(
         }
         locks::observe(client).await
     };
-    let (instances, images, mut snapshots, volumes, mut held) =
-        tokio::try_join!(instances, images, snapshots, volumes, held)?;
+    let bin = async { Ok(recycle_bin::observe(bin_client).await) };
+    let (instances, images, mut snapshots, volumes, mut held, bin) =
+        tokio::try_join!(instances, images, snapshots, volumes, held, bin)?;
     for s in &mut snapshots {
         s.lock = held.remove(&s.id);
     }
@@ -482,6 +497,7 @@ async fn observe_region(
         volumes,
         images,
         snapshots,
+        recycle_bin: Some(bin),
     })
 }
 

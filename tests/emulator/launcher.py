@@ -537,6 +537,51 @@ def image_protection(self):
     return protection_words(self.ec2_backend, self.id)
 
 
+# The Recycle Bin (rbin), which moto lacks: ListRules and GetRule of the
+# retention rules a test sets with /_backupctl/rbin_rules, per account and
+# region, in the service's own REST-JSON shape.
+
+RBIN_RULES = {}
+
+
+def rbin_action(request):
+    if request.path == "/list-rules":
+        return "ListRules"
+    if request.path.startswith("/rules/"):
+        return "GetRule"
+    return "UnknownRbinCall"
+
+
+def rbin_answer(request, action, account, region):
+    rules = RBIN_RULES.get((account, region), [])
+    if action == "ListRules":
+        body = json.loads(request.get_data() or b"{}")
+        found = [
+            {
+                "Identifier": r["Identifier"],
+                "RetentionPeriod": r["RetentionPeriod"],
+                "LockState": "unlocked",
+                "RuleArn": f"arn:aws:rbin:{region}:{account}:rule/{r['Identifier']}",
+            }
+            for r in rules
+            if r["ResourceType"] == body.get("ResourceType")
+        ]
+        return Response(json.dumps({"Rules": found}), status=200, content_type="application/json")
+    if action == "GetRule":
+        wanted = urllib.parse.unquote(request.path[len("/rules/"):])
+        for r in rules:
+            if r["Identifier"] == wanted:
+                return Response(json.dumps(r), status=200, content_type="application/json")
+        body = json.dumps({"Message": f"Rule {wanted} not found", "Reason": "RULE_NOT_FOUND"})
+        return Response(
+            body,
+            status=404,
+            content_type="application/json",
+            headers={"x-amzn-ErrorType": "ResourceNotFoundException"},
+        )
+    return json_error(400, "UnknownOperationException", request.path)
+
+
 # -------------------------------------------------------------- REAL EC2
 #
 # Behaviours of real EC2 that moto lacks, off until a test switches them on
@@ -841,6 +886,16 @@ def region_of(environ):
     return "unknown"
 
 
+def service_of(environ):
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    marker = "Credential="
+    if marker in auth:
+        scope = auth.split(marker, 1)[1].split(",", 1)[0].split("/")
+        if len(scope) >= 4:
+            return scope[3]
+    return "unknown"
+
+
 def params_of(environ):
     """Reads the EC2 query parameters from the body and puts the body back."""
     length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -998,11 +1053,14 @@ class Emulator:
             return self.control(request)(environ, start_response)
         region = region_of(environ)
         params = params_of(environ)
+        rbin = service_of(environ) == "rbin"
         if environ.get("HTTP_" + CONTROL_HEADER.upper().replace("-", "_")):
             return self.call_moto(environ, start_response, params, control=True)
         # JSON services (Organizations) name the call in a header.
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         action = target.rsplit(".", 1)[-1] if target else params.get("Action", "unknown")
+        if rbin:
+            action, target = rbin_action(request), "rbin"
         expires = SESSIONS["expires"].get(access_key_of(environ))
         if expires is not None and time.time() > expires:
             with STATE.lock:
@@ -1081,8 +1139,10 @@ class Emulator:
             if kind == "latency":
                 time.sleep(float(seconds or 2))
             if kind.startswith("lost"):
-                # The call succeeds in EC2; its answer never arrives.
-                self.call_moto(environ, lambda *a: None, params)
+                # The call succeeds in EC2; its answer never arrives (the
+                # Recycle Bin's reads change nothing).
+                if not rbin:
+                    self.call_moto(environ, lambda *a: None, params)
                 if kind == "lost":
                     drop_connection(environ)
                     return []
@@ -1092,6 +1152,10 @@ class Emulator:
                     )
                 time.sleep(float(seconds or 600))
                 return []
+        if rbin:
+            return rbin_answer(request, action, account_of(access_key_of(environ)), region)(
+                environ, start_response
+            )
         return self.call_moto(environ, start_response, params)
 
     def call_moto(self, environ, start_response, params, control=False):
@@ -1176,7 +1240,16 @@ class Emulator:
             STATE.reset()
         ENABLED_REGIONS = None
         REAL.clear()
-        for table in (LAST_SNAPSHOT, VISIBLE_AT, PENDING, COPY_TOKENS, COPIES, LOCKS, PROTECTION):
+        for table in (
+            LAST_SNAPSHOT,
+            VISIBLE_AT,
+            PENDING,
+            COPY_TOKENS,
+            COPIES,
+            LOCKS,
+            PROTECTION,
+            RBIN_RULES,
+        ):
             table.clear()
         return {"ok": True}
 
@@ -1249,6 +1322,30 @@ class Emulator:
                 for sn in backend.snapshots.values()
             ],
         }
+
+    def ctl_rbin_rules(self, body):
+        """{"region", "account"?, "rules": [{"id", "resource_type":
+        "EBS_SNAPSHOT" | "EC2_IMAGE", "days", "tags": {k: v or ""},
+        "exclude_tags": {...}, "status"?}]}: the region's retention rules."""
+        account = body.get("account", ACCOUNT)
+
+        def pairs(tags):
+            return [{"ResourceTagKey": k, "ResourceTagValue": v} for k, v in (tags or {}).items()]
+
+        RBIN_RULES[(account, body["region"])] = [
+            {
+                "Identifier": r["id"],
+                "Description": "",
+                "ResourceType": r["resource_type"],
+                "RetentionPeriod": {"RetentionPeriodValue": r["days"], "RetentionPeriodUnit": "DAYS"},
+                "ResourceTags": pairs(r.get("tags")),
+                "ExcludeResourceTags": pairs(r.get("exclude_tags")),
+                "Status": r.get("status", "available"),
+                "LockState": "unlocked",
+            }
+            for r in body["rules"]
+        ]
+        return {"ok": True}
 
     def ctl_protect(self, body):
         """{"region", "image_id", "cooldown"}: deregistration protection set

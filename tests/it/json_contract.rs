@@ -77,6 +77,7 @@ struct Change {
     lock_expires_at: Option<String>,
     cool_off_hours: Option<u32>,
     cooldown: Option<bool>,
+    recycle_bin: Option<Bin>,
     name: Option<String>,
     reboot: Option<bool>,
     volume_ids: Option<Vec<String>>,
@@ -86,6 +87,16 @@ struct Change {
     backups_left: Option<BackupsLeft>,
     depends_on: DependsOn,
     reason: Reason,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Bin {
+    retained: bool,
+    #[serde(default)]
+    rules: Vec<String>,
+    days: Option<u32>,
+    why: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -429,6 +440,13 @@ fn check(plan: &Plan, name: &str) {
                 c.address
             ),
         }
+        if let Some(bin) = &c.recycle_bin {
+            assert_eq!(c.actions, ["delete"], "{name}: where a deletion goes");
+            match bin.retained {
+                true => assert!(!bin.rules.is_empty() && bin.days.is_some() && bin.why.is_none()),
+                false => assert!(bin.rules.is_empty() && bin.days.is_none() && bin.why.is_some()),
+            }
+        }
         match (&c.backups_left, c.actions == ["delete"]) {
             (Some(left), true) => assert!(left.after < left.before, "{name}: {}", c.address),
             (None, false) => {}
@@ -482,18 +500,24 @@ fn check(plan: &Plan, name: &str) {
     for b in &plan.blocked {
         // Blocked by the images that use it, by a lock until a date, or
         // (an image) by its deregistration protection.
-        let kind = if b.reason.code == "protected" {
+        // The image, when the image itself is held (its protection, a
+        // required Recycle Bin rule).
+        let kind = if b.image_ids.first() == Some(&b.id) {
             "image"
         } else {
             "snapshot"
         };
         assert_eq!(b.resource_type, kind, "{name}");
+        if b.reason.code == "protected" {
+            assert_eq!(kind, "image", "{name}");
+        }
         match b.reason.code.as_str() {
             "in_use" => assert!(!b.image_ids.is_empty() && b.until.is_none(), "{name}"),
             "locked" => {
                 let until = b.until.as_deref().expect("a lock says until when");
                 assert!(until.ends_with('Z') && until > plan.generated_at.as_str());
             }
+            "no_recycle_bin" => assert!(b.until.is_none(), "{name}"),
             "protected" => {
                 assert_eq!(b.image_ids, std::slice::from_ref(&b.id), "{name}");
                 assert!(b

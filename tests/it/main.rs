@@ -25,6 +25,7 @@ mod promises;
 mod properties;
 mod protection;
 mod real_ec2;
+mod recycle_bin;
 mod report;
 mod review;
 mod schedule;
