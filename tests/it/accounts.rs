@@ -103,7 +103,10 @@ fn every_account_that_can_be_entered_is_planned_and_each_failure_said_once() {
     );
     crate::json_contract::check_document(&stdout(&out), "plan of accounts");
     let plan: Value = serde_json::from_str(&stdout(&out)).expect("a JSON plan");
-    assert_eq!(plan["format_version"], backupctl::plan::json::FORMAT_VERSION);
+    assert_eq!(
+        plan["format_version"],
+        backupctl::plan::json::FORMAT_VERSION
+    );
     let names: Vec<(&str, &str)> = plan["accounts"]
         .as_array()
         .unwrap()
