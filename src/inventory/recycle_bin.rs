@@ -110,7 +110,7 @@ impl RecycleBin {
             "no Recycle Bin rule retains it".to_string()
         } else {
             format!(
-                "no Recycle Bin rule retains {}, so the rest cannot be restored without it",
+                "no Recycle Bin rule retains {}, without which the rest cannot be restored",
                 lost.join(", ")
             )
         };

@@ -392,8 +392,9 @@ pub fn fate_words(fate: &crate::inventory::recycle_bin::Fate) -> String {
     use crate::inventory::recycle_bin::Fate;
     match fate {
         Fate::Bin { rules, days } => format!(
-            "restorable from the Recycle Bin for {days} day{} (rule {})",
+            "restorable from the Recycle Bin for {days} day{} (rule{} {})",
             if *days == 1 { "" } else { "s" },
+            if rules.len() == 1 { "" } else { "s" },
             rules.join(", ")
         ),
         Fate::Permanent(why) => format!("deleted for good: {why}"),

@@ -102,7 +102,7 @@ fn each_deletion_says_where_it_goes_and_a_required_bin_holds_the_rest() {
     }
     let text = stdout(&run(&emu, &policies, 2, &["plan"]));
     assert!(
-        text.contains("restorable from the Recycle Bin for 7 days (rule images, web-snapshots)"),
+        text.contains("restorable from the Recycle Bin for 7 days (rules images, web-snapshots)"),
         "{text}"
     );
 
