@@ -876,24 +876,23 @@ def account_of(access_key):
     return get_account_id_from(access_key)
 
 
-def region_of(environ):
+def credential_scope(environ):
+    """The signature's scope: key, date, region, service, aws4_request."""
     auth = environ.get("HTTP_AUTHORIZATION", "")
     marker = "Credential="
-    if marker in auth:
-        scope = auth.split(marker, 1)[1].split(",", 1)[0].split("/")
-        if len(scope) >= 3:
-            return scope[2]
-    return "unknown"
+    if marker not in auth:
+        return []
+    return auth.split(marker, 1)[1].split(",", 1)[0].split("/")
+
+
+def region_of(environ):
+    scope = credential_scope(environ)
+    return scope[2] if len(scope) >= 3 else "unknown"
 
 
 def service_of(environ):
-    auth = environ.get("HTTP_AUTHORIZATION", "")
-    marker = "Credential="
-    if marker in auth:
-        scope = auth.split(marker, 1)[1].split(",", 1)[0].split("/")
-        if len(scope) >= 4:
-            return scope[3]
-    return "unknown"
+    scope = credential_scope(environ)
+    return scope[3] if len(scope) >= 4 else "unknown"
 
 
 def params_of(environ):

@@ -227,6 +227,52 @@ pub fn day(n: i64) -> String {
     (base + chrono::Duration::days(n)).to_rfc3339()
 }
 
+/// What the tests of simulated days share: a run of backupctl on day `d`,
+/// its JSON plan (checked against the contract), and the backups EC2 holds
+/// that a run of that day made.
+pub mod days {
+    use super::{day, Emulator};
+    use crate::support::{stderr, stdout};
+    use chrono::{DateTime, Utc};
+    use serde_json::Value;
+    use std::path::Path;
+    use std::process::Output;
+
+    pub fn run(emu: &Emulator, policies: &Path, d: i64, args: &[&str]) -> Output {
+        emu.run(policies, args, &[("BACKUPCTL_NOW", &day(d))])
+    }
+
+    pub fn plan_json(emu: &Emulator, policies: &Path, d: i64) -> Value {
+        let out = run(emu, policies, d, &["plan", "--format", "json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        crate::json_contract::check_document(&stdout(&out), &format!("day {d}"));
+        serde_json::from_str(&stdout(&out)).expect("a JSON plan")
+    }
+
+    pub fn time(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+            .with_timezone(&Utc)
+    }
+
+    /// The `images` or `snapshots` in us-east-1 made on day `d` (by their
+    /// `backupctl:created-at`), as the emulator holds them.
+    pub fn made_on(emu: &Emulator, kind: &str, d: i64) -> Vec<Value> {
+        let made = time(&day(d));
+        emu.dump("us-east-1")[kind]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r["tags"]["backupctl:created-at"]
+                    .as_str()
+                    .is_some_and(|t| time(t) == made)
+            })
+            .cloned()
+            .collect()
+    }
+}
+
 /// Daily AMIs in two regions, one kept: every run creates and deletes.
 pub const ROLLING_AMI: &str = "name = \"web\"\n[target]\nregions = [\"us-east-1\", \"eu-west-1\"]\ninstance_tags = { Backup = \"daily\" }\n\
                    [backup]\nkind = \"ami\"\n[retention]\nmax_age = \"1 day\"\nkeep_last = 1\n";

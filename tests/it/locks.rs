@@ -4,9 +4,10 @@
 //! the lock, shown as blocked with the date; and a compliance lock is set
 //! only with `--allow-compliance-lock`.
 
+use crate::emulator::days::{made_on, plan_json, run, time};
 use crate::emulator::{day, Emulator};
 use crate::support::{stderr, stdout};
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -32,43 +33,9 @@ fn seeded(emu: &Emulator, files: &[(&str, &str)]) -> PathBuf {
     emu.dir.policies(files)
 }
 
-fn run(emu: &Emulator, policies: &Path, d: i64, args: &[&str]) -> std::process::Output {
-    emu.run(policies, args, &[("BACKUPCTL_NOW", &day(d))])
-}
-
 fn apply(emu: &Emulator, policies: &Path, d: i64) {
     let out = run(emu, policies, d, &["apply", "--auto-approve"]);
     assert_eq!(out.status.code(), Some(0), "day {d}: {}", stderr(&out));
-}
-
-fn plan_json(emu: &Emulator, policies: &Path, d: i64) -> Value {
-    let out = run(emu, policies, d, &["plan", "--format", "json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    crate::json_contract::check_document(&stdout(&out), &format!("day {d}"));
-    serde_json::from_str(&stdout(&out)).expect("a JSON plan")
-}
-
-fn time(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .unwrap_or_else(|e| panic!("{text}: {e}"))
-        .with_timezone(&Utc)
-}
-
-/// The backups' snapshots in us-east-1 made on day `d` (by their
-/// `backupctl:created-at`), with their locks as EC2 holds them.
-fn snapshots_of_day(emu: &Emulator, d: i64) -> Vec<Value> {
-    let made = time(&day(d));
-    emu.dump("us-east-1")["snapshots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| {
-            s["tags"]["backupctl:created-at"]
-                .as_str()
-                .is_some_and(|t| time(t) == made)
-        })
-        .cloned()
-        .collect()
 }
 
 #[test]
@@ -85,7 +52,7 @@ fn locked_backups_wait_for_their_lock_then_go() {
         stdout(&listed)
     );
     apply(&emu, &policies, 0);
-    let day0 = snapshots_of_day(&emu, 0);
+    let day0 = made_on(&emu, "snapshots", 0);
     // Two AMIs of a root and a data volume, two sets of one data volume.
     assert_eq!(day0.len(), 6, "{day0:#?}");
     let until = time(&day(0)) + Duration::days(3);
@@ -117,7 +84,7 @@ fn locked_backups_wait_for_their_lock_then_go() {
         assert_eq!(c["reason"]["code"], "not_locked");
     }
     apply(&emu, &policies, 1);
-    for s in snapshots_of_day(&emu, 0) {
+    for s in made_on(&emu, "snapshots", 0) {
         assert_eq!(s["lock"]["state"], "governance", "{s:#?}");
         assert_eq!(time(s["lock"]["expires_at"].as_str().unwrap()), until);
     }
@@ -148,12 +115,16 @@ fn locked_backups_wait_for_their_lock_then_go() {
         stdout(&text)
     );
     apply(&emu, &policies, 2);
-    assert_eq!(snapshots_of_day(&emu, 0).len(), 6, "held by their locks");
+    assert_eq!(
+        made_on(&emu, "snapshots", 0).len(),
+        6,
+        "held by their locks"
+    );
 
     // Day 3: the locks of day 0 ended; its backups go, day 1's wait.
     apply(&emu, &policies, 3);
-    assert_eq!(snapshots_of_day(&emu, 0), Vec::<Value>::new());
-    assert_eq!(snapshots_of_day(&emu, 1).len(), 6);
+    assert_eq!(made_on(&emu, "snapshots", 0), Vec::<Value>::new());
+    assert_eq!(made_on(&emu, "snapshots", 1).len(), 6);
     let calls = emu.calls();
     // One LockSnapshot per snapshot of each day's backups (4 AMI and 2
     // set snapshots a day, days 0 to 3), and no more: none locked twice.
@@ -207,8 +178,12 @@ fn a_compliance_lock_is_set_only_with_its_flag() {
         "{}",
         stderr(&out)
     );
-    assert_eq!(snapshots_of_day(&emu, 1).len(), 2, "the backups are made");
-    assert!(snapshots_of_day(&emu, 0)
+    assert_eq!(
+        made_on(&emu, "snapshots", 1).len(),
+        2,
+        "the backups are made"
+    );
+    assert!(made_on(&emu, "snapshots", 0)
         .iter()
         .all(|s| s["lock"].is_null()));
     assert!(emu.calls()["us-east-1"]["LockSnapshot"].is_null());
@@ -222,7 +197,7 @@ fn a_compliance_lock_is_set_only_with_its_flag() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     for d in [0, 1] {
-        let snapshots = snapshots_of_day(&emu, d);
+        let snapshots = made_on(&emu, "snapshots", d);
         assert_eq!(snapshots.len(), 2);
         for s in snapshots {
             assert_eq!(s["lock"]["state"], "compliance-cooloff", "{s:#?}");

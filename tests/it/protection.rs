@@ -5,9 +5,10 @@
 //! protection someone set by hand is left on and blocks the deletion; and
 //! the mass-deletion guard holds back the disabling with the deletions.
 
+use crate::emulator::days::{made_on, plan_json, run, time};
 use crate::emulator::{day, Emulator};
 use crate::support::{stderr, stdout};
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -23,43 +24,10 @@ fn seeded(emu: &Emulator, count: u64, protection: &str) -> PathBuf {
     emu.dir.policies(&[("web", &policy(protection))])
 }
 
-fn run(emu: &Emulator, policies: &Path, d: i64, args: &[&str]) -> std::process::Output {
-    emu.run(policies, args, &[("BACKUPCTL_NOW", &day(d))])
-}
-
 fn apply(emu: &Emulator, policies: &Path, d: i64) -> std::process::Output {
     let out = run(emu, policies, d, &["apply", "--auto-approve"]);
     assert_eq!(out.status.code(), Some(0), "day {d}: {}", stderr(&out));
     out
-}
-
-fn plan_json(emu: &Emulator, policies: &Path, d: i64) -> Value {
-    let out = run(emu, policies, d, &["plan", "--format", "json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    crate::json_contract::check_document(&stdout(&out), &format!("day {d}"));
-    serde_json::from_str(&stdout(&out)).expect("a JSON plan")
-}
-
-fn time(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .unwrap_or_else(|e| panic!("{text}: {e}"))
-        .with_timezone(&Utc)
-}
-
-/// The images made on day `d`, as EC2 holds them.
-fn images_of_day(emu: &Emulator, d: i64) -> Vec<Value> {
-    let made = time(&day(d));
-    emu.dump("us-east-1")["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| {
-            i["tags"]["backupctl:created-at"]
-                .as_str()
-                .is_some_and(|t| time(t) == made)
-        })
-        .cloned()
-        .collect()
 }
 
 fn protections(images: &[Value]) -> Vec<&str> {
@@ -91,7 +59,7 @@ fn protected_images_are_unprotected_then_deregistered_after_the_cooldown() {
     );
     apply(&emu, &policies, 0);
     assert_eq!(
-        protections(&images_of_day(&emu, 0)),
+        protections(&made_on(&emu, "images", 0)),
         ["disabled", "disabled"],
         "an image is protected by the next run"
     );
@@ -107,7 +75,7 @@ fn protected_images_are_unprotected_then_deregistered_after_the_cooldown() {
     }
     apply(&emu, &policies, 1);
     assert_eq!(
-        protections(&images_of_day(&emu, 0)),
+        protections(&made_on(&emu, "images", 0)),
         ["enabled-with-cooldown", "enabled-with-cooldown"]
     );
 
@@ -138,7 +106,7 @@ fn protected_images_are_unprotected_then_deregistered_after_the_cooldown() {
         stdout(&out),
         stderr(&out)
     );
-    for p in protections(&images_of_day(&emu, 0)) {
+    for p in protections(&made_on(&emu, "images", 0)) {
         assert!(p.starts_with("disabled after "), "{p}");
     }
 
@@ -149,7 +117,7 @@ fn protected_images_are_unprotected_then_deregistered_after_the_cooldown() {
     assert!(operations(&plan, "deregister_image")
         .iter()
         .all(|c| c["depends_on"]["tags"]["backupctl:created-at"] != day(0)));
-    let day0_ids: Vec<Value> = images_of_day(&emu, 0)
+    let day0_ids: Vec<Value> = made_on(&emu, "images", 0)
         .iter()
         .map(|i| i["id"].clone())
         .collect();
@@ -166,11 +134,11 @@ fn protected_images_are_unprotected_then_deregistered_after_the_cooldown() {
         assert!(until > time(&day(3)) && until < time(&day(3)) + Duration::minutes(5));
     }
     apply(&emu, &policies, 3);
-    assert_eq!(images_of_day(&emu, 0).len(), 2);
+    assert_eq!(made_on(&emu, "images", 0).len(), 2);
 
     // Day 4: gone, with their snapshots.
     apply(&emu, &policies, 4);
-    assert_eq!(images_of_day(&emu, 0), Vec::<Value>::new());
+    assert_eq!(made_on(&emu, "images", 0), Vec::<Value>::new());
     let calls = emu.calls();
     assert_eq!(
         calls["us-east-1"]["EnableImageDeregistrationProtection"].as_u64(),
@@ -207,7 +175,7 @@ fn a_protection_without_cooldown_goes_in_one_apply_and_one_set_by_hand_stays() {
     let policies = seeded(&emu, 3, "deregistration_protection = true\n");
     apply(&emu, &policies, 0);
     apply(&emu, &policies, 1);
-    let day0 = images_of_day(&emu, 0);
+    let day0 = made_on(&emu, "images", 0);
     assert_eq!(protections(&day0), ["enabled-without-cooldown"; 3]);
     // Someone adds a cooldown to one by hand: backupctl disables it too
     // (its policy declares protection), and it waits for the cooldown.
@@ -217,7 +185,7 @@ fn a_protection_without_cooldown_goes_in_one_apply_and_one_set_by_hand_stays() {
         json!({"region": "us-east-1", "image_id": slow, "cooldown": true}),
     );
     apply(&emu, &policies, 2);
-    let left: Vec<Value> = images_of_day(&emu, 0);
+    let left: Vec<Value> = made_on(&emu, "images", 0);
     assert_eq!(
         left.len(),
         1,

@@ -4,10 +4,10 @@
 //! `require_recycle_bin` deletes nothing that no rule retains; and rules
 //! that cannot be read are a warning, not a failed run.
 
-use crate::emulator::{day, Emulator};
+use crate::emulator::days::{plan_json, run};
+use crate::emulator::Emulator;
 use crate::support::{stderr, stdout};
 use serde_json::{json, Value};
-use std::path::Path;
 
 fn policy(name: &str, kind: &str, retention: &str) -> String {
     let volumes = if kind == "snapshot" {
@@ -19,17 +19,6 @@ fn policy(name: &str, kind: &str, retention: &str) -> String {
         "name = \"{name}\"\n[target]\nregions = [\"us-east-1\"]\ninstance_tags = {{ Backup = \"daily\" }}\n{volumes}\
          [backup]\nkind = \"{kind}\"\n[retention]\nmax_age = \"1 day\"\nkeep_last = 1\n{retention}"
     )
-}
-
-fn run(emu: &Emulator, policies: &Path, d: i64, args: &[&str]) -> std::process::Output {
-    emu.run(policies, args, &[("BACKUPCTL_NOW", &day(d))])
-}
-
-fn plan_json(emu: &Emulator, policies: &Path, d: i64) -> Value {
-    let out = run(emu, policies, d, &["plan", "--format", "json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    crate::json_contract::check_document(&stdout(&out), &format!("day {d}"));
-    serde_json::from_str(&stdout(&out)).expect("a JSON plan")
 }
 
 fn deletions<'a>(plan: &'a Value, policy: &str) -> Vec<&'a Value> {
