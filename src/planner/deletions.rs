@@ -112,20 +112,10 @@ impl<'a> Deletions<'a> {
                 ));
             }
             match blocked {
-                Some((until, why)) => out.blocked.push(Blocked {
-                    account: None,
-                    policy: policy_name.to_string(),
-                    region: region.to_string(),
-                    source: display_source(unit.source().unwrap_or("")),
-                    snapshot_id: unit.id().to_string(),
-                    set_id: None,
-                    image_ids: vec![unit.id().to_string()],
-                    until,
-                    reason: Reason {
-                        code: ReasonCode::Protected,
-                        message: format!("{}, but {why}", reason.message),
-                    },
-                }),
+                Some((until, why)) => {
+                    out.blocked
+                        .push(protected(region, policy_name, &unit, reason, until, &why))
+                }
                 None => free.push((policy_name, unit, reason, gid)),
             }
         }
@@ -249,6 +239,32 @@ fn locked(
                 "{}, but {what} is locked until {at}; the first run after that deletes it",
                 reason.message
             ),
+        },
+    }
+}
+
+/// The blocked deletion of image `unit`, which retention wants gone but
+/// whose deregistration protection holds it (until `until`, when known).
+fn protected(
+    region: &str,
+    policy: &str,
+    unit: &Unit,
+    reason: Reason,
+    until: Option<DateTime<Utc>>,
+    why: &str,
+) -> Blocked {
+    Blocked {
+        account: None,
+        policy: policy.to_string(),
+        region: region.to_string(),
+        source: display_source(unit.source().unwrap_or("")),
+        snapshot_id: unit.id().to_string(),
+        set_id: None,
+        image_ids: vec![unit.id().to_string()],
+        until,
+        reason: Reason {
+            code: ReasonCode::Protected,
+            message: format!("{}, but {why}", reason.message),
         },
     }
 }

@@ -20,7 +20,7 @@ use crate::policy::{DeregistrationProtection, Policy};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// When `unit` of `policy` (which declares `wanted`) stays: the change that
-/// protects it, if it is not protected as the policy says.
+/// protects it, if it is available and not protected as the policy says.
 pub fn change(
     policy: &Policy,
     wanted: DeregistrationProtection,
@@ -31,7 +31,9 @@ pub fn change(
     let Unit::Image(image) = unit else {
         return None;
     };
-    if !(unit.is_good() || unit.is_pending()) {
+    // Available images only: whether EC2 protects a pending one is not
+    // documented, and a refusal would fail every run until it completes.
+    if !unit.is_good() {
         return None;
     }
     let cooldown = wanted == DeregistrationProtection::WithCooldown;
