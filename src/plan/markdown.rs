@@ -78,7 +78,7 @@ pub fn render(plan: &Plan) -> String {
     if !plan.blocked.is_empty() {
         let _ = writeln!(
             s,
-            "**Blocked** (retention would delete these, but an image uses them, a lock holds them, or deregistration protection does):\n"
+            "**Blocked** (retention would delete these, but an image uses them, a lock or deregistration protection holds them, or no Recycle Bin rule retains them):\n"
         );
         for b in &plan.blocked {
             let images = b
@@ -91,13 +91,19 @@ pub fn render(plan: &Plan) -> String {
                 .until
                 .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true));
             let why = match (b.reason.code, until) {
+                (ReasonCode::InUse, _) => format!("used by {images}"),
                 (ReasonCode::Protected, Some(until)) => {
                     format!("deregistration protection until {until}")
                 }
-                (ReasonCode::Protected, None) => cell(&b.reason.message),
-                (_, Some(until)) if images.is_empty() => format!("locked until {until}"),
-                (_, Some(until)) => format!("locked until {until}, so image {images} stays"),
-                (_, None) => format!("used by {images}"),
+                (ReasonCode::Locked, Some(until)) if images.is_empty() => {
+                    format!("locked until {until}")
+                }
+                (ReasonCode::Locked, Some(until)) => {
+                    format!("locked until {until}, so image {images} stays")
+                }
+                // Unprotected by hand, an unreadable protection, no Recycle
+                // Bin rule: the whole reason says what to do.
+                _ => cell(&b.reason.message),
             };
             let (kind, id) = b.what();
             let _ = writeln!(

@@ -89,6 +89,11 @@ fn each_deletion_says_where_it_goes_and_a_required_bin_holds_the_rest() {
             "{why}"
         );
     }
+    let markdown = stdout(&run(&emu, &policies, 2, &["plan", "--format", "markdown"]));
+    assert!(
+        markdown.contains("no Recycle Bin rule retains it") && !markdown.contains("used by"),
+        "{markdown}"
+    );
     let text = stdout(&run(&emu, &policies, 2, &["plan"]));
     assert!(
         text.contains("restorable from the Recycle Bin for 7 days (rules images, web-snapshots)"),
