@@ -156,14 +156,16 @@ impl Image {
             "enabled-with-cooldown" => Protection::On { cooldown: true },
             _ => match words.strip_prefix("disabled after") {
                 Some(time) => match DateTime::parse_from_rfc3339(time.trim()) {
-                    Ok(t) if t.with_timezone(&Utc) <= now => Protection::Off,
-                    // Plans show whole seconds: rounded up, never shown
-                    // ending before it does.
-                    Ok(t) => Protection::CoolingDown(Some(
-                        t.with_timezone(&Utc)
-                            .duration_round_up(chrono::TimeDelta::seconds(1))
-                            .unwrap_or(t.with_timezone(&Utc)),
-                    )),
+                    Ok(t) => {
+                        let t = t.with_timezone(&Utc);
+                        if t <= now {
+                            return Protection::Off;
+                        }
+                        // Plans show whole seconds: rounded up, never shown
+                        // ending before it does.
+                        let shown = t.duration_round_up(TimeDelta::seconds(1));
+                        Protection::CoolingDown(Some(shown.unwrap_or(t)))
+                    }
                     Err(_) => Protection::CoolingDown(None),
                 },
                 None => Protection::Unknown(words.to_string()),

@@ -504,7 +504,7 @@ async fn execute(
     }
     // Updates are named only when some happened (lines without them read
     // as they always did).
-    let adopted: String = [
+    let updates: String = [
         (report.adopted(), "adopted"),
         (report.locked(), "locked"),
         (report.protected(), "protected"),
@@ -517,7 +517,7 @@ async fn execute(
     let interrupted = stop.load(Ordering::SeqCst);
     let line = if interrupted {
         format!(
-            "Apply interrupted: {} created, {} deleted{adopted}, {} failed, {} not started. Run apply again to finish.\n",
+            "Apply interrupted: {} created, {} deleted{updates}, {} failed, {} not started. Run apply again to finish.\n",
             report.created(),
             report.deleted(),
             report.failed(),
@@ -529,7 +529,7 @@ async fn execute(
             n => format!(", {n} postponed"),
         };
         format!(
-            "Apply complete: {} created, {} deleted{adopted}, {} failed{postponed}.\n",
+            "Apply complete: {} created, {} deleted{updates}, {} failed{postponed}.\n",
             report.created(),
             report.deleted(),
             report.failed()

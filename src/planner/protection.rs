@@ -120,11 +120,10 @@ pub fn gate(image: &Image, policy: &Policy, now: DateTime<Utc>) -> Gate {
                 image.deregistration_protection.as_deref().unwrap_or("")
             ),
         ),
-        Protection::Unknown(_) => Gate::Blocked(
+        Protection::Unknown(words) => Gate::Blocked(
             None,
             format!(
-                "EC2 reports its deregistration protection as \"{}\", which this version of backupctl cannot read, so it is not deregistered",
-                image.deregistration_protection.as_deref().unwrap_or("")
+                "EC2 reports its deregistration protection as \"{words}\", which this version of backupctl cannot read, so it is not deregistered"
             ),
         ),
     }
