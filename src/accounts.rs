@@ -413,7 +413,13 @@ impl AccountSet {
     pub fn check(&self, policies: &PolicySet) -> Result<(), LoadError> {
         let mut errors = Vec::new();
         for p in &policies.policies {
-            for wanted in &p.target.accounts {
+            let copies_to = p.copies.iter().filter_map(|r| r.to_account.as_ref());
+            for wanted in p.target.accounts.iter().chain(copies_to) {
+                let what = if p.target.accounts.contains(wanted) {
+                    "selects"
+                } else {
+                    "copies to ([[copy]] `to_account`)"
+                };
                 if !self
                     .accounts
                     .iter()
@@ -443,7 +449,7 @@ impl AccountSet {
                         line: 0,
                         column: 0,
                         message: format!(
-                            "policy \"{}\" selects account \"{wanted}\", which {whence} (it lists {}); fix the name, or add the account to the file",
+                            "policy \"{}\" {what} account \"{wanted}\", which {whence} (it lists {}); fix the name, or add the account to the file",
                             p.name,
                             known.join(", ")
                         ),
@@ -459,6 +465,17 @@ impl AccountSet {
         }
     }
 
+    /// Every account's id and name, each to its id: how a `[[copy]]
+    /// to_account` names its account.
+    pub fn names(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for a in &self.accounts {
+            out.insert(a.name.clone(), a.id.clone());
+            out.insert(a.id.clone(), a.id.clone());
+        }
+        out
+    }
+
     /// What a saved plan over these accounts was made from: the policies
     /// and this file.
     pub fn digest_with(&self, policies: &PolicySet) -> String {
@@ -471,23 +488,32 @@ impl AccountSet {
 }
 
 /// Policies without an accounts file: a policy that names accounts has
-/// nothing to name them in.
+/// nothing to name them in, and one that copies to another account cannot
+/// act there (the copy is made by the destination account).
 pub fn check_without(policies: &PolicySet) -> Result<(), LoadError> {
-    let errors: Vec<PolicyError> = policies
-        .policies
-        .iter()
-        .filter(|p| !p.target.accounts.is_empty() || !p.target.account_tags.is_empty())
-        .map(|p| PolicyError {
+    let mut errors = Vec::new();
+    for p in &policies.policies {
+        let message = if !p.target.accounts.is_empty() || !p.target.account_tags.is_empty() {
+            format!(
+                "policy \"{}\" selects accounts, but there is no accounts file: add {FILE_NAME} to the policy directory (or pass --accounts FILE), or remove `accounts` and `account_tags` from [target]",
+                p.name
+            )
+        } else if let Some(to) = p.copies.iter().find_map(|r| r.to_account.as_ref()) {
+            format!(
+                "policy \"{}\" copies to account \"{to}\" ([[copy]] `to_account`), but there is no accounts file: the copy is made from inside account {to}, so add {FILE_NAME} to the policy directory (or pass --accounts FILE) listing this account and {to} with the roles to assume in them, or remove `to_account`",
+                p.name
+            )
+        } else {
+            continue;
+        };
+        errors.push(PolicyError {
             file: p.file.clone(),
             line: 0,
             column: 0,
-            message: format!(
-                "policy \"{}\" selects accounts, but there is no accounts file: add {FILE_NAME} to the policy directory (or pass --accounts FILE), or remove `accounts` and `account_tags` from [target]",
-                p.name
-            ),
+            message,
             source_line: None,
-        })
-        .collect();
+        });
+    }
     if errors.is_empty() {
         Ok(())
     } else {

@@ -176,6 +176,11 @@ fn api_calls(action: &Action) -> (&'static str, usize) {
         Action::Lock { snapshot_ids, .. } => ("LockSnapshot", snapshot_ids.len()),
         Action::Protect { .. } => ("EnableImageDeregistrationProtection", 1),
         Action::Unprotect { .. } => ("DisableImageDeregistrationProtection", 1),
+        Action::Share {
+            resource_type: crate::plan::ResourceType::Image,
+            ..
+        } => ("ModifyImageAttribute", 1),
+        Action::Share { snapshot_ids, .. } => ("ModifySnapshotAttribute", snapshot_ids.len()),
     }
 }
 
@@ -272,6 +277,14 @@ impl ApplyReport {
         self.count(|o| matches!(o.result, Ok(Done::Unprotected(_))))
     }
 
+    pub fn shared(&self) -> usize {
+        self.count(|o| matches!(o.result, Ok(Done::Shared(_))))
+    }
+
+    pub fn unshared(&self) -> usize {
+        self.count(|o| matches!(o.result, Ok(Done::Unshared(_))))
+    }
+
     /// Actions that were tried and failed.
     pub fn failed(&self) -> usize {
         self.count(|o| o.result.as_ref().is_err_and(|e| e.code != NOT_STARTED))
@@ -293,7 +306,7 @@ impl ApplyReport {
 /// disabled before it is deregistered.
 fn phase(action: &Action) -> u8 {
     match action {
-        Action::Adopt { .. } => 0,
+        Action::Adopt { .. } | Action::Share { .. } => 0,
         Action::CreateImage { .. }
         | Action::CreateSnapshots { .. }
         | Action::Copy { .. }

@@ -9,13 +9,18 @@
 //! entered (its role cannot be assumed), or a region it cannot use, is
 //! reported once with the reason; every other account is planned and
 //! applied, and the run exits 3 at the end.
+//!
+//! Copies to another account (`[[copy]] to_account`) need two accounts'
+//! backups at once: each account keeps a view of the few backups they
+//! concern (see [`planner::cross_account`]) until every account is
+//! planned, and apply makes every account's shares before any copy.
 
 use crate::accounts::{Account, AccountSet};
 use crate::apply::{apply, ApplyReport, Pacing};
 use crate::inventory::Inventory;
 use crate::lock::Leftover;
 use crate::output::{InAccount, Progress};
-use crate::plan::Plan;
+use crate::plan::{Action, Change, Plan};
 use crate::planner;
 use crate::policy::PolicySet;
 use crate::provider::aws::AwsProvider;
@@ -126,11 +131,15 @@ impl Fleet {
     ) -> Planned {
         let limit = Arc::new(Semaphore::new(self.max_accounts));
         let mut tasks = JoinSet::new();
+        let names = self.accounts.names();
+        let whole = Arc::new(policies.clone());
         for account in &self.accounts.accounts {
+            let destinations = copy_destinations(policies, &names, &account.id);
             let policies = AccountSet::policies_for(account, policies);
-            if !AccountSet::acts(&policies) && !all_regions {
+            if !AccountSet::acts(&policies) && !all_regions && destinations.is_empty() {
                 continue;
             }
+            let whole = whole.clone();
             let account = account.clone();
             let (base, session, limit) =
                 (self.base.clone(), self.session_name.clone(), limit.clone());
@@ -147,6 +156,10 @@ impl Fleet {
                 let _permit = limit.acquire_owned().await;
                 let provider = Arc::new(base.assume(&account, &session).await);
                 let mut scope = Scope::of(&policies);
+                // Observed for the copies other accounts make here.
+                for region in destinations {
+                    scope.regions.entry(region).or_default();
+                }
                 scope.all_regions = all_regions;
                 scope.only_regions = account.regions.clone();
                 let observed =
@@ -174,7 +187,12 @@ impl Fleet {
                     let notes = check
                         .map(|c| c(&account, &policies, &inventory, &plan))
                         .unwrap_or_default();
-                    (account, plan, notes)
+                    let view = planner::cross_account::AccountView {
+                        id: account.id.clone(),
+                        inventory: planner::cross_account::view(&whole, &inventory),
+                        policies,
+                    };
+                    (account, plan, notes, view)
                 })
                 .await
                 .map_err(|e| Failure {
@@ -189,6 +207,7 @@ impl Fleet {
             });
         }
         let mut parts = Vec::new();
+        let mut views = Vec::new();
         let mut out = Planned {
             plan: Plan::empty(at),
             providers: BTreeMap::new(),
@@ -197,8 +216,9 @@ impl Fleet {
         };
         while let Some(joined) = tasks.join_next().await {
             match joined.expect("an account's task panicked") {
-                Ok(((account, plan, notes), provider, failures)) => {
+                Ok(((account, plan, notes, view), provider, failures)) => {
                     parts.push(plan);
+                    views.push(view);
                     out.notes.extend(notes);
                     out.failures.extend(failures);
                     out.providers.insert(account.id, provider);
@@ -209,6 +229,16 @@ impl Fleet {
         out.failures
             .sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));
         out.notes.sort();
+        views.sort_by(|a, b| a.id.cmp(&b.id));
+        let deleted: std::collections::HashSet<String> = parts
+            .iter()
+            .flat_map(|p| p.changes.iter().flat_map(|c| c.action.deleted_ids()))
+            .map(str::to_string)
+            .collect();
+        parts.push(planner::cross_account::plan(
+            policies, &views, &names, &deleted, at,
+        ));
+        drop(views);
         let mut plan = Plan::merge(at, self.digest(policies), parts);
         if !self.partial {
             warn_selects_nothing(policies, &mut plan, &out.failures);
@@ -233,8 +263,80 @@ impl Fleet {
     where
         P: Provider + Send + Sync + 'static,
     {
+        // Every share first: another account's copy reads the original
+        // with the share's rights.
+        let (shares, rest): (Vec<&Change>, Vec<&Change>) = plan
+            .changes
+            .iter()
+            .partition(|c| matches!(c.action, Action::Share { add: true, .. }));
+        let mut report = self
+            .apply_changes(
+                plan,
+                shares,
+                providers,
+                progress.clone(),
+                stop.clone(),
+                pacing.clone(),
+            )
+            .await;
+        // A copy whose share failed would fail too, less clearly.
+        let unshared: BTreeMap<(String, &str), ProviderError> = report
+            .outcomes
+            .iter()
+            .filter_map(|o| {
+                let error = o.result.as_ref().err()?;
+                let Action::Share { account, id, .. } = &o.change.action else {
+                    return None;
+                };
+                Some(((account.clone(), id.as_str()), error.clone()))
+            })
+            .collect();
+        let mut go = Vec::new();
+        let mut skipped = Vec::new();
+        for c in rest {
+            let failed = c
+                .action
+                .copied()
+                .filter(|_| c.action.is_cross_account())
+                .and_then(|id| unshared.get(&(c.account.clone().unwrap_or_default(), id)));
+            match failed {
+                Some(e) => skipped.push(crate::apply::Outcome::skipped(
+                    c.clone(),
+                    ProviderError {
+                        code: e.code.clone(),
+                        message: format!(
+                            "not copied: sharing {} with this account failed ({}); a copy from another account needs the original shared with it, and, if encrypted, a customer managed KMS key the copying account may use",
+                            c.action.copied().unwrap_or_default(),
+                            e.message
+                        ),
+                    },
+                )),
+                None => go.push(c),
+            }
+        }
+        let part = self
+            .apply_changes(plan, go, providers, progress, stop, pacing)
+            .await;
+        report.outcomes.extend(part.outcomes);
+        report.outcomes.extend(skipped);
+        report
+    }
+
+    /// Applies `changes` of `plan`, accounts in parallel.
+    async fn apply_changes<P>(
+        &self,
+        plan: &Plan,
+        changes: Vec<&Change>,
+        providers: &BTreeMap<String, Arc<P>>,
+        progress: Arc<dyn Progress>,
+        stop: Arc<AtomicBool>,
+        pacing: Pacing,
+    ) -> ApplyReport
+    where
+        P: Provider + Send + Sync + 'static,
+    {
         let mut by_account: BTreeMap<Option<String>, Plan> = BTreeMap::new();
-        for c in &plan.changes {
+        for c in changes {
             by_account
                 .entry(c.account.clone())
                 .or_insert_with(|| Plan::empty(plan.generated_at))
@@ -284,6 +386,26 @@ impl Fleet {
             outcomes: reports.into_values().flat_map(|r| r.outcomes).collect(),
         }
     }
+}
+
+/// The regions of `account` that some policy copies to from other
+/// accounts (`[[copy]] to_account`).
+fn copy_destinations(
+    policies: &PolicySet,
+    names: &BTreeMap<String, String>,
+    account: &str,
+) -> std::collections::BTreeSet<String> {
+    policies
+        .enabled()
+        .flat_map(|p| &p.copies)
+        .filter(|r| {
+            r.to_account
+                .as_ref()
+                .and_then(|a| names.get(a))
+                .is_some_and(|id| id == account)
+        })
+        .map(|r| r.to_region.clone())
+        .collect()
 }
 
 /// Observes, and again while a backup a killed apply made in this account

@@ -157,6 +157,58 @@ pub fn policy_document(policies: &PolicySet) -> Value {
                 condition(&[(&own_tag, json!(names))]),
             ));
         }
+        if any(&|p| p.copies.iter().any(|c| c.to_account.is_some())) {
+            // Another account copies only what is shared with it, and the
+            // share is recorded in a tag of its own.
+            let mut s = statement(
+                "ShareOnlyBackupsOfThesePolicies",
+                vec![
+                    "ec2:CreateTags".into(),
+                    "ec2:DeleteTags".into(),
+                    "ec2:ModifyImageAttribute".into(),
+                    "ec2:ModifySnapshotAttribute".into(),
+                ],
+                condition(&[(&own_tag, json!(names))]),
+            );
+            s["Condition"]["ForAllValues:StringLike"] =
+                json!({ "aws:TagKeys": [format!("{}*", tags::SHARED_WITH)] });
+            statements.push(s);
+        }
+        let keys: BTreeSet<&str> = enabled
+            .iter()
+            .flat_map(|p| p.copies.iter().filter_map(|c| c.kms_key.as_deref()))
+            .collect();
+        if !keys.is_empty() {
+            // EC2 encrypts a copy with the rule's key on the caller's
+            // behalf: the caller must be allowed to use the key through
+            // EC2 (and the key's policy must allow it too).
+            let arns: Vec<&str> = keys
+                .iter()
+                .filter(|k| k.starts_with("arn:"))
+                .copied()
+                .collect();
+            let mut s = statement(
+                "EncryptCopiesWithTheRulesKeys",
+                [
+                    "kms:CreateGrant",
+                    "kms:Decrypt",
+                    "kms:DescribeKey",
+                    "kms:Encrypt",
+                    "kms:GenerateDataKeyWithoutPlaintext",
+                    "kms:ReEncryptFrom",
+                    "kms:ReEncryptTo",
+                ]
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+                None,
+            );
+            if arns.len() == keys.len() {
+                s["Resource"] = json!(arns);
+            }
+            s["Condition"] = json!({ "StringLike": { "kms:ViaService": "ec2.*.amazonaws.com" } });
+            statements.push(s);
+        }
     }
     let tools: BTreeSet<OldTool> = enabled.iter().filter_map(|p| p.adopt).collect();
     if !tools.is_empty() {

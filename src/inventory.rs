@@ -37,6 +37,12 @@ pub mod recycle_bin;
 mod tag_set;
 pub use tag_set::Tags;
 
+/// Whether a `backupctl:copy-of` names another account
+/// (`<account>/<region>/<id>`, not `<region>/<id>`).
+pub fn copied_across_accounts(of: &str) -> bool {
+    of.split('/').count() == 3
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Inventory {

@@ -17,7 +17,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 /// `major.minor`.
-pub const FORMAT_VERSION: &str = "1.3";
+pub const FORMAT_VERSION: &str = "1.4";
 
 /// One line for a person: what happened to one change.
 pub fn line(o: &Outcome) -> String {
@@ -34,6 +34,8 @@ pub fn line(o: &Outcome) -> String {
         Ok(Done::Locked(ids)) => format!("~ locked {} {of}", ids.join(", ")),
         Ok(Done::Protected(id)) => format!("~ protected {id} {of}"),
         Ok(Done::Unprotected(id)) => format!("~ unprotected {id} {of}"),
+        Ok(Done::Shared(ids)) => format!("~ shared {} {of}", ids.join(", ")),
+        Ok(Done::Unshared(ids)) => format!("~ unshared {} {of}", ids.join(", ")),
         Ok(Done::Postponed(e)) => {
             format!("> postponed {}: {e}; the next run makes it", c.address())
         }
@@ -125,7 +127,7 @@ pub struct JsonOutcome {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// `created`, `deleted`, `adopted`, `locked` (1.2), `protected`,
-    /// `unprotected` (1.3), `postponed`,
+    /// `unprotected` (1.3), `shared`, `unshared` (1.4), `postponed`,
     /// `failed`, `not_started` (interrupted first) or `held_back` (by the
     /// guard, or a compliance lock without its flag).
     pub outcome: String,
@@ -167,6 +169,12 @@ pub struct JsonCounts {
     /// when there are none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub unprotected: usize,
+    /// Backups shared with another account for a copy, and unshared
+    /// (1.4); absent when there are none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shared: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unshared: usize,
     pub postponed: usize,
     pub failed: usize,
     pub not_started: usize,
@@ -189,6 +197,8 @@ fn outcome(o: &Outcome) -> JsonOutcome {
         Ok(Done::Locked(ids)) => ("locked", ids.clone(), None),
         Ok(Done::Protected(id)) => ("protected", vec![id.clone()], None),
         Ok(Done::Unprotected(id)) => ("unprotected", vec![id.clone()], None),
+        Ok(Done::Shared(ids)) => ("shared", ids.clone(), None),
+        Ok(Done::Unshared(ids)) => ("unshared", ids.clone(), None),
         Ok(Done::Postponed(e)) => ("postponed", Vec::new(), Some(e)),
         Err(e) if e.code == NOT_STARTED => ("not_started", Vec::new(), None),
         Err(e) => ("failed", Vec::new(), Some(e)),
@@ -249,6 +259,8 @@ impl Run {
             locked: count("locked"),
             protected: count("protected"),
             unprotected: count("unprotected"),
+            shared: count("shared"),
+            unshared: count("unshared"),
             postponed: count("postponed"),
             failed: count("failed"),
             not_started: count("not_started"),

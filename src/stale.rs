@@ -88,6 +88,32 @@ pub fn changes_differ<'a>(
     out
 }
 
+/// Why each of `saved`'s changes across accounts (see
+/// [`crate::planner::cross_account`]) is not one `fresh` makes too.
+pub fn cross_account_differ(saved: &Plan, fresh: &Plan) -> Vec<String> {
+    let by_address: HashMap<String, &Change> = fresh
+        .changes
+        .iter()
+        .filter(|c| c.is_cross_account())
+        .map(|c| (c.address(), c))
+        .collect();
+    let mut out = Vec::new();
+    for c in saved.changes.iter().filter(|c| c.is_cross_account()) {
+        let address = c.address();
+        let why = match by_address.get(&address) {
+            Some(now) => changed(c, now),
+            None => Some(
+                "a fresh plan does not make this change across accounts (done since, or no longer wanted)"
+                    .to_string(),
+            ),
+        };
+        if let Some(why) = why {
+            out.push(format!("{address}: {why}"));
+        }
+    }
+    out
+}
+
 /// How the fresh plan's version of a change differs from the saved one.
 fn changed(saved: &Change, fresh: &Change) -> Option<String> {
     if saved.action != fresh.action {
@@ -189,6 +215,9 @@ fn missing(c: &Change, fresh: &Plan, policies: &PolicySet, observed: &Inventory)
                 format!("a fresh plan does not lock {id} (locked since, or deleted by this plan)")
             }
         }
+        Action::Share { id, .. } => format!(
+            "a fresh plan does not change who may copy {id} (changed since, or no longer wanted)"
+        ),
         Action::Protect { image_id, .. } | Action::Unprotect { image_id } => {
             let what = match c.action {
                 Action::Protect { .. } => "protect",

@@ -402,9 +402,11 @@ async fn saved_in_accounts(
     let max_age = max_plan_age(args, now)?;
     let changes = Arc::new(plan.changes.clone());
     let check: crate::fleet::Check = Arc::new(move |account, policies, observed, fresh| {
+        // Changes across accounts are planned once every account is
+        // observed, and checked then (below).
         let mine = changes
             .iter()
-            .filter(|c| c.account.as_deref() == Some(account.id.as_str()));
+            .filter(|c| c.account.as_deref() == Some(account.id.as_str()) && !c.is_cross_account());
         stale::changes_differ(mine, fresh, policies, observed)
     });
     let planned = fleet
@@ -429,6 +431,7 @@ async fn saved_in_accounts(
         }
     }
     differences.extend(planned.notes);
+    differences.extend(stale::cross_account_differ(&plan, &planned.plan));
     let to = Where::Accounts(&fleet, planned.providers);
     apply_if_unchanged(plan, differences, path, to, args, out, locked, run).await
 }
@@ -509,6 +512,8 @@ async fn execute(
         (report.locked(), "locked"),
         (report.protected(), "protected"),
         (report.unprotected(), "unprotected"),
+        (report.shared(), "shared"),
+        (report.unshared(), "unshared"),
     ]
     .into_iter()
     .filter(|(n, _)| *n > 0)

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use std::io::Write;
 
 /// `major.minor`. Readers must refuse an unknown major version.
-pub const FORMAT_VERSION: &str = "1.8";
+pub const FORMAT_VERSION: &str = "1.9";
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,7 +82,9 @@ pub struct JsonChange {
     /// `create_image`, `create_snapshots`, `deregister_image`,
     /// `delete_snapshot`, `delete_snapshot_set` (1.2), `adopt_image`,
     /// `adopt_snapshot` (1.4), `copy_image`, `copy_snapshots` (1.6),
-    /// `lock_snapshots` (1.7), `protect_image`, `unprotect_image` (1.8).
+    /// `lock_snapshots` (1.7), `protect_image`, `unprotect_image` (1.8),
+    /// `share_image`, `share_snapshot`, `unshare_image`, `unshare_snapshot`
+    /// (1.9).
     pub operation: String,
     pub policy: String,
     pub region: String,
@@ -102,6 +104,14 @@ pub struct JsonChange {
     /// the policy, or used by another image).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kept_snapshot_ids: Option<Vec<String>>,
+    /// copy_image, copy_snapshots (1.9): the account copied from, when it
+    /// is not the change's `account` (a `[[copy]] to_account`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_account: Option<String>,
+    /// share_image, share_snapshot, unshare_image, unshare_snapshot (1.9):
+    /// the account given (or no longer given) the right to copy `id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_with: Option<String>,
     /// copy_image, copy_snapshots (1.6): the region copied from (`region`
     /// is the destination).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -319,6 +329,12 @@ pub struct JsonSummary {
     /// deregistered (1.8); absent when there are none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub unprotect: usize,
+    /// Backups shared with another account for a copy, and unshared
+    /// (1.9); absent when there are none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub share: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unshare: usize,
     pub blocked: usize,
     pub orphans: usize,
     #[serde(default)]
@@ -425,6 +441,8 @@ impl JsonPlan {
                 lock: summary.lock,
                 protect: summary.protect,
                 unprotect: summary.unprotect,
+                share: summary.share,
+                unshare: summary.unshare,
                 blocked: summary.blocked,
                 orphans: summary.orphans,
                 out_of_scope: summary.out_of_scope,
@@ -688,7 +706,8 @@ fn change_from_json(
     let expected = match c.operation.as_str() {
         "create_image" | "create_snapshots" | "copy_image" | "copy_snapshots" => "create",
         "adopt_image" | "adopt_snapshot" | "lock_snapshots" | "protect_image"
-        | "unprotect_image" => "update",
+        | "unprotect_image" | "share_image" | "share_snapshot" | "unshare_image"
+        | "unshare_snapshot" => "update",
         _ => "delete",
     };
     if c.actions != [expected] {
@@ -776,8 +795,23 @@ fn change_from_json(
                 tags: c.tags.clone().ok_or_else(|| missing("tags"))?,
                 encrypted: c.encrypted.ok_or_else(|| missing("encrypted"))?,
                 kms_key: c.kms_key.clone(),
+                source_account: c.source_account.clone(),
             }
         }
+        "share_image" | "share_snapshot" | "unshare_image" | "unshare_snapshot" => Action::Share {
+            resource_type: if c.operation.ends_with("_image") {
+                ResourceType::Image
+            } else {
+                ResourceType::Snapshot
+            },
+            id: c.id.clone().ok_or_else(|| missing("id"))?,
+            snapshot_ids: c
+                .snapshot_ids
+                .clone()
+                .ok_or_else(|| missing("snapshot_ids"))?,
+            account: c.share_with.clone().ok_or_else(|| missing("share_with"))?,
+            add: c.operation.starts_with("share_"),
+        },
         "lock_snapshots" => {
             let mode = c.lock_mode.as_deref().ok_or_else(|| missing("lock_mode"))?;
             Action::Lock {
@@ -864,6 +898,8 @@ fn change(c: &super::Change) -> JsonChange {
         id: c.action.target_id().map(str::to_string),
         snapshot_ids: None,
         kept_snapshot_ids: None,
+        source_account: None,
+        share_with: None,
         source_region: None,
         source_ids: None,
         encrypted: None,
@@ -930,6 +966,7 @@ fn change(c: &super::Change) -> JsonChange {
         }
         Action::DeleteSnapshot { .. } => {}
         Action::Copy {
+            source_account,
             source_region,
             source_ids,
             name,
@@ -938,6 +975,7 @@ fn change(c: &super::Change) -> JsonChange {
             kms_key,
             ..
         } => {
+            out.source_account = source_account.clone();
             out.source_region = Some(source_region.clone());
             out.source_ids = Some(source_ids.clone());
             out.name = name.clone();
@@ -968,6 +1006,14 @@ fn change(c: &super::Change) -> JsonChange {
         }
         Action::Protect { cooldown, .. } => out.cooldown = Some(*cooldown),
         Action::Unprotect { .. } => {}
+        Action::Share {
+            snapshot_ids,
+            account,
+            ..
+        } => {
+            out.snapshot_ids = Some(snapshot_ids.clone());
+            out.share_with = Some(account.clone());
+        }
     }
     out
 }

@@ -175,15 +175,17 @@ fn describe(c: &Change) -> (&'static str, String) {
         ),
         Action::Copy {
             resource_type,
+            source_account,
             source_region,
             source_ids,
             ..
         } => (
             "+ copy",
             format!(
-                "{} `{}` from {source_region}{}",
+                "{} `{}` from {}{source_region}{}",
                 resource_type.as_str(),
                 c.action.copied().unwrap_or_default(),
+                super::text::from_account(source_account.as_deref()),
                 if *resource_type == crate::plan::ResourceType::Snapshot {
                     format!(" ({} snapshot(s))", source_ids.len())
                 } else {
@@ -226,6 +228,28 @@ fn describe(c: &Change) -> (&'static str, String) {
         Action::Unprotect { image_id } => (
             "~ **unprotect**",
             format!("image `{image_id}`: deregistration protection disabled"),
+        ),
+        Action::Share {
+            resource_type,
+            id,
+            account,
+            add: true,
+            ..
+        } => (
+            "~ **share**",
+            format!(
+                "{} `{id}` with account {account}, which copies it",
+                resource_type.as_str()
+            ),
+        ),
+        Action::Share {
+            resource_type,
+            id,
+            account,
+            ..
+        } => (
+            "~ unshare",
+            format!("{} `{id}` from account {account}", resource_type.as_str()),
         ),
         Action::Lock {
             resource_type,

@@ -178,6 +178,10 @@ pub enum Action {
     /// change's region (the destination) from `source_region`.
     Copy {
         resource_type: ResourceType,
+        /// A copy from another account (`to_account`): the account the
+        /// original is in, which shared it with this one first; `None`
+        /// within one account.
+        source_account: Option<String>,
         source_region: String,
         /// The image, or the snapshots of the set not copied yet.
         source_ids: Vec<String>,
@@ -213,6 +217,21 @@ pub enum Action {
         image_id: String,
         /// Also protected for 24 hours after protection is disabled.
         cooldown: bool,
+    },
+    /// Lets another account copy a backup (`add`), or no longer
+    /// (`!add`): ModifyImageAttribute of the image's launch permission and
+    /// ModifySnapshotAttribute of each snapshot's create-volume
+    /// permission, with the `backupctl:shared-with:<account>` tag that
+    /// says so written before a share and removed after an unshare.
+    Share {
+        resource_type: ResourceType,
+        /// The image, snapshot set or snapshot shared.
+        id: String,
+        /// The image's snapshots, or the set's.
+        snapshot_ids: Vec<String>,
+        /// The account that copies it.
+        account: String,
+        add: bool,
     },
     /// DisableImageDeregistrationProtection of one image that retention
     /// wants gone, of a policy that declares protection: deregistered by
@@ -254,6 +273,21 @@ impl Action {
                 | Action::Lock { .. }
                 | Action::Protect { .. }
                 | Action::Unprotect { .. }
+                | Action::Share { .. }
+        )
+    }
+
+    /// A change planned over two accounts (a copy from another account, or
+    /// a share or unshare for one): planned once every account is
+    /// observed, not by one account's plan.
+    pub fn is_cross_account(&self) -> bool {
+        matches!(
+            self,
+            Action::Share { .. }
+                | Action::Copy {
+                    source_account: Some(_),
+                    ..
+                }
         )
     }
 
@@ -284,6 +318,13 @@ impl Action {
             Action::Lock { .. } => "lock_snapshots".into(),
             Action::Protect { .. } => "protect_image".into(),
             Action::Unprotect { .. } => "unprotect_image".into(),
+            Action::Share {
+                resource_type, add, ..
+            } => format!(
+                "{}share_{}",
+                if *add { "" } else { "un" },
+                resource_type.as_str()
+            ),
         }
     }
 
@@ -307,6 +348,7 @@ impl Action {
             | Action::DeleteSnapshotSet { .. } => ResourceType::Snapshot,
             Action::Adopt { resource_type, .. }
             | Action::Copy { resource_type, .. }
+            | Action::Share { resource_type, .. }
             | Action::Lock { resource_type, .. } => *resource_type,
         }
     }
@@ -332,7 +374,8 @@ impl Action {
             | Action::Copy { .. }
             | Action::Lock { .. }
             | Action::Protect { .. }
-            | Action::Unprotect { .. } => Vec::new(),
+            | Action::Unprotect { .. }
+            | Action::Share { .. } => Vec::new(),
         }
     }
 
@@ -359,7 +402,9 @@ impl Action {
             | Action::Unprotect { image_id } => Some(image_id),
             Action::DeleteSnapshot { snapshot_id } => Some(snapshot_id),
             Action::DeleteSnapshotSet { set_id, .. } => Some(set_id),
-            Action::Adopt { id, .. } | Action::Lock { id, .. } => Some(id),
+            Action::Adopt { id, .. } | Action::Lock { id, .. } | Action::Share { id, .. } => {
+                Some(id)
+            }
             _ => None,
         }
     }
@@ -430,6 +475,20 @@ impl Plan {
 }
 
 impl Change {
+    /// Planned over two accounts once every account is observed (see
+    /// [`crate::planner::cross_account`]), not by one account's plan: a
+    /// copy from another account, a share or unshare, or the deletion of a
+    /// copy from another account.
+    pub fn is_cross_account(&self) -> bool {
+        self.action.is_cross_account()
+            || match &self.precondition {
+                Precondition::Delete { tags, .. } => tags
+                    .get(crate::policy::tags::COPY_OF)
+                    .is_some_and(crate::inventory::copied_across_accounts),
+                Precondition::Create { .. } => false,
+            }
+    }
+
     /// A stable, unique name for the change: `policy/region/source/what`,
     /// where `what` is `new-image`, `new-snapshots`, `copy-of-<id>`, the id
     /// being deleted or
@@ -461,6 +520,12 @@ impl Change {
             }
             Action::Unprotect { image_id } => {
                 adopt = format!("unprotect-{image_id}");
+                &adopt
+            }
+            Action::Share {
+                id, account, add, ..
+            } => {
+                adopt = format!("{}share-{id}-with-{account}", if *add { "" } else { "un" });
                 &adopt
             }
         };
@@ -518,10 +583,13 @@ pub enum ReasonCode {
     /// rule that would retain it, and none does (or the rules could not be
     /// read).
     NoRecycleBin,
+    /// Shared with another account for a copy that is made (or no longer
+    /// wanted): the share is removed.
+    ShareNotNeeded,
 }
 
 impl ReasonCode {
-    const ALL: [ReasonCode; 17] = [
+    const ALL: [ReasonCode; 18] = [
         ReasonCode::Due,
         ReasonCode::Expired,
         ReasonCode::KeepLast,
@@ -539,6 +607,7 @@ impl ReasonCode {
         ReasonCode::NotProtected,
         ReasonCode::Protected,
         ReasonCode::NoRecycleBin,
+        ReasonCode::ShareNotNeeded,
     ];
 
     pub fn parse(code: &str) -> Option<ReasonCode> {
@@ -564,6 +633,7 @@ impl ReasonCode {
             ReasonCode::NotProtected => "not_protected",
             ReasonCode::Protected => "protected",
             ReasonCode::NoRecycleBin => "no_recycle_bin",
+            ReasonCode::ShareNotNeeded => "share_not_needed",
         }
     }
 }
@@ -638,6 +708,9 @@ pub struct Summary {
     /// Images whose deregistration protection is enabled, or disabled.
     pub protect: usize,
     pub unprotect: usize,
+    /// Backups shared with another account for a copy, or unshared.
+    pub share: usize,
+    pub unshare: usize,
     pub blocked: usize,
     pub orphans: usize,
     pub out_of_scope: usize,
@@ -655,6 +728,8 @@ pub fn updates_suffix(summary: &Summary) -> String {
         (summary.lock, "lock"),
         (summary.protect, "protect"),
         (summary.unprotect, "unprotect"),
+        (summary.share, "share"),
+        (summary.unshare, "unshare"),
     ] {
         if n > 0 {
             out.push_str(&format!(", {n} to {what}"));
@@ -676,6 +751,8 @@ impl Summary {
             lock: count(|a| matches!(a, Action::Lock { .. })),
             protect: count(|a| matches!(a, Action::Protect { .. })),
             unprotect: count(|a| matches!(a, Action::Unprotect { .. })),
+            share: count(|a| matches!(a, Action::Share { add: true, .. })),
+            unshare: count(|a| matches!(a, Action::Share { add: false, .. })),
             ..Summary::default()
         }
     }

@@ -224,6 +224,12 @@ fn copied_snapshots(action: &Action, source_ids: &[String]) -> String {
     }
 }
 
+/// `account 111122223333, ` before a copy's source region, when the copy
+/// is from another account.
+pub(super) fn from_account(account: Option<&str>) -> String {
+    account.map_or(String::new(), |a| format!("account {a}, "))
+}
+
 /// The sign and one-line description of a change.
 fn describe(c: &Change) -> (&'static str, String) {
     match &c.action {
@@ -299,16 +305,35 @@ fn describe(c: &Change) -> (&'static str, String) {
         }
         Action::Copy {
             resource_type,
+            source_account,
             source_region,
             source_ids,
             ..
         } => (
             "+",
             format!(
-                "copy {} {} from {source_region}{}",
+                "copy {} {} from {}{source_region}{}",
                 resource_type.as_str(),
                 c.action.copied().unwrap_or_default(),
+                from_account(source_account.as_deref()),
                 copied_snapshots(&c.action, source_ids)
+            ),
+        ),
+        Action::Share {
+            resource_type,
+            id,
+            snapshot_ids,
+            account,
+            add,
+        } => (
+            "~",
+            format!(
+                "{} {} {id} of {} ({}) {} account {account}",
+                if *add { "share" } else { "unshare" },
+                resource_type.as_str(),
+                c.source,
+                snapshot_ids.join(", "),
+                if *add { "with" } else { "from" },
             ),
         ),
         Action::CreateSnapshots {

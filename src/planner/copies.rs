@@ -24,6 +24,12 @@
 //!   part of the original region's retention (see [`super::index`]);
 //! - copies in a destination the policy no longer copies to are out of
 //!   scope: listed, never deleted.
+//!
+//! Copies to another account (`to_account`) follow the same rules, planned
+//! over every account's observation at once by [`super::cross_account`];
+//! their `backupctl:copy-of` names the account too
+//! (`<account>/<region>/<id>`), so one account's own planning leaves them
+//! alone.
 
 use super::deletions::display_source;
 use super::retention::{self, Verdict};
@@ -72,18 +78,42 @@ impl Backup for Aged<'_> {
     }
 }
 
+/// Where backups are: a region of the account being planned, or, across
+/// accounts, a region of a named account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Place<'a> {
+    pub account: Option<&'a str>,
+    pub region: &'a str,
+}
+
+impl Place<'_> {
+    /// `backupctl:copy-of` of a copy of `id` from here.
+    pub fn copy_of(&self, id: &str) -> String {
+        match self.account {
+            Some(account) => format!("{account}/{}/{id}", self.region),
+            None => format!("{}/{id}", self.region),
+        }
+    }
+}
+
+pub(super) use crate::inventory::copied_across_accounts as across_accounts;
+
 /// One region's backups of one policy, split into originals and copies.
 #[derive(Default)]
-struct Found<'a> {
+pub(super) struct Found<'a> {
     /// Originals by source: images, or sets.
     originals: BTreeMap<&'a str, Vec<Unit<'a>>>,
     /// Copies by source.
     copies: BTreeMap<&'a str, Vec<Unit<'a>>>,
     /// The `backupctl:copy-of` of every copy that is good or being made.
-    live: HashSet<&'a str>,
+    pub live: HashSet<&'a str>,
+    /// The `backupctl:copy-of` of every copy still being made.
+    pub pending: HashSet<&'a str>,
 }
 
-fn find<'a>(policy: &Policy, inv: &'a RegionInventory) -> Found<'a> {
+/// The backups of `policy` in a region: its originals, and its copies from
+/// the same account (`!cross`) or from other accounts (`cross`).
+pub(super) fn find<'a>(policy: &Policy, inv: &'a RegionInventory, cross: bool) -> Found<'a> {
     let mut found = Found::default();
     let owned =
         |b: &dyn Backup| b.policy() == Some(policy.name.as_str()) && !managed_by_aws(b.tags());
@@ -92,9 +122,13 @@ fn find<'a>(policy: &Policy, inv: &'a RegionInventory) -> Found<'a> {
             continue;
         };
         match image.copy_of() {
+            Some(of) if across_accounts(of) != cross => {}
             Some(of) => {
                 if image.is_good() || image.is_pending() {
                     found.live.insert(of);
+                }
+                if image.is_pending() {
+                    found.pending.insert(of);
                 }
                 found
                     .copies
@@ -119,11 +153,14 @@ fn find<'a>(policy: &Policy, inv: &'a RegionInventory) -> Found<'a> {
     for snapshot in inv.snapshots.iter().filter(|s| owned(*s)) {
         let copy = snapshot.copy_of();
         // An image copy's snapshots go with their image.
-        if copy.is_some_and(|of| of.contains("/ami-")) {
+        if copy.is_some_and(|of| of.contains("/ami-") || across_accounts(of) != cross) {
             continue;
         }
         if let Some(of) = copy.filter(|_| snapshot.is_good() || snapshot.is_pending()) {
             found.live.insert(of);
+        }
+        if let Some(of) = copy.filter(|_| snapshot.is_pending()) {
+            found.pending.insert(of);
         }
         if let (Some(source), Some(set)) = (snapshot.source(), snapshot.set_id()) {
             sets.entry((copy.is_some(), source, set))
@@ -148,11 +185,6 @@ fn find<'a>(policy: &Policy, inv: &'a RegionInventory) -> Found<'a> {
         }));
     }
     found
-}
-
-/// `<region>/<id>`: the `backupctl:copy-of` of a copy of `id`.
-fn copy_of(region: &str, id: &str) -> String {
-    format!("{region}/{id}")
 }
 
 /// When a copy's original was taken: its `backupctl:created-at`, or (a tag
@@ -191,29 +223,35 @@ pub fn plan(policies: &PolicySet, inventory: &Inventory, now: DateTime<Utc>, out
         .enabled()
         .filter(|p| !p.copies.is_empty() || copied.contains(p.name.as_str()));
     for policy in copying {
-        let found: BTreeMap<&str, Found> = inventory
+        let found: BTreeMap<Place, Found> = inventory
             .regions
             .iter()
-            .map(|(region, inv)| (region.as_str(), find(policy, inv)))
+            .map(|(region, inv)| {
+                let place = Place {
+                    account: None,
+                    region: region.as_str(),
+                };
+                (place, find(policy, inv, false))
+            })
             .collect();
-        for (region, here) in &found {
+        for (place, here) in &found {
             let rule = policy
                 .copies
                 .iter()
-                .find(|r| r.to_account.is_none() && r.to_region == *region);
+                .find(|r| r.to_account.is_none() && r.to_region == place.region);
             match rule {
                 Some(rule) => {
                     let ctx = Destination {
                         policy,
                         rule,
-                        region,
+                        place: *place,
                         found: &found,
                         deleted: &deleted,
                         now,
                     };
                     ctx.plan(here, out);
                 }
-                None => out_of_scope(policy, region, here, out),
+                None => out_of_scope(policy, *place, here, out),
             }
         }
         for rule in policy.copies.iter().filter(|r| r.to_account.is_none()) {
@@ -228,14 +266,11 @@ pub fn plan(policies: &PolicySet, inventory: &Inventory, now: DateTime<Utc>, out
 }
 
 /// Copies in a region the policy does not copy to (any more).
-fn out_of_scope(policy: &Policy, region: &str, here: &Found, out: &mut Plan) {
+pub(super) fn out_of_scope(policy: &Policy, place: Place, here: &Found, out: &mut Plan) {
     for unit in here.copies.values().flatten() {
-        out.out_of_scope.push(scope::entry(
-            region,
-            resource_type(unit),
-            unit,
-            &policy.name,
-        ));
+        let mut entry = scope::entry(place.region, resource_type(unit), unit, &policy.name);
+        entry.account = place.account.map(str::to_string);
+        out.out_of_scope.push(entry);
     }
 }
 
@@ -247,21 +282,36 @@ fn resource_type(unit: &Unit) -> ResourceType {
 }
 
 /// One source's copies in a destination, and its originals elsewhere (with
-/// their region).
-type Source<'a, 'f> = (Vec<Unit<'a>>, Vec<(&'f str, &'f Unit<'a>)>);
+/// where they are).
+type Source<'a, 'f> = (Vec<Unit<'a>>, Vec<(Place<'a>, &'f Unit<'a>)>);
 
 /// One copy rule's destination.
-struct Destination<'a, 'p> {
-    policy: &'p Policy,
-    rule: &'p CopyRule,
-    region: &'p str,
-    found: &'p BTreeMap<&'a str, Found<'a>>,
-    deleted: &'p HashSet<String>,
-    now: DateTime<Utc>,
+pub(super) struct Destination<'a, 'p> {
+    pub policy: &'p Policy,
+    pub rule: &'p CopyRule,
+    pub place: Place<'a>,
+    /// The policy's backups in every place it may copy from (and here).
+    pub found: &'p BTreeMap<Place<'a>, Found<'a>>,
+    pub deleted: &'p HashSet<String>,
+    pub now: DateTime<Utc>,
 }
 
 impl<'a> Destination<'a, '_> {
-    fn plan(&self, here: &Found<'a>, out: &mut Plan) {
+    /// Whether the originals at `from` are copied here: within an account,
+    /// from the other regions the policy acts in; across accounts, from
+    /// every other account's places (the caller gives only those where the
+    /// policy acts).
+    fn copies_from(&self, from: &Place) -> bool {
+        match (from.account, self.place.account) {
+            (None, None) => {
+                from.region != self.place.region && self.policy.target.regions.includes(from.region)
+            }
+            (Some(a), Some(d)) => a != d,
+            _ => false,
+        }
+    }
+
+    pub fn plan(&self, here: &Found<'a>, out: &mut Plan) {
         // Every source with copies here or originals to copy from another
         // region the policy acts in.
         let mut sources: BTreeMap<&str, Source<'a, '_>> = BTreeMap::new();
@@ -269,7 +319,7 @@ impl<'a> Destination<'a, '_> {
             sources.entry(source).or_default().0 = copies.clone();
         }
         for (from, there) in self.found {
-            if *from == self.region || !self.policy.target.regions.includes(from) {
+            if !self.copies_from(from) {
                 continue;
             }
             for (source, originals) in &there.originals {
@@ -286,10 +336,11 @@ impl<'a> Destination<'a, '_> {
         &self,
         source: &str,
         copies: Vec<Unit<'a>>,
-        originals: &[(&str, &Unit<'a>)],
+        originals: &[(Place<'a>, &Unit<'a>)],
         here: &Found<'a>,
         out: &mut Plan,
     ) {
+        let account = self.place.account.map(str::to_string);
         let rules = &self.rule.retention;
         let existing: Vec<Aged> = copies
             .into_iter()
@@ -308,9 +359,9 @@ impl<'a> Destination<'a, '_> {
                 Verdict::Keep(reason) => {
                     staying.push(copy);
                     out.kept.push(Kept {
-                        account: None,
+                        account: account.clone(),
                         policy: self.policy.name.clone(),
-                        region: self.region.to_string(),
+                        region: self.place.region.to_string(),
                         source: source.to_string(),
                         resource_type: resource_type(&copy.unit),
                         id: copy.id().to_string(),
@@ -322,9 +373,9 @@ impl<'a> Destination<'a, '_> {
                     });
                 }
                 Verdict::Delete(reason) => out.changes.push(Change {
-                    account: None,
+                    account: account.clone(),
                     policy: self.policy.name.clone(),
-                    region: self.region.to_string(),
+                    region: self.place.region.to_string(),
                     source: display_source(source),
                     action: deletion(&copy.unit),
                     reason: Reason {
@@ -368,32 +419,78 @@ impl<'a> Destination<'a, '_> {
             if !partial(unit) && !wanted.contains(unit.id()) {
                 continue;
             }
+            if let Some(share) = self.share(source, from, unit, &missing) {
+                out.changes.push(share);
+            }
             out.changes
                 .push(self.copy(source, from, unit, missing, newest_copy));
         }
+    }
+
+    /// Across accounts: the share that lets this account copy `unit`. It
+    /// is the source account's change; apply makes every share before any
+    /// copy. It is planned with every copy, even of an original whose tag
+    /// says it is shared: the tag is written before the share, so a share
+    /// that failed after it would otherwise never be made again (sharing
+    /// twice changes nothing).
+    fn share(&self, source: &str, from: Place, unit: &Unit, missing: &[String]) -> Option<Change> {
+        let (Some(from_account), Some(account)) = (from.account, self.place.account) else {
+            return None;
+        };
+        let (resource_type, snapshot_ids) = match unit {
+            Unit::Image(image) => (ResourceType::Image, image.snapshot_ids.clone()),
+            Unit::Set(_) => (ResourceType::Snapshot, missing.to_vec()),
+            Unit::Legacy(_) => return None,
+        };
+        Some(Change {
+            account: Some(from_account.to_string()),
+            policy: self.policy.name.clone(),
+            region: from.region.to_string(),
+            source: source.to_string(),
+            action: Action::Share {
+                resource_type,
+                id: unit.id().to_string(),
+                snapshot_ids,
+                account: account.to_string(),
+                add: true,
+            },
+            reason: Reason {
+                code: ReasonCode::NotCopied,
+                message: format!(
+                    "account {account} copies it to {} (`[[copy]] to_account`), and can only copy what is shared with it",
+                    self.place.region
+                ),
+            },
+            backups_left: None,
+            recycle_bin: None,
+            precondition: Precondition::Delete {
+                state: unit.state_name(),
+                tags: unit.tags().clone(),
+            },
+        })
     }
 
     /// The good originals that this plan keeps and that have no copy (in
     /// full) here, each with its region and the ids still to copy.
     fn not_copied<'u>(
         &self,
-        originals: &[(&'u str, &'u Unit<'a>)],
+        originals: &[(Place<'a>, &'u Unit<'a>)],
         here: &Found<'a>,
-    ) -> Vec<(&'u str, &'u Unit<'a>, Vec<String>)> {
+    ) -> Vec<(Place<'a>, &'u Unit<'a>, Vec<String>)> {
         let mut due = Vec::new();
         for &(from, unit) in originals {
             if !unit.is_good() || self.deleted.contains(unit.id()) {
                 continue;
             }
             let missing: Vec<String> = match unit {
-                Unit::Image(image) if here.live.contains(copy_of(from, &image.id).as_str()) => {
+                Unit::Image(image) if here.live.contains(from.copy_of(&image.id).as_str()) => {
                     Vec::new()
                 }
                 Unit::Image(image) => vec![image.id.clone()],
                 _ => unit
                     .snapshot_ids()
                     .into_iter()
-                    .filter(|sid| !here.live.contains(copy_of(from, sid).as_str()))
+                    .filter(|sid| !here.live.contains(from.copy_of(sid).as_str()))
                     .collect(),
             };
             if !missing.is_empty() {
@@ -406,7 +503,7 @@ impl<'a> Destination<'a, '_> {
     fn copy(
         &self,
         source: &str,
-        from: &str,
+        from: Place,
         unit: &Unit,
         source_ids: Vec<String>,
         newest_copy: Option<DateTime<Utc>>,
@@ -425,7 +522,7 @@ impl<'a> Destination<'a, '_> {
         }
         let (resource_type, name) = match unit {
             Unit::Image(image) => {
-                tags.insert(tags::COPY_OF, copy_of(from, &image.id));
+                tags.insert(tags::COPY_OF, from.copy_of(&image.id));
                 (ResourceType::Image, Some(image.name.clone()))
             }
             _ => {
@@ -435,13 +532,14 @@ impl<'a> Destination<'a, '_> {
             }
         };
         Change {
-            account: None,
+            account: self.place.account.map(str::to_string),
             policy: self.policy.name.clone(),
-            region: self.region.to_string(),
+            region: self.place.region.to_string(),
             source: source.to_string(),
             action: Action::Copy {
                 resource_type,
-                source_region: from.to_string(),
+                source_account: from.account.map(str::to_string),
+                source_region: from.region.to_string(),
                 source_ids,
                 name,
                 tags,
@@ -451,10 +549,16 @@ impl<'a> Destination<'a, '_> {
             reason: Reason {
                 code: ReasonCode::NotCopied,
                 message: format!(
-                    "no copy in {} yet of {} {} from {from} ({} old)",
-                    self.region,
+                    "no copy in {}{} yet of {} {} from {}{} ({} old)",
+                    self.place
+                        .account
+                        .map_or(String::new(), |a| format!("account {a}, ")),
+                    self.place.region,
                     resource_type.as_str(),
                     unit.id(),
+                    from.account
+                        .map_or(String::new(), |a| format!("account {a}, ")),
+                    from.region,
                     human_age(taken, self.now)
                 ),
             },

@@ -26,6 +26,7 @@
 
 pub mod adoption;
 mod copies;
+pub mod cross_account;
 mod deletions;
 pub mod due;
 mod index;

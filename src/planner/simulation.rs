@@ -72,7 +72,9 @@ pub fn run(ec2: &MemoryProvider, policies: &PolicySet, now: DateTime<Utc>) -> Pl
                 | Done::Deleted(_)
                 | Done::Locked(_)
                 | Done::Protected(_)
-                | Done::Unprotected(_),
+                | Done::Unprotected(_)
+                | Done::Shared(_)
+                | Done::Unshared(_),
             ) => {}
             other => panic!("{}: {other:?}", c.address()),
         }

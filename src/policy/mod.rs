@@ -15,7 +15,7 @@ mod recovery;
 pub use duration::{human_age, parse_duration, parse_max_age, Duration, MaxAge, Unit};
 pub(crate) use load::{error_at, toml_message, valid_region};
 pub use load::{load_dir, parse_policy, LoadError, PolicyError};
-pub use recovery::{not_carried_out, CopyRule, DeregistrationProtection, Lock, LockMode};
+pub use recovery::{CopyRule, DeregistrationProtection, Lock, LockMode};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -49,6 +49,10 @@ pub mod tags {
     /// that a copy cut short is never taken for a whole set, even once the
     /// original is gone.
     pub const SET_SIZE: &str = "backupctl:set-size";
+    /// Prefix of `backupctl:shared-with:<account>`, on an original shared
+    /// with the account its `[[copy]] to_account` names, until the copy is
+    /// made: what the next run unshares.
+    pub const SHARED_WITH: &str = "backupctl:shared-with:";
     /// The ownership tag of backupViaTag and molibackup.
     pub const CREATED_BY: &str = "CreatedBy";
     /// backupViaTag's expiry, `date`'s output or `never`, fixed at creation.

@@ -8,15 +8,12 @@
 //! defaults (copies to other regions are planned by `planner::copies`,
 //! locks by `planner::locks`, deregistration protection by
 //! `planner::protection`, a required Recycle Bin rule by
-//! `planner::recycle_bin`). Until the planner carries the rest out (copies
-//! to other accounts), a policy that declares
-//! any of them is refused by every command (see [`not_carried_out`]): a
-//! copy rule silently ignored would look like a disaster-recovery plan that
-//! does not exist.
+//! `planner::recycle_bin`, copies to other accounts by
+//! `planner::cross_account`, whose accounts the accounts file resolves).
 
 use super::load::Validator;
 use super::raw::{RawCopy, RawLock, RawProtection};
-use super::{Kind, MaxAge, Policy, Regions, Retention};
+use super::{Kind, MaxAge, Regions, Retention};
 use toml::Spanned;
 
 /// `[[copy]]`: every good backup of the policy is copied to `to_region`
@@ -263,25 +260,10 @@ fn valid_kms_key(key: &str) -> bool {
     id(key) && key.len() >= 8
 }
 
-/// Why a policy cannot be planned by this build: it declares disaster
-/// recovery that is parsed and checked, but not carried out yet.
-pub fn not_carried_out(policy: &Policy) -> Option<String> {
-    policy
-        .copies
-        .iter()
-        .any(|c| c.to_account.is_some())
-        .then(|| {
-            format!(
-                "policy \"{}\" declares [[copy]] `to_account`, which this version of backupctl validates but does not carry out yet; remove it to plan the policy (a declared copy that is not made would look like protection that does not exist)",
-                policy.name
-            )
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::parse_policy;
+    use crate::policy::{parse_policy, Policy};
     use std::path::Path;
 
     const HEAD: &str =
@@ -329,13 +311,6 @@ mod tests {
             })
         );
         assert!(p.retention.require_recycle_bin);
-        let refused = not_carried_out(&p).expect("not carried out yet");
-        assert!(
-            refused.contains("declares [[copy]] `to_account`, which"),
-            "{refused}"
-        );
-        // Copies to other regions of the same account, and locks, are
-        // carried out; so is deregistration protection (AMI policies).
         let protected = parse_policy(
             Path::new("web.toml"),
             &format!(
@@ -348,14 +323,6 @@ mod tests {
             protected.backup.deregistration_protection,
             Some(DeregistrationProtection::WithCooldown)
         );
-        assert_eq!(not_carried_out(&protected), None);
-        let regional = policy(
-            "lock = { mode = \"governance\", days = 7 }\n",
-            "",
-            "[[copy]]\nto_region = \"eu-west-1\"\n",
-        )
-        .unwrap();
-        assert_eq!(not_carried_out(&regional), None);
     }
 
     #[test]

@@ -37,6 +37,7 @@ mod organization;
 mod protection;
 mod recycle_bin;
 pub mod session;
+mod share;
 
 use super::{Done, Observation, Provider, ProviderError, RegionFailure, RegionScope, Scope};
 use crate::inventory::{
@@ -728,6 +729,7 @@ async fn execute(clients: &create::Clients<'_>, action: &Action) -> Result<Done,
             protection::protect(client, image_id, *cooldown).await
         }
         Action::Unprotect { image_id } => protection::unprotect(client, image_id).await,
+        Action::Share { .. } => share::share(client, action).await,
         Action::DeregisterImage {
             image_id,
             snapshot_ids,

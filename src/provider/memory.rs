@@ -262,6 +262,40 @@ impl MemoryProvider {
                 };
                 Ok(Done::Unprotected(image_id.clone()))
             }
+            Action::Share {
+                id,
+                snapshot_ids,
+                account,
+                add,
+                ..
+            } => {
+                let key = format!("{}{account}", crate::policy::tags::SHARED_WITH);
+                let mut ids = Vec::new();
+                let mark = |tags: &mut crate::inventory::Tags| {
+                    if *add {
+                        tags.insert(key.as_str(), "copy");
+                    } else {
+                        tags.remove(&key);
+                    }
+                };
+                for image in reg.images.iter_mut().filter(|i| &i.id == id) {
+                    mark(&mut image.tags);
+                    ids.push(image.id.clone());
+                }
+                for snapshot in reg
+                    .snapshots
+                    .iter_mut()
+                    .filter(|s| snapshot_ids.contains(&s.id))
+                {
+                    mark(&mut snapshot.tags);
+                    ids.push(snapshot.id.clone());
+                }
+                Ok(if *add {
+                    Done::Shared(ids)
+                } else {
+                    Done::Unshared(ids)
+                })
+            }
             Action::Adopt {
                 id,
                 snapshot_ids,
@@ -444,6 +478,7 @@ fn copy(
     new_id: &mut dyn FnMut(&str) -> String,
 ) -> Result<Done, ProviderError> {
     let Action::Copy {
+        source_account,
         source_region,
         source_ids,
         name,
@@ -499,7 +534,10 @@ fn copy(
             if image.is_none() {
                 tags.insert(
                     crate::policy::tags::COPY_OF,
-                    format!("{source_region}/{}", original.id),
+                    match source_account {
+                        Some(account) => format!("{account}/{source_region}/{}", original.id),
+                        None => format!("{source_region}/{}", original.id),
+                    },
                 );
             }
             Snapshot {

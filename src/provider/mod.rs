@@ -32,6 +32,10 @@ pub enum Done {
     Protected(String),
     /// The image whose deregistration protection is now disabled.
     Unprotected(String),
+    /// The image or snapshots now shared with another account, or no
+    /// longer (`share`, `unshare`).
+    Shared(Vec<String>),
+    Unshared(Vec<String>),
     /// Not made now, for a reason that clears with time (a volume with as
     /// many pending snapshots as EC2 allows): the backup stays due and the
     /// next run makes it.

@@ -56,7 +56,7 @@ from moto.ec2.models import ec2_backends  # noqa: E402
 from moto.ec2.models.amis import Ami, AmiBackend  # noqa: E402
 from moto.ec2.models.core import TaggedEC2Resource  # noqa: E402
 from moto.ec2.models.elastic_block_store import EBSBackend, Snapshot  # noqa: E402
-from moto.ec2.utils import random_snapshot_id  # noqa: E402
+from moto.ec2.utils import random_ami_id, random_snapshot_id  # noqa: E402
 from moto.ec2.models.availability_zones_and_regions import RegionsAndZonesBackend  # noqa: E402
 from moto.ec2.responses.amis import AmisResponse  # noqa: E402
 from moto.core.responses import ActionResult  # noqa: E402
@@ -312,6 +312,38 @@ def copied_snapshot(backend, source, description, kms_key_id=None):
     return snap
 
 
+def shared_source(backend, kind, source_id, source_region):
+    """The image or snapshot a copy reads: the copying account's own, or
+    another account's that is shared with it (an image's launch permission
+    and each of its snapshots' create-volume permission, as EC2 requires to
+    copy a shared AMI). None when there is no such backup to copy."""
+    me = backend.account_id
+    own = ec2_backends[me][source_region]
+    found = (own.amis if kind == "image" else own.snapshots).get(source_id)
+    if found is not None:
+        return found
+    for account in list(ec2_backends.keys()):
+        if account == me:
+            continue
+        other = ec2_backends[account][source_region]
+        if kind == "snapshot":
+            snap = other.snapshots.get(source_id)
+            if snap is not None and me in snap.create_volume_permission_userids:
+                return snap
+            continue
+        ami = other.amis.get(source_id)
+        if ami is None or {"UserId": me} not in ami.launch_permissions:
+            continue
+        for _, snap in getattr(ami, "backupctl_mappings", []):
+            if me not in snap.create_volume_permission_userids:
+                raise EC2ClientError(
+                    "InvalidSnapshot.NotFound",
+                    f"The snapshot '{snap.id}' of image {source_id} is not shared with account {me}",
+                )
+        return ami
+    return None
+
+
 def copy_image(self):
     source_id = self._get_param("SourceImageId")
     source_region = self._get_param("SourceRegion")
@@ -323,7 +355,7 @@ def copy_image(self):
     key = (backend.account_id, backend.region_name, token)
     if token and key in COPY_TOKENS:
         return ActionResult({"ImageId": COPY_TOKENS[key]})
-    source = ec2_backends[backend.account_id][source_region].amis.get(source_id)
+    source = shared_source(backend, "image", source_id, source_region)
     if source is None:
         raise EC2ClientError("InvalidAMIID.NotFound", f"The image id '[{source_id}]' does not exist")
     if source.state != "available":
@@ -334,7 +366,15 @@ def copy_image(self):
     if not REQUEST["control"]:
         check_copy_limit(backend, "image")
     tags = self._parse_tag_specification()
-    ami = _orig_copy_image(backend, source_id, source_region, name, self._get_param("Description"))
+    ami = Ami(
+        backend,
+        random_ami_id(),
+        instance=None,
+        source_ami=source,
+        name=name,
+        description=self._get_param("Description"),
+    )
+    backend.amis[ami.id] = ami
     backend.snapshots.pop(ami.ebs_snapshot.id, None)
     mappings = []
     for device, snap in getattr(source, "backupctl_mappings", []):
@@ -353,7 +393,7 @@ def copy_image(self):
 
 
 def copy_snapshot(self, source_snapshot_id, source_region, description, kms_key_id):
-    source = ec2_backends[self.account_id][source_region].snapshots.get(source_snapshot_id)
+    source = shared_source(self, "snapshot", source_snapshot_id, source_region)
     if source is None:
         raise EC2ClientError(
             "InvalidSnapshot.NotFound", f"The snapshot '{source_snapshot_id}' does not exist."
@@ -367,7 +407,6 @@ def copy_snapshot(self, source_snapshot_id, source_region, description, kms_key_
     return copied_snapshot(self, source, description, kms_key_id)
 
 
-_orig_copy_image = AmiBackend.copy_image
 
 
 # Snapshot locks, which moto lacks: LockSnapshot (governance or compliance,
@@ -1307,6 +1346,7 @@ class Emulator:
                     "tags": tags(a.id),
                     "snapshot_ids": ami_snapshots(a),
                     "deregistration_protection": protection_words(backend, a.id),
+                    "shared_with": sorted(p["UserId"] for p in a.launch_permissions if "UserId" in p),
                 }
                 for a in backend.amis.values()
             ],
@@ -1317,6 +1357,7 @@ class Emulator:
                     "state": sn.status,
                     "tags": tags(sn.id),
                     "lock": dump_lock(backend, sn.id),
+                    "shared_with": sorted(sn.create_volume_permission_userids),
                 }
                 for sn in backend.snapshots.values()
             ],

@@ -69,6 +69,8 @@ struct Change {
     id: Option<String>,
     snapshot_ids: Option<Vec<String>>,
     kept_snapshot_ids: Option<Vec<String>>,
+    source_account: Option<String>,
+    share_with: Option<String>,
     source_region: Option<String>,
     source_ids: Option<Vec<String>>,
     encrypted: Option<bool>,
@@ -178,6 +180,10 @@ struct Summary {
     protect: usize,
     #[serde(default)]
     unprotect: usize,
+    #[serde(default)]
+    share: usize,
+    #[serde(default)]
+    unshare: usize,
     blocked: usize,
     orphans: usize,
     out_of_scope: usize,
@@ -192,7 +198,7 @@ pub fn check_document(text: &str, name: &str) {
 }
 
 fn check(plan: &Plan, name: &str) {
-    assert_eq!(plan.format_version, "1.8", "{name}");
+    assert_eq!(plan.format_version, "1.9", "{name}");
     assert_eq!(plan.tool.name, "backupctl", "{name}");
     assert!(!plan.tool.version.is_empty(), "{name}");
     assert!(plan.generated_at.ends_with('Z'), "{name}: UTC RFC 3339");
@@ -225,6 +231,8 @@ fn check(plan: &Plan, name: &str) {
         count("protect_image"),
         count("unprotect_image"),
     );
+    let shares = count("share_image") + count("share_snapshot");
+    let unshares = count("unshare_image") + count("unshare_snapshot");
     assert_eq!(
         (
             plan.summary.create,
@@ -233,14 +241,18 @@ fn check(plan: &Plan, name: &str) {
             plan.summary.lock,
             plan.summary.protect,
             plan.summary.unprotect,
+            plan.summary.share,
+            plan.summary.unshare,
         ),
         (
             creates,
             deletes,
-            updates - locks - protects - unprotects,
+            updates - locks - protects - unprotects - shares - unshares,
             locks,
             protects,
-            unprotects
+            unprotects,
+            shares,
+            unshares,
         ),
         "{name}"
     );
@@ -329,7 +341,18 @@ fn check(plan: &Plan, name: &str) {
                     format!("copy_{}", c.resource_type).replace("snapshot", "snapshots")
                 );
                 let from = c.source_region.as_deref().unwrap();
-                assert_ne!(from, c.region, "{name}: a copy goes to another region");
+                // Within an account, a copy goes to another region; across
+                // accounts, its copy-of names the account too.
+                let from = match &c.source_account {
+                    None => {
+                        assert_ne!(from, c.region, "{name}: a copy goes to another region");
+                        from.to_string()
+                    }
+                    Some(account) => {
+                        assert_ne!(c.account.as_ref(), Some(account), "{name}");
+                        format!("{account}/{from}")
+                    }
+                };
                 let ids = c.source_ids.as_ref().unwrap();
                 assert!(!ids.is_empty() && c.encrypted.is_some());
                 if c.kms_key.is_some() {
@@ -402,6 +425,26 @@ fn check(plan: &Plan, name: &str) {
                 let until = c.lock_expires_at.as_deref().unwrap();
                 assert!(until.ends_with('Z') && until > plan.generated_at.as_str());
                 assert_eq!(c.reason.code, "not_locked");
+            }
+            "share_image" | "share_snapshot" | "unshare_image" | "unshare_snapshot" => {
+                assert_eq!(c.actions, ["update"]);
+                let to = c.share_with.as_deref().unwrap();
+                assert!(to.len() == 12 && c.account.as_deref() != Some(to), "{name}");
+                let id = c.id.as_deref().unwrap();
+                let verb = c.operation.split('_').next().unwrap();
+                assert!(
+                    c.address.ends_with(&format!("/{verb}-{id}-with-{to}")),
+                    "{name}: {}",
+                    c.address
+                );
+                let ids = c.snapshot_ids.as_ref().unwrap();
+                assert!(ids.iter().all(|s| s.starts_with("snap-")), "{name}");
+                let code = if verb == "share" {
+                    "not_copied"
+                } else {
+                    "share_not_needed"
+                };
+                assert_eq!(c.reason.code, code, "{name}");
             }
             "protect_image" | "unprotect_image" => {
                 assert_eq!(

@@ -8,6 +8,7 @@ mod bad_policies;
 mod cli;
 mod copies;
 mod crash;
+mod cross_account;
 mod emulator;
 mod every_command;
 mod faults;

@@ -37,7 +37,7 @@ fn a_successful_apply_reports_each_change_with_its_ids_and_request_ids() {
         );
         ok(&out);
         let report = read(&file);
-        assert_eq!(report["format_version"], "1.3");
+        assert_eq!(report["format_version"], "1.4");
         assert_eq!(report["exit_code"], 0);
         assert_eq!(report["result"], "applied", "{report:#}");
         let created = outcomes(&report, "created");

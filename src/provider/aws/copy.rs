@@ -32,6 +32,7 @@ const MAX_THROTTLED: u32 = 10;
 
 pub async fn copy(c: &Clients<'_>, action: &Action) -> Result<Done, ProviderError> {
     let Action::Copy {
+        source_account,
         source_region,
         source_ids,
         name,
@@ -50,9 +51,50 @@ pub async fn copy(c: &Clients<'_>, action: &Action) -> Result<Done, ProviderErro
         encrypted: *encrypted,
         kms_key: kms_key.as_deref(),
     };
-    match name {
-        Some(name) => copy_image(c, source_region, &source_ids[0], name, tags, options).await,
-        None => copy_snapshots(c, source_region, source_ids, tags, options).await,
+    let from = Origin {
+        account: source_account.as_deref(),
+        region: source_region,
+    };
+    let done = match name {
+        Some(name) => copy_image(c, from, &source_ids[0], name, tags, options).await,
+        None => copy_snapshots(c, from, source_ids, tags, options).await,
+    };
+    done.map_err(|e| match from.account {
+        Some(account) => across_accounts(e, account, kms_key.as_deref()),
+        None => e,
+    })
+}
+
+/// Where a copy is copied from.
+#[derive(Clone, Copy)]
+struct Origin<'a> {
+    /// Another account (`to_account`), which shared the original first.
+    account: Option<&'a str>,
+    region: &'a str,
+}
+
+impl Origin<'_> {
+    /// `backupctl:copy-of` of the copy of `id`: `<region>/<id>`, or
+    /// `<account>/<region>/<id>` across accounts.
+    fn copy_of(&self, id: &str) -> String {
+        match self.account {
+            Some(account) => format!("{account}/{}/{id}", self.region),
+            None => format!("{}/{id}", self.region),
+        }
+    }
+}
+
+/// A cross-account copy's failure, with what it needs said: the original
+/// shared (this run's share, before the copy), and encryption the copying
+/// account can use.
+fn across_accounts(e: ProviderError, account: &str, kms_key: Option<&str>) -> ProviderError {
+    let key = kms_key.unwrap_or("the rule's `kms_key`");
+    ProviderError {
+        message: format!(
+            "{}; a copy from account {account} needs the original shared with this account (the plan's share change, applied first) and, if it is encrypted, with a customer managed KMS key whose key policy lets this account use it (backups encrypted with the AWS managed key `aws/ebs` cannot be copied to another account); the copy is encrypted with {key}, a customer managed key of this account that the role backupctl uses here may use",
+            e.message
+        ),
+        ..e
     }
 }
 
@@ -64,17 +106,17 @@ struct Options<'a> {
     kms_key: Option<&'a str>,
 }
 
-/// The client token of the copy of `region/id`: the same for every send of
-/// it, and at most 64 characters, as EC2 requires.
-fn client_token(region: &str, id: &str) -> String {
-    let digest = Sha256::digest(format!("backupctl-copy/{region}/{id}"));
+/// The client token of the copy whose `backupctl:copy-of` is `of`: the
+/// same for every send of it, and at most 64 characters, as EC2 requires.
+fn client_token(of: &str) -> String {
+    let digest = Sha256::digest(format!("backupctl-copy/{of}"));
     let hex: String = format!("{digest:x}").chars().take(40).collect();
     format!("backupctl-{hex}")
 }
 
 async fn copy_image(
     c: &Clients<'_>,
-    region: &str,
+    from: Origin<'_>,
     image_id: &str,
     name: &str,
     tags: &Tags,
@@ -84,10 +126,10 @@ async fn copy_image(
     let sent = c
         .client
         .copy_image()
-        .source_region(region)
+        .source_region(from.region)
         .source_image_id(image_id)
         .name(name)
-        .client_token(client_token(region, image_id))
+        .client_token(client_token(&from.copy_of(image_id)))
         .copy_image_tags(false)
         .tag_specifications(tag_spec(ResourceType::Image, tags))
         .tag_specifications(tag_spec(ResourceType::Snapshot, tags))
@@ -106,7 +148,7 @@ async fn copy_image(
 
 async fn copy_snapshots(
     c: &Clients<'_>,
-    region: &str,
+    from: Origin<'_>,
     snapshot_ids: &[String],
     tags: &Tags,
     o: Options<'_>,
@@ -114,9 +156,9 @@ async fn copy_snapshots(
     let mut made = Vec::new();
     for id in snapshot_ids {
         let mut tags = tags.clone();
-        let of = format!("{region}/{id}");
+        let of = from.copy_of(id);
         tags.insert(tags::COPY_OF, of.as_str());
-        match copy_snapshot(c, region, id, &of, &tags, o).await {
+        match copy_snapshot(c, from.region, id, &of, &tags, o).await {
             Ok(copy) => made.push(copy),
             // What is made stays (it is tagged): the next run copies the
             // rest of the set.

@@ -1,0 +1,327 @@
+//! Copies to another account (`[[copy]] to_account`), planned once every
+//! account of an accounts file is observed.
+//!
+//! Each account is planned on its own, and its inventory freed (see
+//! [`crate::fleet`]); a copy to another account needs two: the originals
+//! where the policy acts, and the copies in the destination. So before an
+//! account's inventory is freed, [`view`] keeps what this needs (the
+//! backups of policies that copy to another account, copies from other
+//! accounts, and backups shared for a copy), and [`plan`] plans over those
+//! views with the same rules as copies within an account (see
+//! [`super::copies`]): a copy of each good original not copied yet, newest
+//! first; retention per destination on the copies; the newest copy never
+//! deleted.
+//!
+//! A copy needs the original shared with the destination account first:
+//! the plan holds a share change in the source account beside each copy,
+//! and apply makes every share before any copy. Once no copy of a shared
+//! original is being made or planned, the next plan unshares it: the
+//! share lasts from the copy's plan until the first run after the copy
+//! completes.
+
+use super::copies::{self, Destination, Found, Place};
+use crate::inventory::{Backup, Inventory, RegionInventory, Tags};
+use crate::plan::{Action, Change, Plan, Precondition, Reason, ReasonCode, ResourceType};
+use crate::policy::{tags, PolicySet};
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashSet};
+
+/// One observed account, as cross-account planning sees it.
+pub struct AccountView {
+    pub id: String,
+    /// The policy set as it acts in this account (see
+    /// [`crate::accounts::AccountSet::policies_for`]).
+    pub policies: PolicySet,
+    /// What [`view`] kept of its inventory.
+    pub inventory: Inventory,
+}
+
+/// Whether some tag of `t` says the backup is shared for a copy.
+fn shared_with(t: &Tags) -> impl Iterator<Item = &str> + '_ {
+    t.keys().filter_map(|k| k.strip_prefix(tags::SHARED_WITH))
+}
+
+/// What of an account's inventory cross-account planning needs: the
+/// backups of policies that copy to another account, copies from other
+/// accounts, and backups shared for a copy, with each region's Recycle Bin
+/// rules. Everything else (instances, volumes, other backups) is dropped.
+pub fn view(policies: &PolicySet, inventory: &Inventory) -> Inventory {
+    let copying: HashSet<&str> = policies
+        .policies
+        .iter()
+        .filter(|p| p.copies.iter().any(|r| r.to_account.is_some()))
+        .map(|p| p.name.as_str())
+        .collect();
+    let wanted = |b: &dyn Backup| {
+        b.policy().is_some_and(|p| copying.contains(p))
+            || b.copy_of().is_some_and(copies::across_accounts)
+            || shared_with(b.tags()).next().is_some()
+    };
+    let regions = inventory
+        .regions
+        .iter()
+        .map(|(region, inv)| {
+            let kept = RegionInventory {
+                images: inv.images.iter().filter(|i| wanted(*i)).cloned().collect(),
+                snapshots: inv
+                    .snapshots
+                    .iter()
+                    .filter(|s| wanted(*s))
+                    .cloned()
+                    .collect(),
+                recycle_bin: inv.recycle_bin.clone(),
+                ..Default::default()
+            };
+            (region.clone(), kept)
+        })
+        .collect();
+    Inventory {
+        format_version: inventory.format_version,
+        observed_at: inventory.observed_at,
+        local_instance: None,
+        regions,
+    }
+}
+
+/// Plans the copies to other accounts of every enabled policy, their
+/// retention, and the shares they need (or no longer need). `accounts`
+/// resolves a `to_account` (id or name) to an id; `deleted`: the ids the
+/// accounts' own plans delete (never copied, never unshared).
+pub fn plan(
+    policies: &PolicySet,
+    views: &[AccountView],
+    accounts: &BTreeMap<String, String>,
+    deleted: &HashSet<String>,
+    now: DateTime<Utc>,
+) -> Plan {
+    let mut out = Plan::empty(now);
+    let by_id: BTreeMap<&str, &AccountView> = views.iter().map(|v| (v.id.as_str(), v)).collect();
+    // (account, region, policy) of every destination a rule plans.
+    let mut planned: HashSet<(&str, &str, &str)> = HashSet::new();
+    for policy in policies.enabled() {
+        for rule in policy.copies.iter().filter(|r| r.to_account.is_some()) {
+            let named = rule.to_account.as_deref().unwrap_or_default();
+            let Some(account) = accounts.get(named).map(String::as_str) else {
+                // The file lists it (checked at load): it is in another
+                // `--shard`.
+                out.warnings.push(format!(
+                    "policy \"{}\" copies to account {named}, which is not among this run's accounts (another --shard?): no copy was planned there; copies across accounts are planned only by a run that holds both accounts",
+                    policy.name
+                ));
+                continue;
+            };
+            let Some(dest) = by_id
+                .get(account)
+                .and_then(|v| v.inventory.regions.get(&rule.to_region))
+            else {
+                out.warnings.push(format!(
+                    "policy \"{}\" copies to {} of account {named}, which was not observed: no copy was planned there, and none of its copies there was judged",
+                    policy.name, rule.to_region
+                ));
+                continue;
+            };
+            planned.insert((account, rule.to_region.as_str(), policy.name.as_str()));
+            let place = Place {
+                account: Some(account),
+                region: rule.to_region.as_str(),
+            };
+            let mut found: BTreeMap<Place, Found> = BTreeMap::new();
+            for v in views.iter().filter(|v| v.id != account) {
+                let Some(acting) = v.policies.get(&policy.name) else {
+                    continue;
+                };
+                for (region, inv) in &v.inventory.regions {
+                    if acting.target.regions.includes(region) {
+                        let from = Place {
+                            account: Some(v.id.as_str()),
+                            region: region.as_str(),
+                        };
+                        found.insert(from, copies::find(policy, inv, true));
+                    }
+                }
+            }
+            found.insert(place, copies::find(policy, dest, true));
+            let ctx = Destination {
+                policy,
+                rule,
+                place,
+                found: &found,
+                deleted,
+                now,
+            };
+            ctx.plan(&found[&place], &mut out);
+        }
+    }
+    // Copies from other accounts that no rule plans any more.
+    for v in views {
+        for (region, inv) in &v.inventory.regions {
+            for policy in policies.enabled() {
+                if planned.contains(&(v.id.as_str(), region.as_str(), policy.name.as_str())) {
+                    continue;
+                }
+                let place = Place {
+                    account: Some(v.id.as_str()),
+                    region: region.as_str(),
+                };
+                copies::out_of_scope(policy, place, &copies::find(policy, inv, true), &mut out);
+            }
+        }
+    }
+    unshare(views, deleted, &mut out);
+    settle_recycle_bin(policies, &by_id, &mut out);
+    out
+}
+
+/// Unshares every original shared with an observed account that has no
+/// copy of it being made and none planned: the copy is made, or no longer
+/// wanted.
+fn unshare(views: &[AccountView], deleted: &HashSet<String>, out: &mut Plan) {
+    let observed: HashSet<&str> = views.iter().map(|v| v.id.as_str()).collect();
+    // (destination account, `backupctl:copy-of`) of each copy in flight.
+    let mut in_flight: HashSet<(String, String)> = HashSet::new();
+    for v in views {
+        for inv in v.inventory.regions.values() {
+            let backups = inv
+                .images
+                .iter()
+                .map(|i| i as &dyn Backup)
+                .chain(inv.snapshots.iter().map(|s| s as &dyn Backup));
+            for b in backups.filter(|b| b.is_pending()) {
+                if let Some(of) = b.copy_of().filter(|of| copies::across_accounts(of)) {
+                    in_flight.insert((v.id.clone(), of.to_string()));
+                }
+            }
+        }
+    }
+    for c in &out.changes {
+        if let Action::Copy {
+            source_account: Some(from),
+            source_region,
+            source_ids,
+            ..
+        } = &c.action
+        {
+            let to = c.account.clone().unwrap_or_default();
+            for id in source_ids {
+                in_flight.insert((to.clone(), format!("{from}/{source_region}/{id}")));
+            }
+        }
+    }
+    let mut unshares = Vec::new();
+    for v in views {
+        for (region, inv) in &v.inventory.regions {
+            let still = |to: &str, id: &str| {
+                !observed.contains(to)
+                    || deleted.contains(id)
+                    || in_flight.contains(&(to.to_string(), format!("{}/{region}/{id}", v.id)))
+            };
+            let mut of_images: HashSet<(&str, &str)> = HashSet::new();
+            for image in &inv.images {
+                for to in shared_with(&image.tags) {
+                    of_images.extend(image.snapshot_ids.iter().map(|s| (to, s.as_str())));
+                    if !still(to, &image.id) {
+                        unshares.push(unshare_change(
+                            &v.id,
+                            region,
+                            image,
+                            ResourceType::Image,
+                            image.snapshot_ids.clone(),
+                            to,
+                        ));
+                    }
+                }
+            }
+            // A set's snapshots, unshared together.
+            let mut sets: BTreeMap<(&str, &str), Vec<&crate::inventory::Snapshot>> =
+                BTreeMap::new();
+            for snapshot in &inv.snapshots {
+                for to in shared_with(&snapshot.tags) {
+                    if !of_images.contains(&(to, snapshot.id.as_str())) && !still(to, &snapshot.id)
+                    {
+                        let set = snapshot.set_id().unwrap_or(snapshot.id.as_str());
+                        sets.entry((set, to)).or_default().push(snapshot);
+                    }
+                }
+            }
+            for ((set, to), snapshots) in sets {
+                let ids = snapshots.iter().map(|s| s.id.clone()).collect();
+                let mut change =
+                    unshare_change(&v.id, region, snapshots[0], ResourceType::Snapshot, ids, to);
+                if let Action::Share { id, .. } = &mut change.action {
+                    *id = set.to_string();
+                }
+                unshares.push(change);
+            }
+        }
+    }
+    out.changes.extend(unshares);
+}
+
+fn unshare_change(
+    account: &str,
+    region: &str,
+    backup: &dyn Backup,
+    resource_type: ResourceType,
+    snapshot_ids: Vec<String>,
+    to: &str,
+) -> Change {
+    Change {
+        account: Some(account.to_string()),
+        policy: backup.policy().unwrap_or_default().to_string(),
+        region: region.to_string(),
+        source: backup.source().unwrap_or("unknown").to_string(),
+        action: Action::Share {
+            resource_type,
+            id: backup.id().to_string(),
+            snapshot_ids,
+            account: to.to_string(),
+            add: false,
+        },
+        reason: Reason {
+            code: ReasonCode::ShareNotNeeded,
+            message: format!(
+                "shared with account {to} for a copy, and no copy of it is being made or planned there (made, or no longer wanted): the share is removed"
+            ),
+        },
+        backups_left: None,
+        recycle_bin: None,
+        precondition: Precondition::Delete {
+            state: backup.state_name(),
+            tags: backup.tags().clone(),
+        },
+    }
+}
+
+/// Where each deletion of a copy goes, by its own account's Recycle Bin
+/// rules (see [`super::recycle_bin`]).
+fn settle_recycle_bin(policies: &PolicySet, by_id: &BTreeMap<&str, &AccountView>, out: &mut Plan) {
+    let mut by_account: BTreeMap<String, Plan> = BTreeMap::new();
+    let mut others = Vec::new();
+    for c in std::mem::take(&mut out.changes) {
+        match (&c.account, c.action.is_delete()) {
+            (Some(a), true) => by_account
+                .entry(a.clone())
+                .or_insert_with(|| Plan::empty(out.generated_at))
+                .changes
+                .push(c),
+            _ => others.push(c),
+        }
+    }
+    for (account, mut part) in by_account {
+        if let Some(v) = by_id.get(account.as_str()) {
+            super::recycle_bin::settle(policies, &v.inventory, &mut part);
+        }
+        for b in &mut part.blocked {
+            b.account = Some(account.clone());
+        }
+        others.extend(part.changes);
+        out.blocked.extend(part.blocked);
+        out.warnings.extend(
+            part.warnings
+                .into_iter()
+                .map(|w| format!("account {account}: {w}")),
+        );
+    }
+    out.changes = others;
+    super::sort_lists(out);
+}
