@@ -325,3 +325,209 @@ fn settle_recycle_bin(policies: &PolicySet, by_id: &BTreeMap<&str, &AccountView>
     out.changes = others;
     super::sort_lists(out);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::testing::owned_image;
+    use crate::inventory::{Image, ImageState};
+    use crate::planner::simulation::{policy, start};
+    use chrono::TimeDelta;
+
+    const PROD: &str = "111111111111";
+    const DR: &str = "444444444444";
+
+    fn policies() -> PolicySet {
+        policy(
+            "ami",
+            "",
+            "max_age = \"14 days\"\n",
+            "[[copy]]\nto_region = \"eu-west-1\"\nto_account = \"dr\"\nkms_key = \"alias/dr\"\n",
+        )
+    }
+
+    fn names() -> BTreeMap<String, String> {
+        [("dr", DR), (DR, DR), ("prod", PROD), (PROD, PROD)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// An account's view holding `images` in `region`.
+    fn view(id: &str, region: &str, images: Vec<Image>) -> AccountView {
+        let mut inventory = Inventory::empty();
+        inventory.regions.insert(
+            region.to_string(),
+            RegionInventory {
+                images,
+                ..Default::default()
+            },
+        );
+        AccountView {
+            id: id.to_string(),
+            policies: policies(),
+            inventory,
+        }
+    }
+
+    fn original(shared: bool) -> Image {
+        let mut image = owned_image("ami-1", "db", "i-1", start());
+        image.snapshot_ids = vec!["snap-1".into()];
+        if shared {
+            image
+                .tags
+                .insert(format!("{}{DR}", tags::SHARED_WITH), "copy");
+        }
+        image
+    }
+
+    fn copy(state: ImageState) -> Image {
+        let mut image = owned_image("ami-c", "db", "i-1", start());
+        image
+            .tags
+            .insert(tags::COPY_OF, format!("{PROD}/us-east-1/ami-1"));
+        image.state = state;
+        image
+    }
+
+    fn operations(p: &Plan) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = p
+            .changes
+            .iter()
+            .map(|c| (c.account.clone().unwrap(), c.action.operation()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn change<'p>(p: &'p Plan, operation: &str) -> &'p Action {
+        let found = p.changes.iter().find(|c| c.action.operation() == operation);
+        &found
+            .unwrap_or_else(|| panic!("no {operation} in {:?}", p.changes))
+            .action
+    }
+
+    fn plan_of(views: &[AccountView], deleted: &[&str]) -> Plan {
+        let deleted = deleted.iter().map(|d| d.to_string()).collect();
+        plan(
+            &policies(),
+            views,
+            &names(),
+            &deleted,
+            start() + TimeDelta::days(1),
+        )
+    }
+
+    #[test]
+    fn a_copy_is_shared_made_then_unshared_once_complete() {
+        // Not copied yet: shared by prod, copied by dr.
+        let p = plan_of(
+            &[
+                view(PROD, "us-east-1", vec![original(false)]),
+                view(DR, "eu-west-1", vec![]),
+            ],
+            &[],
+        );
+        assert_eq!(
+            operations(&p),
+            [
+                (PROD.to_string(), "share_image".to_string()),
+                (DR.to_string(), "copy_image".to_string())
+            ]
+        );
+        let Action::Copy {
+            source_account,
+            kms_key,
+            tags: written,
+            ..
+        } = change(&p, "copy_image")
+        else {
+            unreachable!()
+        };
+        assert_eq!(source_account.as_deref(), Some(PROD));
+        assert_eq!(kms_key.as_deref(), Some("alias/dr"));
+        assert_eq!(
+            written.get(tags::COPY_OF),
+            Some(format!("{PROD}/us-east-1/ami-1").as_str())
+        );
+        let Action::Share {
+            snapshot_ids,
+            account,
+            add: true,
+            ..
+        } = change(&p, "share_image")
+        else {
+            panic!("not a share");
+        };
+        assert_eq!(
+            (snapshot_ids.as_slice(), account.as_str()),
+            (&["snap-1".to_string()][..], DR)
+        );
+        // Being copied: nothing to do, the share stays.
+        let p = plan_of(
+            &[
+                view(PROD, "us-east-1", vec![original(true)]),
+                view(DR, "eu-west-1", vec![copy(ImageState::Pending)]),
+            ],
+            &[],
+        );
+        assert_eq!(operations(&p), []);
+        // Copied: unshared.
+        let p = plan_of(
+            &[
+                view(PROD, "us-east-1", vec![original(true)]),
+                view(DR, "eu-west-1", vec![copy(ImageState::Available)]),
+            ],
+            &[],
+        );
+        assert_eq!(
+            operations(&p),
+            [(PROD.to_string(), "unshare_image".to_string())]
+        );
+        assert_eq!(p.changes[0].reason.code, ReasonCode::ShareNotNeeded);
+    }
+
+    #[test]
+    fn a_share_stays_while_the_destination_is_unknown_and_goes_with_its_original() {
+        // dr not observed: no copy, a warning, and the share is left.
+        let p = plan_of(&[view(PROD, "us-east-1", vec![original(true)])], &[]);
+        assert_eq!(operations(&p), []);
+        assert!(
+            p.warnings[0].contains("copies to eu-west-1 of account dr, which was not observed"),
+            "{:?}",
+            p.warnings
+        );
+        // The original deleted by its account's plan: not unshared first,
+        // and not copied.
+        let p = plan_of(
+            &[
+                view(PROD, "us-east-1", vec![original(true)]),
+                view(DR, "eu-west-1", vec![]),
+            ],
+            &["ami-1"],
+        );
+        assert_eq!(operations(&p), []);
+    }
+
+    #[test]
+    fn copies_from_another_account_are_out_of_scope_without_their_rule() {
+        let other = policy("ami", "", "max_age = \"14 days\"\n", "");
+        let dr = view(DR, "eu-west-1", vec![copy(ImageState::Available)]);
+        let p = plan(&other, &[dr], &names(), &HashSet::new(), start());
+        assert!(p.changes.is_empty());
+        assert_eq!(p.out_of_scope.len(), 1);
+        assert_eq!(p.out_of_scope[0].account.as_deref(), Some(DR));
+        // Each account's own planning leaves them alone.
+        let mut inv = Inventory::empty();
+        inv.regions.insert(
+            "eu-west-1".into(),
+            RegionInventory {
+                images: vec![copy(ImageState::Available)],
+                ..Default::default()
+            },
+        );
+        let own = crate::planner::plan(&policies(), &inv, start() + TimeDelta::days(30));
+        assert!(own.changes.is_empty(), "{:?}", own.changes);
+        assert!(own.out_of_scope.is_empty(), "{:?}", own.out_of_scope);
+    }
+}

@@ -177,7 +177,11 @@ fn backups_are_shared_copied_by_the_other_account_and_unshared() {
     let o = ops(&plan);
     assert_eq!(count(&o, PROD, "unshare_snapshot"), 1, "{o:?}");
     let day0 = image_copies[0].rsplit('/').next().unwrap().to_string();
-    assert_eq!(copied(&plan, "unshare_image"), std::slice::from_ref(&day0), "{o:?}");
+    assert_eq!(
+        copied(&plan, "unshare_image"),
+        std::slice::from_ref(&day0),
+        "{o:?}"
+    );
     let day1 = copied(&plan, "share_image");
     assert_eq!(day1.len(), 1, "{o:?}");
     assert_ne!(day1[0], day0);
