@@ -328,3 +328,58 @@ fn a_share_that_fails_stops_its_copy_and_says_why() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(list(&dump(&emu, DR, "eu-west-1"), "images").len(), 2);
 }
+
+/// Every copy from the other account succeeds in EC2 and its answer
+/// is lost: the image copy's client token and the snapshot copies'
+/// look-up by their account-qualified `backupctl:copy-of` find what was
+/// made, so nothing is copied twice.
+#[test]
+fn a_copy_across_accounts_whose_answer_was_lost_is_not_made_twice() {
+    let (emu, policies) = world();
+    let out = days::run(&emu, &policies, 0, &["apply", "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    emu.faults(json!({"seed": 5, "actions": ["CopyImage", "CopySnapshot"], "lost": 1.0}));
+    let out = emu.run(
+        &policies,
+        &["apply", "--auto-approve"],
+        &[
+            ("BACKUPCTL_NOW", &crate::emulator::day(1)),
+            ("BACKUPCTL_CONSISTENCY_WAIT", "1"),
+        ],
+    );
+    let injected = emu.control("calls", json!({}))["faults"].clone();
+    assert!(
+        injected.as_object().is_some_and(|f| !f.is_empty()),
+        "no answer was lost: {injected}"
+    );
+    emu.faults(json!({}));
+    let out = format!("exit {:?}: {}", out.status.code(), stderr(&out));
+    let next = days::run(&emu, &policies, 1, &["apply", "--auto-approve"]);
+    assert_eq!(next.status.code(), Some(0), "{}", stderr(&next));
+    let copies = dump(&emu, DR, "eu-west-1");
+    let mut seen = std::collections::BTreeMap::new();
+    for r in list(&copies, "images")
+        .iter()
+        .chain(list(&copies, "snapshots"))
+    {
+        if let Some(of) = r["tags"]["backupctl:copy-of"].as_str() {
+            *seen.entry(of.to_string()).or_insert(0) += 1;
+        }
+    }
+    let images = seen.keys().filter(|k| k.contains("/ami-")).count();
+    // Day 0's originals and day 1's (made by the first run, copied by
+    // the second), each copied once; an image copy's snapshot names its
+    // image.
+    assert!(images >= 2, "{seen:?}\n{out}");
+    assert!(
+        seen.iter()
+            .filter(|(of, _)| of.contains("/snap-"))
+            .all(|(_, n)| *n == 1),
+        "a snapshot copied twice: {seen:?}\n{out}"
+    );
+    assert_eq!(
+        list(&copies, "images").len(),
+        seen.keys().filter(|k| k.contains("/ami-")).count(),
+        "an image copied twice: {copies:#}\n{out}"
+    );
+}
