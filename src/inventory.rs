@@ -37,6 +37,15 @@ pub mod recycle_bin;
 mod tag_set;
 pub use tag_set::Tags;
 
+/// The `backupctl:copy-of` of a copy of `id` from `region` (of `account`,
+/// when the copy is made in another account).
+pub fn copy_of(account: Option<&str>, region: &str, id: &str) -> String {
+    match account {
+        Some(account) => format!("{account}/{region}/{id}"),
+        None => format!("{region}/{id}"),
+    }
+}
+
 /// Whether a `backupctl:copy-of` names another account
 /// (`<account>/<region>/<id>`, not `<region>/<id>`).
 pub fn copied_across_accounts(of: &str) -> bool {

@@ -89,10 +89,7 @@ pub(super) struct Place<'a> {
 impl Place<'_> {
     /// `backupctl:copy-of` of a copy of `id` from here.
     pub fn copy_of(&self, id: &str) -> String {
-        match self.account {
-            Some(account) => format!("{account}/{}/{id}", self.region),
-            None => format!("{}/{id}", self.region),
-        }
+        crate::inventory::copy_of(self.account, self.region, id)
     }
 }
 
@@ -107,8 +104,6 @@ pub(super) struct Found<'a> {
     copies: BTreeMap<&'a str, Vec<Unit<'a>>>,
     /// The `backupctl:copy-of` of every copy that is good or being made.
     pub live: HashSet<&'a str>,
-    /// The `backupctl:copy-of` of every copy still being made.
-    pub pending: HashSet<&'a str>,
 }
 
 /// The backups of `policy` in a region: its originals, and its copies from
@@ -126,9 +121,6 @@ pub(super) fn find<'a>(policy: &Policy, inv: &'a RegionInventory, cross: bool) -
             Some(of) => {
                 if image.is_good() || image.is_pending() {
                     found.live.insert(of);
-                }
-                if image.is_pending() {
-                    found.pending.insert(of);
                 }
                 found
                     .copies
@@ -158,9 +150,6 @@ pub(super) fn find<'a>(policy: &Policy, inv: &'a RegionInventory, cross: bool) -
         }
         if let Some(of) = copy.filter(|_| snapshot.is_good() || snapshot.is_pending()) {
             found.live.insert(of);
-        }
-        if let Some(of) = copy.filter(|_| snapshot.is_pending()) {
-            found.pending.insert(of);
         }
         if let (Some(source), Some(set)) = (snapshot.source(), snapshot.set_id()) {
             sets.entry((copy.is_some(), source, set))

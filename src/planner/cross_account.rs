@@ -203,7 +203,10 @@ fn unshare(views: &[AccountView], deleted: &HashSet<String>, out: &mut Plan) {
         {
             let to = c.account.clone().unwrap_or_default();
             for id in source_ids {
-                in_flight.insert((to.clone(), format!("{from}/{source_region}/{id}")));
+                in_flight.insert((
+                    to.clone(),
+                    crate::inventory::copy_of(Some(from), source_region, id),
+                ));
             }
         }
     }
@@ -213,7 +216,10 @@ fn unshare(views: &[AccountView], deleted: &HashSet<String>, out: &mut Plan) {
             let still = |to: &str, id: &str| {
                 !observed.contains(to)
                     || deleted.contains(id)
-                    || in_flight.contains(&(to.to_string(), format!("{}/{region}/{id}", v.id)))
+                    || in_flight.contains(&(
+                        to.to_string(),
+                        crate::inventory::copy_of(Some(&v.id), region, id),
+                    ))
             };
             let mut of_images: HashSet<(&str, &str)> = HashSet::new();
             for image in &inv.images {

@@ -534,10 +534,11 @@ fn copy(
             if image.is_none() {
                 tags.insert(
                     crate::policy::tags::COPY_OF,
-                    match source_account {
-                        Some(account) => format!("{account}/{source_region}/{}", original.id),
-                        None => format!("{source_region}/{}", original.id),
-                    },
+                    crate::inventory::copy_of(
+                        source_account.as_deref(),
+                        source_region,
+                        &original.id,
+                    ),
                 );
             }
             Snapshot {

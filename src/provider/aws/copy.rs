@@ -77,10 +77,7 @@ impl Origin<'_> {
     /// `backupctl:copy-of` of the copy of `id`: `<region>/<id>`, or
     /// `<account>/<region>/<id>` across accounts.
     fn copy_of(&self, id: &str) -> String {
-        match self.account {
-            Some(account) => format!("{account}/{}/{id}", self.region),
-            None => format!("{}/{id}", self.region),
-        }
+        crate::inventory::copy_of(self.account, self.region, id)
     }
 }
 
