@@ -439,6 +439,14 @@ impl fmt::Display for InventoryError {
     }
 }
 
+impl RegionInventory {
+    /// Every image and snapshot, as backups.
+    pub fn backups(&self) -> impl Iterator<Item = &dyn Backup> + '_ {
+        let images = self.images.iter().map(|i| i as &dyn Backup);
+        images.chain(self.snapshots.iter().map(|s| s as &dyn Backup))
+    }
+}
+
 impl Inventory {
     pub fn empty() -> Self {
         Inventory {

@@ -197,13 +197,8 @@ pub fn plan(policies: &PolicySet, inventory: &Inventory, now: DateTime<Utc>, out
     // the inventory tells which, so that only the others are searched.
     let mut copied: HashSet<&str> = HashSet::new();
     for inv in inventory.regions.values() {
-        let backups = inv
-            .images
-            .iter()
-            .map(|i| i as &dyn Backup)
-            .chain(inv.snapshots.iter().map(|s| s as &dyn Backup));
         copied.extend(
-            backups
+            inv.backups()
                 .filter(|b| b.copy_of().is_some())
                 .filter_map(|b| b.policy()),
         );

@@ -25,11 +25,8 @@ fn fleet() -> Inventory {
 }
 
 fn copies_in<'a>(inv: &'a Inventory, region: &str) -> Vec<&'a dyn Backup> {
-    let reg = &inv.regions[region];
-    let images = reg.images.iter().map(|i| i as &dyn Backup);
-    let snapshots = reg.snapshots.iter().map(|s| s as &dyn Backup);
-    images
-        .chain(snapshots)
+    inv.regions[region]
+        .backups()
         .filter(|b| b.copy_of().is_some())
         .collect()
 }
@@ -76,15 +73,7 @@ fn sixty_daily_runs_keep_each_destination_to_its_own_retention() {
                 times.dedup();
                 // Snapshot sets: one time per set (its two copies agree).
                 let newest_original = inv.regions["us-east-1"]
-                    .images
-                    .iter()
-                    .map(|i| i as &dyn Backup)
-                    .chain(
-                        inv.regions["us-east-1"]
-                            .snapshots
-                            .iter()
-                            .map(|s| s as &dyn Backup),
-                    )
+                    .backups()
                     .filter(|b| b.source() == Some(source) && b.copy_of().is_none())
                     .map(|b| b.aged_from())
                     .max()

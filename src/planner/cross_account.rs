@@ -181,12 +181,7 @@ fn unshare(views: &[AccountView], deleted: &HashSet<String>, out: &mut Plan) {
     let mut in_flight: HashSet<(String, String)> = HashSet::new();
     for v in views {
         for inv in v.inventory.regions.values() {
-            let backups = inv
-                .images
-                .iter()
-                .map(|i| i as &dyn Backup)
-                .chain(inv.snapshots.iter().map(|s| s as &dyn Backup));
-            for b in backups.filter(|b| b.is_pending()) {
+            for b in inv.backups().filter(|b| b.is_pending()) {
                 if let Some(of) = b.copy_of().filter(|of| copies::across_accounts(of)) {
                     in_flight.insert((v.id.clone(), of.to_string()));
                 }
