@@ -72,6 +72,31 @@ pub fn changes_differ<'a>(
     policies: &PolicySet,
     observed: &Inventory,
 ) -> Vec<String> {
+    differ(saved, fresh, |c| missing(c, fresh, policies, observed))
+}
+
+/// Why each of `saved`'s changes across accounts (see
+/// [`crate::planner::cross_account`]) is not one `fresh` makes too: they
+/// are planned once every account is observed, when no account's
+/// inventory is left to say more about one that is missing.
+pub fn cross_account_differ(saved: &Plan, fresh: &Plan) -> Vec<String> {
+    differ(
+        saved.changes.iter().filter(|c| c.is_cross_account()),
+        fresh,
+        |_| {
+            "a fresh plan does not make this change across accounts (done since, or no longer wanted)"
+                .to_string()
+        },
+    )
+}
+
+/// Each of `saved`'s changes that `fresh` makes differently (see
+/// [`changed`]) or not at all (`missing` says why), by address.
+fn differ<'a>(
+    saved: impl IntoIterator<Item = &'a Change>,
+    fresh: &Plan,
+    missing: impl Fn(&Change) -> String,
+) -> Vec<String> {
     let mut out = Vec::new();
     let by_address: HashMap<String, &Change> =
         fresh.changes.iter().map(|c| (c.address(), c)).collect();
@@ -79,33 +104,7 @@ pub fn changes_differ<'a>(
         let address = c.address();
         let why = match by_address.get(&address) {
             Some(now) => changed(c, now),
-            None => Some(missing(c, fresh, policies, observed)),
-        };
-        if let Some(why) = why {
-            out.push(format!("{address}: {why}"));
-        }
-    }
-    out
-}
-
-/// Why each of `saved`'s changes across accounts (see
-/// [`crate::planner::cross_account`]) is not one `fresh` makes too.
-pub fn cross_account_differ(saved: &Plan, fresh: &Plan) -> Vec<String> {
-    let by_address: HashMap<String, &Change> = fresh
-        .changes
-        .iter()
-        .filter(|c| c.is_cross_account())
-        .map(|c| (c.address(), c))
-        .collect();
-    let mut out = Vec::new();
-    for c in saved.changes.iter().filter(|c| c.is_cross_account()) {
-        let address = c.address();
-        let why = match by_address.get(&address) {
-            Some(now) => changed(c, now),
-            None => Some(
-                "a fresh plan does not make this change across accounts (done since, or no longer wanted)"
-                    .to_string(),
-            ),
+            None => Some(missing(c)),
         };
         if let Some(why) = why {
             out.push(format!("{address}: {why}"));
