@@ -297,21 +297,28 @@ impl Fleet {
             let failed = c
                 .action
                 .copied()
-                .filter(|_| c.action.is_cross_account())
                 .and_then(|id| unshared.get(&(c.account.clone().unwrap_or_default(), id)));
-            match failed {
-                Some(e) => skipped.push(crate::apply::Outcome::skipped(
+            match (failed, &c.action) {
+                (
+                    Some(e),
+                    Action::Copy {
+                        source_account: Some(from),
+                        kms_key,
+                        ..
+                    },
+                ) => skipped.push(crate::apply::Outcome::skipped(
                     c.clone(),
                     ProviderError {
                         code: e.code.clone(),
                         message: format!(
-                            "not copied: sharing {} with this account failed ({}); a copy from another account needs the original shared with it, and, if encrypted, a customer managed KMS key the copying account may use",
+                            "not copied: sharing {} with this account failed ({}); {}",
                             c.action.copied().unwrap_or_default(),
-                            e.message
+                            e.message,
+                            crate::provider::cross_account_copy_needs(from, kms_key.as_deref())
                         ),
                     },
                 )),
-                None => go.push(c),
+                _ => go.push(c),
             }
         }
         let part = self

@@ -71,6 +71,16 @@ pub async fn with_request_ids<T>(work: impl Future<Output = T>) -> (T, Vec<Strin
         .await
 }
 
+/// What a copy from `account` (`[[copy]] to_account`) needs, said after
+/// its failure: the original shared (the plan's share, applied first) and
+/// encryption the copying account can use.
+pub fn cross_account_copy_needs(account: &str, kms_key: Option<&str>) -> String {
+    let key = kms_key.unwrap_or("the rule's `kms_key`");
+    format!(
+        "a copy from account {account} needs the original shared with this account (the plan's share change, applied first) and, if it is encrypted, with a customer managed KMS key whose key policy lets this account use it (backups encrypted with the AWS managed key `aws/ebs` cannot be copied to another account); the copy is encrypted with {key}, a customer managed key of this account that the role backupctl uses here may use"
+    )
+}
+
 /// EC2's refusal of a copy beyond the copies in flight it allows into a
 /// region (20 snapshots, 100 images): the copy is made later, not failed.
 pub const COPY_LIMIT: &str = "ResourceLimitExceeded";

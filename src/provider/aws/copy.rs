@@ -81,15 +81,13 @@ impl Origin<'_> {
     }
 }
 
-/// A cross-account copy's failure, with what it needs said: the original
-/// shared (this run's share, before the copy), and encryption the copying
-/// account can use.
+/// A cross-account copy's failure, with what it needs said.
 fn across_accounts(e: ProviderError, account: &str, kms_key: Option<&str>) -> ProviderError {
-    let key = kms_key.unwrap_or("the rule's `kms_key`");
     ProviderError {
         message: format!(
-            "{}; a copy from account {account} needs the original shared with this account (the plan's share change, applied first) and, if it is encrypted, with a customer managed KMS key whose key policy lets this account use it (backups encrypted with the AWS managed key `aws/ebs` cannot be copied to another account); the copy is encrypted with {key}, a customer managed key of this account that the role backupctl uses here may use",
-            e.message
+            "{}; {}",
+            e.message,
+            crate::provider::cross_account_copy_needs(account, kms_key)
         ),
         ..e
     }
