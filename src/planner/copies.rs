@@ -35,7 +35,9 @@ use super::deletions::display_source;
 use super::retention::{self, Verdict};
 use super::scope;
 use super::sets::{SnapshotSet, Unit};
-use crate::inventory::{managed_by_aws, Backup, Inventory, RegionInventory, Tags};
+use crate::inventory::{
+    copied_across_accounts, managed_by_aws, Backup, Inventory, RegionInventory, Tags,
+};
 use crate::plan::{
     Action, BackupsLeft, Change, Kept, Plan, Precondition, Reason, ReasonCode, ResourceType,
 };
@@ -93,8 +95,6 @@ impl Place<'_> {
     }
 }
 
-pub(super) use crate::inventory::copied_across_accounts as across_accounts;
-
 /// One region's backups of one policy, split into originals and copies.
 #[derive(Default)]
 pub(super) struct Found<'a> {
@@ -117,7 +117,7 @@ pub(super) fn find<'a>(policy: &Policy, inv: &'a RegionInventory, cross: bool) -
             continue;
         };
         match image.copy_of() {
-            Some(of) if across_accounts(of) != cross => {}
+            Some(of) if copied_across_accounts(of) != cross => {}
             Some(of) => {
                 if image.is_good() || image.is_pending() {
                     found.live.insert(of);
@@ -145,7 +145,7 @@ pub(super) fn find<'a>(policy: &Policy, inv: &'a RegionInventory, cross: bool) -
     for snapshot in inv.snapshots.iter().filter(|s| owned(*s)) {
         let copy = snapshot.copy_of();
         // An image copy's snapshots go with their image.
-        if copy.is_some_and(|of| of.contains("/ami-") || across_accounts(of) != cross) {
+        if copy.is_some_and(|of| of.contains("/ami-") || copied_across_accounts(of) != cross) {
             continue;
         }
         if let Some(of) = copy.filter(|_| snapshot.is_good() || snapshot.is_pending()) {

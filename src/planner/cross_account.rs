@@ -20,7 +20,7 @@
 //! completes.
 
 use super::copies::{self, Destination, Found, Place};
-use crate::inventory::{Backup, Inventory, RegionInventory, Tags};
+use crate::inventory::{copied_across_accounts, Backup, Inventory, RegionInventory, Tags};
 use crate::plan::{Action, Change, Plan, Precondition, Reason, ReasonCode, ResourceType};
 use crate::policy::{tags, PolicySet};
 use chrono::{DateTime, Utc};
@@ -36,7 +36,7 @@ pub struct AccountView {
     pub inventory: Inventory,
 }
 
-/// Whether some tag of `t` says the backup is shared for a copy.
+/// The accounts the tags `t` say the backup is shared with for a copy.
 fn shared_with(t: &Tags) -> impl Iterator<Item = &str> + '_ {
     t.keys().filter_map(|k| k.strip_prefix(tags::SHARED_WITH))
 }
@@ -54,7 +54,7 @@ pub fn view(policies: &PolicySet, inventory: &Inventory) -> Inventory {
         .collect();
     let wanted = |b: &dyn Backup| {
         b.policy().is_some_and(|p| copying.contains(p))
-            || b.copy_of().is_some_and(copies::across_accounts)
+            || b.copy_of().is_some_and(copied_across_accounts)
             || shared_with(b.tags()).next().is_some()
     };
     let regions = inventory
@@ -182,7 +182,7 @@ fn unshare(views: &[AccountView], deleted: &HashSet<String>, out: &mut Plan) {
     for v in views {
         for inv in v.inventory.regions.values() {
             for b in inv.backups().filter(|b| b.is_pending()) {
-                if let Some(of) = b.copy_of().filter(|of| copies::across_accounts(of)) {
+                if let Some(of) = b.copy_of().filter(|of| copied_across_accounts(of)) {
                     in_flight.insert((v.id.clone(), of.to_string()));
                 }
             }
@@ -225,7 +225,7 @@ fn unshare(views: &[AccountView], deleted: &HashSet<String>, out: &mut Plan) {
                             &v.id,
                             region,
                             image,
-                            ResourceType::Image,
+                            (ResourceType::Image, &image.id),
                             image.snapshot_ids.clone(),
                             to,
                         ));
@@ -246,26 +246,32 @@ fn unshare(views: &[AccountView], deleted: &HashSet<String>, out: &mut Plan) {
             }
             for ((set, to), snapshots) in sets {
                 let ids = snapshots.iter().map(|s| s.id.clone()).collect();
-                let mut change =
-                    unshare_change(&v.id, region, snapshots[0], ResourceType::Snapshot, ids, to);
-                if let Action::Share { id, .. } = &mut change.action {
-                    *id = set.to_string();
-                }
-                unshares.push(change);
+                unshares.push(unshare_change(
+                    &v.id,
+                    region,
+                    snapshots[0],
+                    (ResourceType::Snapshot, set),
+                    ids,
+                    to,
+                ));
             }
         }
     }
     out.changes.extend(unshares);
 }
 
+/// The unshare of `what` (an image, or a snapshot set or snapshot) in
+/// `account`, from `to`; `backup` (the image, or one of the snapshots)
+/// gives its policy, source and precondition.
 fn unshare_change(
     account: &str,
     region: &str,
     backup: &dyn Backup,
-    resource_type: ResourceType,
+    what: (ResourceType, &str),
     snapshot_ids: Vec<String>,
     to: &str,
 ) -> Change {
+    let (resource_type, id) = what;
     Change {
         account: Some(account.to_string()),
         policy: backup.policy().unwrap_or_default().to_string(),
@@ -273,7 +279,7 @@ fn unshare_change(
         source: backup.source().unwrap_or("unknown").to_string(),
         action: Action::Share {
             resource_type,
-            id: backup.id().to_string(),
+            id: id.to_string(),
             snapshot_ids,
             account: to.to_string(),
             add: false,
